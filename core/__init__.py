@@ -1,0 +1,1 @@
+"""Shared foundations: settings, record schemas, the simulated clock, the simulator, features, metrics."""

@@ -1,0 +1,63 @@
+"""The model-registry contract shared by training (writes it) and serving (reads it).
+
+One registered model; alias ``champion`` serves, ``challenger`` is a candidate. Each model version
+carries tags with what serving needs besides the model: the decision threshold, the feature list,
+the label delay its terminal features assume, and the DVC version of its training data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+MODEL_ARTIFACT = "model"
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+TAG_THRESHOLD = "fraudops.threshold"
+TAG_FEATURES = "fraudops.features"
+TAG_DATA_VERSION = "fraudops.data_version"
+TAG_LABEL_DELAY = "fraudops.label_delay_days"
+SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered model version and what serving needs to use it."""
+
+    name: str
+    version: str
+    alias: str | None
+    run_id: str
+    threshold: float
+    features: list[str]
+    label_delay_days: int
+    data_version: str
+
+
+def read_model_info(client: Any, name: str, alias: str) -> ModelInfo:
+    """Resolve ``alias`` to a version and read its tags (raises MlflowException when absent)."""
+    mv = client.get_model_version_by_alias(name, alias)
+    return model_info_from_version(mv, alias)
+
+
+def model_info_from_version(mv: Any, alias: str | None) -> ModelInfo:
+    """Build :class:`ModelInfo` from an MLflow ``ModelVersion``."""
+    tags = mv.tags
+    return ModelInfo(
+        name=mv.name,
+        version=str(mv.version),
+        alias=alias,
+        run_id=mv.run_id,
+        threshold=float(tags[TAG_THRESHOLD]),
+        features=json.loads(tags[TAG_FEATURES]),
+        label_delay_days=int(tags[TAG_LABEL_DELAY]),
+        data_version=tags.get(TAG_DATA_VERSION, "unknown"),
+    )
+
+
+def load_model(info: ModelInfo) -> Any:
+    """Load the scikit-learn model of a version (skops format: only the types trusted at logging load)."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(f"models:/{info.name}/{info.version}")

@@ -1,0 +1,131 @@
+"""Runtime settings, read once from the environment (prefix ``FRAUDOPS_``) and a git-ignored ``.env``.
+
+Model and data parameters live in ``params.yaml`` (see :mod:`core.params`); this class holds only what
+changes between environments: where the stores are, which servers to talk to, and secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_KEY = "changethis"
+
+
+class Settings(BaseSettings):
+    """Every runtime value of fraudops; defaults describe the solo, embedded development setup."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDOPS_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "staging", "production"] = "development"
+    project_dir: Path = Field(default_factory=Path.cwd, description="Root holding data/, stores/, dvc.yaml.")
+    mlflow_tracking_uri: str | None = Field(default=None, description="Default: sqlite under stores/mlflow.")
+    model_name: str = "fraud-detector"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    admin_api_key: str = PLACEHOLDER_KEY
+    reload_interval_s: float = Field(default=10.0, ge=0, description="Registry poll interval; 0 disables.")
+    max_batch_rows: int = Field(default=10_000, ge=1)
+    request_timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_outside_development(self) -> Settings:
+        if self.environment != "development" and self.admin_api_key == PLACEHOLDER_KEY:
+            raise ValueError(
+                "FRAUDOPS_ADMIN_API_KEY is the placeholder; set a real secret outside development"
+            )
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        return self.project_dir / "data"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.data_dir / "labels"
+
+    @property
+    def stores_dir(self) -> Path:
+        return self.project_dir / "stores"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.project_dir / "reports"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.stores_dir / "predictions"
+
+    @property
+    def feedback_dir(self) -> Path:
+        return self.stores_dir / "feedback"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.stores_dir / "prefect"
+
+    @property
+    def clock_file(self) -> Path:
+        return self.stores_dir / "clock.json"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.stores_dir / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.stores_dir / "mlflow" / "artifacts"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()
+
+
+def ensure_admin_key(settings: Settings) -> str:
+    """Return the admin key; in development, generate one into ``.env`` the first time it is needed."""
+    if settings.admin_api_key != PLACEHOLDER_KEY or settings.environment != "development":
+        return settings.admin_api_key
+    env_file = settings.project_dir / ".env"
+    key = secrets.token_urlsafe(24)
+    with env_file.open("a", encoding="utf-8") as fh:
+        fh.write(f"FRAUDOPS_ADMIN_API_KEY={key}\n")
+    os.environ["FRAUDOPS_ADMIN_API_KEY"] = key
+    settings.admin_api_key = key
+    return key
+
+
+def tool_environment(settings: Settings) -> dict[str, str]:
+    """Environment for the embedded tools: state inside the project, telemetry off."""
+    env = {
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(settings.stores_dir / "dvc-site"),
+        "PREFECT_HOME": str(settings.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "OMP_NUM_THREADS": "1",
+    }
+    return env
+
+
+def apply_tool_environment(settings: Settings) -> None:
+    """Set the tool environment in this process, keeping anything the user set explicitly."""
+    for key, value in tool_environment(settings).items():
+        os.environ.setdefault(key, value)
