@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 
 class DataParams(BaseModel):
@@ -65,5 +65,7 @@ class Params(BaseModel):
 def load_params(path: Path) -> Params:
     """Read ``params.yaml`` (every key is required: the file is the one place these values live)."""
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run fraudops from the project folder or set FRAUDOPS_PROJECT_DIR")
+        raise FileNotFoundError(
+            f"{path} not found: run fraudops from the project folder or set FRAUDOPS_PROJECT_DIR"
+        )
     return Params.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})

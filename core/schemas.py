@@ -15,7 +15,9 @@ class TransactionSchema(pa.DataFrameModel):
     """One card transaction as the bank's switch reports it (timestamps in UTC)."""
 
     transaction_id: Series[str] = pa.Field(nullable=False, unique=True, str_length={"min_value": 1})
-    tx_datetime: Series[pd.DatetimeTZDtype] = pa.Field(nullable=False, dtype_kwargs={"unit": "us", "tz": "UTC"})
+    tx_datetime: Series[pd.DatetimeTZDtype] = pa.Field(
+        nullable=False, dtype_kwargs={"unit": "us", "tz": "UTC"}
+    )
     customer_id: Series[int] = pa.Field(ge=0, nullable=False)
     terminal_id: Series[int] = pa.Field(ge=0, nullable=False)
     tx_amount: Series[float] = pa.Field(ge=0, nullable=False)

@@ -129,7 +129,10 @@ def _new_incidents(pop: Population, cfg: SimulationConfig, rng: np.random.Genera
     card_rate = cfg.compromised_cards_per_5000 * n_cust / 5_000
     for day in range(cfg.days):
         start = cfg.start_date + dt.timedelta(days=day)
-        for kind, rate, pool, length in (("terminal", term_rate, n_term, S2_DAYS), ("card", card_rate, n_cust, S3_DAYS)):
+        for kind, rate, pool, length in (
+            ("terminal", term_rate, n_term, S2_DAYS),
+            ("card", card_rate, n_cust, S3_DAYS),
+        ):
             for entity in rng.choice(pool, size=min(pool, rng.poisson(rate)), replace=False):
                 rows.append((kind, int(entity), start, start + dt.timedelta(days=length)))
     return pd.DataFrame(rows, columns=["kind", "entity_id", "start", "end"])
@@ -139,14 +142,22 @@ def _active(incidents: pd.DataFrame, kind: str, entity: np.ndarray, date: np.nda
     """Whether each (entity, date) falls inside an incident of ``kind``."""
     hit = np.zeros(len(entity), dtype=bool)
     for inc in incidents[incidents["kind"] == kind].itertuples():
-        hit |= (entity == inc.entity_id) & (date >= np.datetime64(inc.start)) & (date < np.datetime64(inc.end))
+        hit |= (
+            (entity == inc.entity_id) & (date >= np.datetime64(inc.start)) & (date < np.datetime64(inc.end))
+        )
     return hit
 
 
 def _apply_fraud(
-    tx: pd.DataFrame, pop: Population, cfg: SimulationConfig, incidents: pd.DataFrame, rng: np.random.Generator
+    tx: pd.DataFrame,
+    pop: Population,
+    cfg: SimulationConfig,
+    incidents: pd.DataFrame,
+    rng: np.random.Generator,
 ) -> pd.DataFrame:
-    date = (np.datetime64(cfg.start_date) + tx["day"].to_numpy().astype("timedelta64[D]")).astype("datetime64[D]")
+    date = (np.datetime64(cfg.start_date) + tx["day"].to_numpy().astype("timedelta64[D]")).astype(
+        "datetime64[D]"
+    )
     scenario = np.zeros(len(tx), dtype=np.int64)
     amount = tx["tx_amount"].to_numpy().copy()
     scenario[amount > S1_AMOUNT] = 1
@@ -182,13 +193,21 @@ def simulate(
     """Simulate ``cfg.days`` days: transactions with their labels, and all incidents (old and new)."""
     rng = np.random.default_rng([cfg.seed, cfg.start_date.toordinal()])
     tx = _draw_transactions(pop, cfg, rng)
-    incidents = pd.concat([open_incidents, _new_incidents(pop, cfg, rng)], ignore_index=True) if open_incidents is not None else _new_incidents(pop, cfg, rng)
+    incidents = (
+        pd.concat([open_incidents, _new_incidents(pop, cfg, rng)], ignore_index=True)
+        if open_incidents is not None
+        else _new_incidents(pop, cfg, rng)
+    )
     tx = _apply_fraud(tx, pop, cfg, incidents, rng)
     base = pd.Timestamp(cfg.start_date, tz="UTC")
-    tx["tx_datetime"] = (base + pd.to_timedelta(tx["day"] * 86_400 + tx["seconds"], unit="s")).astype("datetime64[us, UTC]")
+    tx["tx_datetime"] = (base + pd.to_timedelta(tx["day"] * 86_400 + tx["seconds"], unit="s")).astype(
+        "datetime64[us, UTC]"
+    )
     tx = tx.sort_values(["tx_datetime", "customer_id", "terminal_id"], kind="stable").reset_index(drop=True)
     seq = tx.groupby("day").cumcount().to_numpy()
-    tx["transaction_id"] = [f"T{d:%Y%m%d}-{s:07d}" for d, s in zip(tx["tx_datetime"].dt.date, seq, strict=True)]
+    tx["transaction_id"] = [
+        f"T{d:%Y%m%d}-{s:07d}" for d, s in zip(tx["tx_datetime"].dt.date, seq, strict=True)
+    ]
     return tx, incidents
 
 
@@ -221,8 +240,10 @@ def write_simulation(out: Path, cfg: SimulationConfig) -> tuple[SimulationConfig
     if incidents_file.exists():
         previous = pd.read_parquet(incidents_file)
         open_incidents = previous[pd.to_datetime(previous["end"]).dt.date > cfg.start_date]
-        open_incidents = open_incidents.assign(start=pd.to_datetime(open_incidents["start"]).dt.date,
-                                               end=pd.to_datetime(open_incidents["end"]).dt.date)
+        open_incidents = open_incidents.assign(
+            start=pd.to_datetime(open_incidents["start"]).dt.date,
+            end=pd.to_datetime(open_incidents["end"]).dt.date,
+        )
     tx, incidents = simulate(cfg, pop, open_incidents)
     for sub in ("transactions", "labels"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -230,7 +251,9 @@ def write_simulation(out: Path, cfg: SimulationConfig) -> tuple[SimulationConfig
         part[["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]].to_parquet(
             out / "transactions" / f"{day}.parquet", index=False
         )
-        part[["transaction_id", "tx_fraud", "tx_fraud_scenario"]].to_parquet(out / "labels" / f"{day}.parquet", index=False)
+        part[["transaction_id", "tx_fraud", "tx_fraud_scenario"]].to_parquet(
+            out / "labels" / f"{day}.parquet", index=False
+        )
     pop.customers.to_parquet(out / "customers.parquet", index=False)
     pop.terminals.to_parquet(out / "terminals.parquet", index=False)
     incidents.to_parquet(incidents_file, index=False)

@@ -1,0 +1,57 @@
+# fraudops — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+VENV := .venv
+BIN := $(VENV)/bin
+# uv from PATH when present, else bootstrapped with pip into .uv/ (git-ignored)
+UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export DVC_NO_ANALYTICS := 1
+export OMP_NUM_THREADS := 1
+
+.PHONY: help setup demo test lint bench serve mlflow-ui prefect-ui clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+.uv/bin/uv:
+	@echo "uv not found: installing uv $(UV_VERSION) into .uv/ with pip"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .uv "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+setup: $(VENV)/.installed ## Create .venv from the lock file (uv; bootstrapped with pip when absent)
+
+demo: setup ## Run the whole loop offline: simulate, ingest, train, serve, monitor, retrain, promote
+	$(BIN)/fraudops demo
+
+test: setup ## Run the full test suite
+	$(BIN)/pytest
+
+lint: setup ## Run exactly what CI lints with: ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: setup ## Run the benchmarks and print their figures (see docs/benchmarks.md)
+	$(BIN)/python -m benchmarks.run
+
+serve: setup ## Serve the champion model on 127.0.0.1:8000
+	$(BIN)/fraudops serve
+
+mlflow-ui: setup ## Open the MLflow UI on the project's store (http://127.0.0.1:5000)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///stores/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+prefect-ui: setup ## Open the Prefect UI on the project's flow runs (http://127.0.0.1:4200)
+	PREFECT_HOME=$(CURDIR)/stores/prefect PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/prefect server start --host 127.0.0.1
+
+clean: ## Remove generated data, stores and reports (keeps .venv)
+	rm -rf stores reports demo data/raw data/labels data/validated data/features data/quarantine
