@@ -140,11 +140,12 @@ def _new_incidents(pop: Population, cfg: SimulationConfig, rng: np.random.Genera
 
 def _active(incidents: pd.DataFrame, kind: str, entity: np.ndarray, date: np.ndarray) -> np.ndarray:
     """Whether each (entity, date) falls inside an incident of ``kind``."""
+    chosen = incidents[incidents["kind"] == kind]
+    starts = pd.to_datetime(chosen["start"]).to_numpy().astype("datetime64[D]")
+    ends = pd.to_datetime(chosen["end"]).to_numpy().astype("datetime64[D]")
     hit = np.zeros(len(entity), dtype=bool)
-    for inc in incidents[incidents["kind"] == kind].itertuples():
-        hit |= (
-            (entity == inc.entity_id) & (date >= np.datetime64(inc.start)) & (date < np.datetime64(inc.end))
-        )
+    for entity_id, start, end in zip(chosen["entity_id"].to_numpy(), starts, ends, strict=True):
+        hit |= (entity == entity_id) & (date >= start) & (date < end)
     return hit
 
 
