@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     reload_interval_s: float = Field(default=10.0, ge=0, description="Registry poll interval; 0 disables.")
     max_batch_rows: int = Field(default=10_000, ge=1)
     request_timeout_s: float = Field(default=60.0, gt=0)
+    task_retries: int = Field(default=2, ge=0, description="Retries of flow tasks that call other services.")
+    retry_delay_s: float = Field(default=5.0, ge=0, description="Delay between those retries (0 in tests).")
 
     @model_validator(mode="after")
     def _refuse_placeholder_outside_development(self) -> Settings:

@@ -1,1 +1,1 @@
-"""x."""
+"""Prefect flows and the plain step functions they call: ingest, validate, version, train, gate."""

@@ -1,0 +1,108 @@
+"""Ingest daily batches into the immutable raw store: check, copy once, never rewrite.
+
+Transactions land in ``data/raw/YYYY-MM-DD.parquet``; labels in ``data/labels/`` only once the
+simulated clock has released them (a day's labels arrive a label delay later). Row-level problems
+are counted here and quarantined by the ``validate`` stage; an unusable batch is rejected whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import filecmp
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.clock import labels_released
+from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS, LabelSchema, TransactionSchema
+from pipelines.validate import BatchRejected, read_batch, validate_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What happened to one file: ingested, already there, pending (labels not released) or rejected."""
+
+    path: str
+    kind: str
+    status: str
+    rows: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    reason: str = ""
+
+
+@dataclass
+class IngestReport:
+    """Every batch's outcome; rows in = accepted + quarantined for each ingested batch."""
+
+    outcomes: list[BatchOutcome] = field(default_factory=list)
+    data_version: str = ""
+
+    @property
+    def rejected(self) -> list[BatchOutcome]:
+        return [o for o in self.outcomes if o.status == "rejected"]
+
+    @property
+    def ingested(self) -> list[BatchOutcome]:
+        return [o for o in self.outcomes if o.status == "ingested"]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"data_version": self.data_version, "outcomes": [asdict(o) for o in self.outcomes]}
+
+
+def find_batches(paths: list[Path]) -> list[tuple[str, Path]]:
+    """(kind, file) pairs from files or folders in the ``fraudops simulate`` layout."""
+    found: list[tuple[str, Path]] = []
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} does not exist: pass day files or a folder made by `fraudops simulate`"
+            )
+        if path.is_file():
+            found.append(("labels" if path.parent.name == "labels" else "transactions", path))
+            continue
+        tx_dir = path / "transactions" if (path / "transactions").is_dir() else path
+        found += [("transactions", p) for p in sorted(tx_dir.glob("*.parquet")) if _is_day(p)]
+        found += [("labels", p) for p in sorted((path / "labels").glob("*.parquet"))]
+    return found
+
+
+def _is_day(path: Path) -> bool:
+    try:
+        dt.date.fromisoformat(path.stem)
+    except ValueError:
+        return False
+    return True
+
+
+def ingest_batch(kind: str, path: Path, dest_dir: Path, today: dt.date, delay_days: int) -> BatchOutcome:
+    """Check one day file and copy it into the store unless it is there already."""
+    if not _is_day(path):
+        return BatchOutcome(
+            str(path), kind, "rejected", reason="file name must be the day: YYYY-MM-DD.parquet"
+        )
+    if kind == "labels" and not labels_released(dt.date.fromisoformat(path.stem), today, delay_days):
+        return BatchOutcome(str(path), kind, "pending", reason=f"labels not released before {today}")
+    columns, schema = (
+        (LABEL_COLUMNS, LabelSchema) if kind == "labels" else (TRANSACTION_COLUMNS, TransactionSchema)
+    )
+    try:
+        frame = read_batch(path, columns)
+    except BatchRejected as exc:
+        return BatchOutcome(str(path), kind, "rejected", reason=str(exc))
+    result = validate_rows(frame, schema)
+    rows, accepted, quarantined = len(frame), len(result.valid), len(result.quarantined)
+    dest = dest_dir / path.name
+    if dest.exists():
+        if filecmp.cmp(path, dest, shallow=False):
+            return BatchOutcome(str(path), kind, "already ingested", rows, accepted, quarantined)
+        reason = f"{dest} exists with other content: raw days are immutable"
+        return BatchOutcome(str(path), kind, "rejected", rows, accepted, quarantined, reason)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    shutil.copyfile(path, tmp)
+    tmp.replace(dest)
+    return BatchOutcome(str(path), kind, "ingested", rows, accepted, quarantined)

@@ -1,0 +1,127 @@
+"""MLflow tracking and registration: one run per training, the model registered with its contract tags."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.registry import (
+    REFERENCE_ARTIFACT,
+    SKOPS_TRUSTED_TYPES,
+    TAG_DATA_VERSION,
+    TAG_FEATURES,
+    TAG_LABEL_DELAY,
+    TAG_THRESHOLD,
+    ModelInfo,
+    model_info_from_version,
+)
+from core.settings import Settings
+
+EXPERIMENT = "fraudops"
+PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "numpy==2.4.6", "pandas==3.0.6", "skops"]
+MODEL_DESCRIPTION = (
+    "Card-fraud model: HistGradientBoosting on 15 point-in-time features (amount, weekend/night flags, "
+    "customer counts and mean amounts, terminal counts and delayed fraud rates over 1/7/30 days). "
+    "Alias `champion` serves; `challenger` is the latest candidate the gate did not promote."
+)
+
+
+def client_for(settings: Settings) -> Any:
+    """An MLflow client on the project's tracking store."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=settings.tracking_uri)
+
+
+def ensure_experiment(settings: Settings) -> str:
+    """The experiment id, created with its artifacts inside the project's store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    found = mlflow.get_experiment_by_name(EXPERIMENT)
+    if found is not None:
+        return str(found.experiment_id)
+    settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    return str(mlflow.create_experiment(EXPERIMENT, artifact_location=settings.artifact_root.as_uri()))
+
+
+def git_commit(root: Path) -> str:
+    """The project's git commit, or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def save_pr_curve(y: np.ndarray, scores: np.ndarray, path: Path, title: str) -> None:
+    """A precision-recall curve as PNG, with the random baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, _ = precision_recall_curve(y, scores)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(recall, precision, label="model")
+    ax.axhline(float(np.mean(y)), color="grey", linestyle="--", label="random baseline")
+    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def log_and_register(
+    settings: Settings,
+    model: Any,
+    run_data: dict[str, Any],
+    reference: pd.DataFrame,
+    test_scores: tuple[np.ndarray, np.ndarray],
+) -> ModelInfo:
+    """Log one training run (params, metrics, tags, curves, reference sample, model) and register it."""
+    import mlflow
+    import mlflow.sklearn
+
+    features: list[str] = run_data["features"]
+    with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=run_data["run_name"]):
+        mlflow.log_params(run_data["params"])
+        mlflow.log_metrics({k: v for k, v in run_data["metrics"].items() if np.isfinite(v)})
+        mlflow.set_tags(run_data["tags"])
+        with tempfile.TemporaryDirectory() as tmp:
+            ref_path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+            reference.to_parquet(ref_path, index=False)
+            mlflow.log_artifact(str(ref_path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+            png = Path(tmp) / "pr_curve.png"
+            save_pr_curve(*test_scores, png, f"Precision-recall on {run_data['tags']['test_window']}")
+            mlflow.log_artifact(str(png), artifact_path="plots")
+        logged = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=settings.model_name,
+            pyfunc_predict_fn="predict_proba",
+            pip_requirements=PIP_REQUIREMENTS,
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            input_example=reference[features].head(2),
+        )
+        version = str(logged.registered_model_version)
+    client = client_for(settings)
+    tags = {
+        TAG_THRESHOLD: str(run_data["threshold"]),
+        TAG_FEATURES: json.dumps(features),
+        TAG_LABEL_DELAY: str(run_data["label_delay_days"]),
+        TAG_DATA_VERSION: run_data["tags"]["data_version"],
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+    client.update_registered_model(settings.model_name, description=MODEL_DESCRIPTION)
+    return model_info_from_version(client.get_model_version(settings.model_name, version), None)

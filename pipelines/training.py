@@ -1,0 +1,142 @@
+"""One training cycle: reproduce the data, train a candidate, judge it against the champion, register.
+
+Used by ``fraudops train``, the Prefect training flow and the retraining the monitor triggers, so
+every path runs the same code. The alias moves last: a failure anywhere leaves the champion as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.clock import read_today
+from core.features import feature_names
+from core.params import Params
+from core.registry import CHAMPION, ModelInfo, load_model, read_model_info
+from core.settings import Settings
+from pipelines.features import read_feature_table
+from pipelines.gate import GateDecision, apply_decision, judge
+from pipelines.tracking import client_for, git_commit, log_and_register
+from pipelines.train import (
+    Windows,
+    evaluate_model,
+    fit_model,
+    last_labelled_in,
+    plan_windows,
+    score_frame,
+    split_windows,
+)
+from pipelines.versioning import data_version, reproduce
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What one training cycle produced and what the gate decided."""
+
+    version: str
+    alias: str
+    decision: GateDecision
+    metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    previous_champion: str | None
+    windows: Windows
+    data_version: str
+    run_id: str
+
+
+def current_champion(client: Any, name: str) -> tuple[ModelInfo, Any] | None:
+    """The serving model and its metadata, or None before the first promotion."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        info = read_model_info(client, name, CHAMPION)
+    except MlflowException:
+        return None
+    return info, load_model(info)
+
+
+def resolve_today(settings: Settings, table: pd.DataFrame) -> dt.date:
+    """The simulated clock's today, or the day after the newest transaction when no clock is set."""
+    today = read_today(settings.clock_file)
+    return today or (table["tx_datetime"].max().date() + dt.timedelta(days=1))
+
+
+def run_training(settings: Settings, params: Params, reason: str) -> TrainingOutcome:
+    """Reproduce the DVC stages, train, evaluate both models on the held-out window, register, gate."""
+    reproduce(settings.project_dir)
+    table = read_feature_table(settings.data_dir)
+    windows = plan_windows(
+        last_labelled_in(table, resolve_today(settings, table), params.data.label_delay_days), params
+    )
+    train, test = split_windows(table, windows)
+    features = feature_names(params.features)
+    model = fit_model(train, params)
+    metrics = evaluate_model(model, test, features, params.model.threshold, params)
+    client = client_for(settings)
+    champion = current_champion(client, settings.model_name)
+    champion_metrics = None
+    if champion is not None:
+        info, champ_model = champion
+        champion_metrics = evaluate_model(champ_model, test, info.features, info.threshold, params)
+    decision = judge(metrics, champion_metrics, params.gate)
+    version_of_data = data_version(settings.project_dir)
+    run_data = _run_data(
+        settings, params, reason, windows, metrics, champion_metrics, decision, version_of_data
+    )
+    run_data["metrics"]["n_iter"] = float(getattr(model, "n_iter_", 0))
+    reference = train[features].sample(
+        n=min(len(train), params.monitoring.reference_rows), random_state=params.seed
+    )
+    test_scores = (test["tx_fraud"].to_numpy(), score_frame(model, test, features))
+    registered = log_and_register(settings, model, run_data, reference, test_scores)
+    alias = apply_decision(client, settings.model_name, registered.version, decision)
+    return TrainingOutcome(
+        version=registered.version,
+        alias=alias,
+        decision=decision,
+        metrics=metrics,
+        champion_metrics=champion_metrics,
+        previous_champion=champion[0].version if champion else None,
+        windows=windows,
+        data_version=version_of_data,
+        run_id=registered.run_id,
+    )
+
+
+def _run_data(
+    settings: Settings,
+    params: Params,
+    reason: str,
+    windows: Windows,
+    metrics: dict[str, float],
+    champion_metrics: dict[str, float] | None,
+    decision: GateDecision,
+    version_of_data: str,
+) -> dict[str, Any]:
+    logged = {f"test_{k}": v for k, v in metrics.items()}
+    if champion_metrics:
+        logged |= {f"champion_{k}": v for k, v in champion_metrics.items()}
+    return {
+        "run_name": f"train-{windows.test_end}",
+        "features": feature_names(params.features),
+        "threshold": params.model.threshold,
+        "label_delay_days": params.data.label_delay_days,
+        "params": {**params.model.model_dump(), **params.evaluation.model_dump(), "seed": params.seed},
+        "metrics": {k: float(v) for k, v in logged.items() if np.isfinite(v)},
+        "tags": {
+            **windows.as_tags(),
+            "reason": reason,
+            "git_commit": git_commit(settings.project_dir),
+            "data_version": version_of_data,
+            "features": ",".join(feature_names(params.features)),
+            "gate.promote": str(decision.promote),
+            "gate.reasons": " | ".join(decision.reasons),
+        },
+    }
