@@ -1,1 +1,1 @@
-"""x."""
+"""Monitoring: Evidently drift reports, delayed-label performance, the retraining policy and its flow."""

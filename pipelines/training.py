@@ -49,6 +49,7 @@ class TrainingOutcome:
     windows: Windows
     data_version: str
     run_id: str
+    reason: str
 
 
 def current_champion(client: Any, name: str) -> tuple[ModelInfo, Any] | None:
@@ -107,6 +108,7 @@ def run_training(settings: Settings, params: Params, reason: str) -> TrainingOut
         windows=windows,
         data_version=version_of_data,
         run_id=registered.run_id,
+        reason=reason,
     )
 
 

@@ -1,0 +1,90 @@
+# syntax=docker/dockerfile:1
+# fraudops API image. It installs exactly what `make setup` installs: `uv sync --frozen` from uv.lock,
+# with the same uv version as the Makefile (tests/unit/test_container.py checks both), minus the dev
+# group. The venv lives at /app/.venv in both stages: venv scripts embed absolute paths.
+#
+#   docker build -t fraudops .
+#   docker run --rm -p 127.0.0.1:8000:8000 -e FRAUDOPS_ADMIN_API_KEY=... fraudops
+#
+# The image serves the API (`fraudops serve --host 0.0.0.0 --port 8000`); compose.yaml reuses it
+# for the MLflow and Prefect servers. It holds no data, no stores and no git: training, ingest and
+# DVC run where the repository is (see compose.yaml).
+
+ARG PYTHON_IMAGE=python:3.11-slim
+# Same pin as UV_VERSION in the Makefile.
+ARG UV_VERSION=0.13.8
+
+# --------------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ARG UV_VERSION
+
+RUN pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"
+
+ENV UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy
+
+WORKDIR /app
+
+# Dependencies first: this layer is rebuilt only when the lock changes.
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-install-project
+
+# Then the project itself (installed editable, as `make setup` does; the runtime stage puts the
+# sources at the same /app paths).
+COPY README.md ./
+COPY core ./core
+COPY pipelines ./pipelines
+COPY serving ./serving
+COPY monitoring ./monitoring
+COPY fraudops ./fraudops
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev
+
+# --------------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+RUN groupadd --system --gid 10001 fraudops \
+    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/fraudops \
+       --shell /usr/sbin/nologin fraudops
+
+ENV PATH="/app/.venv/bin:${PATH}" \
+    VIRTUAL_ENV=/app/.venv \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    OMP_NUM_THREADS=1 \
+    MLFLOW_DISABLE_TELEMETRY=true \
+    DO_NOT_TRACK=true \
+    DVC_NO_ANALYTICS=1 \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    PREFECT_HOME=/app/stores/prefect \
+    FRAUDOPS_PROJECT_DIR=/app \
+    FRAUDOPS_ENVIRONMENT=production
+
+WORKDIR /app
+
+# Code and config are root-owned, read-only for the service user.
+COPY --from=builder /app/.venv /app/.venv
+COPY pyproject.toml README.md params.yaml dvc.yaml ./
+COPY core ./core
+COPY pipelines ./pipelines
+COPY serving ./serving
+COPY monitoring ./monitoring
+COPY fraudops ./fraudops
+
+# Writable state only: stores/ (MLflow sqlite fallback, prediction log, Prefect home), data/, reports/.
+# /app itself is writable so a development run can create its git-ignored .env.
+RUN install -d -o 10001 -g 10001 /app/stores /app/stores/mlflow /app/stores/prefect /app/data /app/reports \
+    && chown 10001:10001 /app
+
+USER 10001:10001
+
+EXPOSE 8000
+
+# No curl in the slim image: probe liveness with the standard library.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=4)"]
+
+CMD ["fraudops", "serve", "--host", "0.0.0.0", "--port", "8000"]

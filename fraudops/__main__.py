@@ -1,0 +1,5 @@
+"""``python -m fraudops`` runs the command line."""
+
+from fraudops.cli import main
+
+main()

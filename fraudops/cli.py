@@ -1,0 +1,279 @@
+"""The ``fraudops`` command line: every stage of the loop, and the demo that runs them all."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.settings import apply_tool_environment, get_settings
+from fraudops.errors import UserError, ensure_port_free, friendly_errors
+
+console = Console()
+app = typer.Typer(
+    help="fraudops: card-fraud MLOps loop — simulate, ingest, train, serve, monitor, retrain, promote.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+monitor_app = typer.Typer(
+    help="Judge drift and performance of the champion; retrain when the policy says so."
+)
+app.add_typer(monitor_app, name="monitor")
+clock_app = typer.Typer(help="Show or move the simulated calendar (labels are released as it advances).")
+app.add_typer(clock_app, name="clock")
+
+QUIET_LOGGERS = ("mlflow", "dvc", "alembic", "urllib3", "httpx", "prefect", "distributed", "skops")
+
+
+@app.callback()
+def configure() -> None:
+    """Keep tool state inside the project and telemetry off before any tool is imported."""
+    apply_tool_environment(get_settings())
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def parse_day(value: str, option: str) -> dt.date:
+    """A YYYY-MM-DD option value, or a one-line error."""
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD", param_hint=option) from None
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder to write (continues the days already there).")],
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers (cards).")] = 5000,
+    terminals: Annotated[int, typer.Option(min=1, help="Number of terminals.")] = 10000,
+    days: Annotated[int, typer.Option(min=1, max=3660, help="Days to simulate.")] = 183,
+    start_date: Annotated[
+        str, typer.Option(help="First day, YYYY-MM-DD (ignored when OUT holds days).")
+    ] = "2026-01-01",
+    seed: Annotated[int, typer.Option(help="Seed of the transactions and fraud draws.")] = 0,
+    population_seed: Annotated[int, typer.Option(help="Seed of the customers and terminals.")] = 1,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="none, holiday, new-pattern or control; repeat to combine (e.g. holiday + new-pattern)."
+        ),
+    ] = None,
+) -> None:
+    """Simulate card transactions and their fraud labels into OUT/transactions and OUT/labels, one file a day."""
+    from core.simulator import SCENARIOS, SimulationConfig, write_simulation
+
+    chosen = tuple(scenario or ["none"])
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown scenario {unknown[0]!r}: choose from {', '.join(SCENARIOS)}", param_hint="--scenario"
+        )
+    cfg = SimulationConfig(
+        customers=customers,
+        terminals=terminals,
+        days=days,
+        start_date=parse_day(start_date, "--start-date"),
+        seed=seed,
+        population_seed=population_seed,
+        scenarios=chosen,
+    )
+    with friendly_errors(), console.status("simulating..."):
+        used, tx = write_simulation(out, cfg)
+    table = Table(title=f"Simulated {out}")
+    for col in ("days", "first day", "transactions", "fraud rate", "scenarios"):
+        table.add_column(col)
+    table.add_row(
+        str(days), str(used.start_date), f"{len(tx):,}", f"{tx['tx_fraud'].mean():.2%}", ", ".join(chosen)
+    )
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Day files or folders in the `fraudops simulate` layout.")
+    ],
+) -> None:
+    """Validate day batches, add them to the immutable raw store and version them with DVC (Prefect flow)."""
+    from pipelines.flows import ingest_flow
+
+    with friendly_errors(), console.status("ingesting..."):
+        report = ingest_flow([str(p) for p in paths])
+    print_ingest_report(report)
+    if any(o["status"] == "rejected" for o in report["outcomes"]):
+        raise typer.Exit(1)
+
+
+def print_ingest_report(report: dict[str, Any]) -> None:
+    """Outcome counts per kind and status, then each rejected batch with its reason."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for o in report["outcomes"]:
+        row = counts.setdefault((o["kind"], o["status"]), [0, 0, 0, 0])
+        for i, key in enumerate(("rows", "accepted", "quarantined")):
+            row[i] += o[key]
+        row[3] += 1
+    table = Table(title=f"Ingest — data version {report['data_version']}")
+    for col in ("kind", "status", "files", "rows", "accepted", "quarantined"):
+        table.add_column(col)
+    for (kind, status), (rows, acc, bad, files) in sorted(counts.items()):
+        table.add_row(kind, status, str(files), f"{rows:,}", f"{acc:,}", f"{bad:,}")
+    console.print(table)
+    for o in report["outcomes"]:
+        if o["status"] == "rejected":
+            console.print(f"[red]rejected[/] {o['path']}: {o['reason']}")
+
+
+@app.command()
+def train(
+    reason: Annotated[str, typer.Option(help="Why this training runs (logged with the run).")] = "manual",
+) -> None:
+    """Reproduce the DVC stages, train a challenger, gate it against the champion and register it (Prefect flow)."""
+    from pipelines.flows import training_flow
+
+    with friendly_errors(), console.status("training..."):
+        outcome = training_flow(reason)
+    print_training(outcome)
+
+
+def print_training(outcome: dict[str, Any]) -> None:
+    """Metrics of the new version beside the champion's and the random baseline, then the gate's verdict."""
+    table = Table(
+        title=f"Model version {outcome['version']} → @{outcome['alias']} (test {outcome['windows']['test_window']})"
+    )
+    for col in ("metric", "new version", "champion", "random"):
+        table.add_column(col)
+    champ = outcome["champion_metrics"] or {}
+    for key, label in (
+        ("average_precision", "average precision"),
+        ("roc_auc", "ROC AUC"),
+        ("card_precision_at_k", "card precision@k"),
+    ):
+        random_key = f"{key}_random"
+        table.add_row(
+            label,
+            f"{outcome['metrics'][key]:.3f}",
+            f"{champ[key]:.3f}" if champ else "—",
+            f"{outcome['metrics'][random_key]:.3f}",
+        )
+    console.print(table)
+    verdict = "[green]promoted[/]" if outcome["decision"]["promote"] else "[yellow]not promoted[/]"
+    console.print(f"gate: {verdict} — " + "; ".join(outcome["decision"]["reasons"]))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default 8000).")] = None,
+) -> None:
+    """Serve the champion model over HTTP (FastAPI + uvicorn); it follows promotions without a restart."""
+    import uvicorn
+
+    settings = get_settings()
+    host, port = host or settings.api_host, port or settings.api_port
+    with friendly_errors():
+        ensure_port_free(host, port)
+    console.print(f"serving on http://{host}:{port}  (OpenAPI: /docs, health: /health/ready)")
+    uvicorn.run(
+        "serving.app:create_app", factory=True, host=host, port=port, access_log=False, log_level="warning"
+    )
+
+
+@monitor_app.callback(invoke_without_command=True)
+def monitor(
+    ctx: typer.Context,
+    today: Annotated[
+        str | None, typer.Option(help="Judge as of this simulated day (default: the clock).")
+    ] = None,
+    retrain: Annotated[bool, typer.Option(help="Run the retraining flow when the policy says so.")] = True,
+) -> None:
+    """Compare the last week of scored traffic with the training reference (Evidently) and judge live performance."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from monitoring.flow import monitoring_flow
+
+    if today is not None:
+        parse_day(today, "--today")
+    with friendly_errors(), console.status("monitoring..."):
+        summary = monitoring_flow(today=today, retrain=retrain)
+    print_monitoring(summary)
+
+
+def print_monitoring(summary: dict[str, Any]) -> None:
+    """The decision, its reasons and the report's path."""
+    console.print(f"monitoring {summary.get('today')}: [bold]{summary.get('action')}[/]")
+    for reason in summary.get("reasons", []):
+        console.print(f"  • {reason}")
+    for key in ("drift_report", "summary_path"):
+        if summary.get(key):
+            console.print(f"  {key.replace('_', ' ')}: {summary[key]}")
+
+
+@monitor_app.command("history")
+def monitor_history() -> None:
+    """List every monitoring decision with its reasons."""
+    from monitoring.history import read_history
+
+    table = Table(title="Monitoring decisions")
+    for col in ("today", "rows", "drift share", "action", "reasons"):
+        table.add_column(col)
+    for rec in read_history(get_settings()):
+        share = rec.get("drift_share")
+        table.add_row(
+            str(rec.get("today")),
+            str(rec.get("rows")),
+            "—" if share is None else f"{share:.2f}",
+            str(rec.get("action")),
+            "; ".join(rec.get("reasons", [])),
+        )
+    console.print(table)
+
+
+@clock_app.command("show")
+def clock_show() -> None:
+    """Print the simulated today."""
+    from core.clock import read_today
+
+    console.print(str(read_today(get_settings().clock_file) or "not set"))
+
+
+@clock_app.command("set")
+def clock_set(day: Annotated[str, typer.Argument(help="YYYY-MM-DD")]) -> None:
+    """Set the simulated today."""
+    from core.clock import set_today
+
+    set_today(get_settings().clock_file, parse_day(day, "DAY"))
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=50, help="Customers in the simulated world.")] = 2000,
+    terminals: Annotated[int, typer.Option(min=100, help="Terminals in the simulated world.")] = 4000,
+    seed: Annotated[int, typer.Option(help="Seed of the whole storyline.")] = 7,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port of the demo's API (default 8000).")
+    ] = None,
+) -> None:
+    """Run the whole loop offline: simulate → ingest → train → serve → drift → retrain → promote → hot reload."""
+    from fraudops.demo import DemoConfig, run_demo
+
+    settings = get_settings()
+    cfg = DemoConfig(customers=customers, terminals=terminals, seed=seed, port=port or settings.api_port)
+    with friendly_errors():
+        ensure_port_free(settings.api_host, cfg.port)
+        run_demo(settings, cfg, console)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except UserError as exc:  # raised outside a command's own handler
+        console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(1) from None

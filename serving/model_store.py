@@ -1,0 +1,175 @@
+"""The champion model: resolved from the MLflow registry, loaded aside, smoke-tested, swapped atomically.
+
+A version that fails to load keeps the previous model serving; the failure is logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.registry import CHAMPION, ModelInfo, load_model, model_info_from_version
+from core.settings import Settings
+from serving.telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
+
+NO_CHAMPION = "no champion model loaded: train one with `fraudops train` or run `make demo`"
+_MISSING_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+class ModelStoreError(Exception):
+    """The champion cannot be (re)loaded; the message says why."""
+
+
+class NoChampionError(ModelStoreError):
+    """No version carries the champion alias (nothing to load, not a failure)."""
+
+
+class ModelLoadError(ModelStoreError):
+    """A champion version or the registry failed; the previous model keeps serving."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A smoke-tested model and its registry metadata."""
+
+    info: ModelInfo
+    model: Any
+
+    def predict_fraud(self, features: pd.DataFrame) -> np.ndarray:
+        """Fraud probability of each row (columns in the model's feature order)."""
+        return np.asarray(self.model.predict_proba(features[self.info.features]))[:, 1]
+
+
+def smoke_test(loaded: LoadedModel) -> None:
+    """Refuse a model that cannot score one all-zero row into a probability."""
+    features = loaded.info.features
+    row = pd.DataFrame(np.zeros((1, len(features)), dtype=np.float32), columns=features)
+    proba = loaded.predict_fraud(row)
+    if proba.shape != (1,) or not np.isfinite(proba).all() or not 0.0 <= float(proba[0]) <= 1.0:
+        raise ValueError(f"smoke test failed: predict_proba on a zero row gave {proba!r}")
+
+
+def _sqlite_file_missing(uri: str) -> bool:
+    """A sqlite store that does not exist yet holds no champion (and must not be created by serving)."""
+    prefix = "sqlite:///"
+    return uri.startswith(prefix) and not Path(uri[len(prefix) :]).exists()
+
+
+class ModelStore:
+    """Serves the version carrying the champion alias; :meth:`reload` follows the alias."""
+
+    def __init__(
+        self, settings: Settings, computable: list[str], delay_days: int, telemetry: Telemetry
+    ) -> None:
+        self._uri = settings.tracking_uri
+        self._name = settings.model_name
+        self._computable = set(computable)
+        self._delay_days = delay_days
+        self._telemetry = telemetry
+        self._client: Any = None
+        self._current: LoadedModel | None = None
+        self._swap_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._failed_version: str | None = None
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The model serving now, or None."""
+        with self._swap_lock:
+            return self._current
+
+    def unavailable_reason(self) -> str:
+        """Why no model serves (the last load error, else the hint to train one)."""
+        return self.last_error or NO_CHAMPION
+
+    def reload(self, force: bool = True) -> bool:
+        """Load the champion if its version changed; True when a new version now serves.
+
+        Raises :class:`NoChampionError` or :class:`ModelLoadError`; either way the old model keeps
+        serving. Without ``force`` a version that already failed is not retried (the poller's case).
+        """
+        with self._load_lock:
+            version = self._resolve_version()
+            current = self.current
+            if current is not None and current.info.version == version.version:
+                return False
+            if not force and version.version == self._failed_version:
+                return False
+            loaded = self._load_aside(version)
+            with self._swap_lock:
+                self._current = loaded
+            self._failed_version, self.last_error = None, None
+            self._telemetry.set_served_model(loaded.info.name, loaded.info.version)
+            logger.info("serving %s version %s", loaded.info.name, loaded.info.version)
+            return True
+
+    def _resolve_version(self) -> Any:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        if _sqlite_file_missing(self._uri):
+            raise NoChampionError(f"{NO_CHAMPION} (no registry at {self._uri})")
+        try:
+            if self._client is None:
+                self._client = MlflowClient(tracking_uri=self._uri, registry_uri=self._uri)
+            return self._client.get_model_version_by_alias(self._name, CHAMPION)
+        except MlflowException as exc:
+            if exc.error_code in _MISSING_CODES:
+                raise NoChampionError(f"{NO_CHAMPION} ({exc.message})") from exc
+            raise self._fail(None, f"cannot read the model registry at {self._uri}: {exc.message}") from exc
+
+    def _load_aside(self, version: Any) -> LoadedModel:
+        try:
+            info = model_info_from_version(version, CHAMPION)
+            self._check_compatible(info)
+            loaded = LoadedModel(info=info, model=self._load_model(info))
+            smoke_test(loaded)
+        except Exception as exc:
+            reason = f"{self._name} version {version.version} cannot serve: {type(exc).__name__}: {exc}"
+            raise self._fail(str(version.version), reason) from exc
+        return loaded
+
+    def _check_compatible(self, info: ModelInfo) -> None:
+        missing = [name for name in info.features if name not in self._computable]
+        if missing:
+            raise ValueError(f"model expects features serving does not compute (params.yaml): {missing}")
+        if info.label_delay_days != self._delay_days:
+            raise ValueError(
+                f"model assumes a {info.label_delay_days}-day label delay, params.yaml says "
+                f"{self._delay_days}: retrain or align params.yaml"
+            )
+
+    def _load_model(self, info: ModelInfo) -> Any:
+        import mlflow
+
+        # core.registry.load_model resolves models:/ URIs through MLflow's process-wide URIs.
+        mlflow.set_tracking_uri(self._uri)
+        mlflow.set_registry_uri(self._uri)
+        return load_model(info)
+
+    def _fail(self, version: str | None, reason: str) -> ModelLoadError:
+        if reason != self.last_error:
+            logger.warning("model reload failed, previous model keeps serving: %s", reason)
+        self._failed_version, self.last_error = version, reason
+        self._telemetry.reload_failures.inc()
+        return ModelLoadError(reason)
+
+
+async def poll_champion(store: ModelStore, interval_s: float) -> None:
+    """Follow the champion alias every ``interval_s`` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(store.reload, False)
+        except ModelStoreError:
+            pass  # already logged and counted by the store
