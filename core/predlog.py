@@ -52,7 +52,7 @@ def _read(folder: Path, start: dt.date | None, end: dt.date | None) -> pd.DataFr
     for path in sorted(folder.glob("*.jsonl")) if folder.exists() else []:
         day = dt.date.fromisoformat(path.stem)
         if (start is None or day >= start) and (end is None or day <= end):
-            frames.append(pd.read_json(path, lines=True, dtype=False))
+            frames.append(pd.read_json(path, lines=True, dtype=False, precise_float=True))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

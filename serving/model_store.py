@@ -6,6 +6,7 @@ A version that fails to load keeps the previous model serving; the failure is lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -100,10 +101,10 @@ class ModelStore:
         """
         with self._load_lock:
             version = self._resolve_version()
-            current = self.current
-            if current is not None and current.info.version == version.version:
+            number, current = str(version.version), self.current
+            if current is not None and current.info.version == number:
                 return False
-            if not force and version.version == self._failed_version:
+            if not force and number == self._failed_version:
                 return False
             loaded = self._load_aside(version)
             with self._swap_lock:
@@ -169,7 +170,5 @@ async def poll_champion(store: ModelStore, interval_s: float) -> None:
     """Follow the champion alias every ``interval_s`` seconds until cancelled."""
     while True:
         await asyncio.sleep(interval_s)
-        try:
+        with contextlib.suppress(ModelStoreError):  # the store logs and counts failures
             await asyncio.to_thread(store.reload, False)
-        except ModelStoreError:
-            pass  # already logged and counted by the store

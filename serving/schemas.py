@@ -21,7 +21,9 @@ MAX_TX_AMOUNT = 1e7
 
 def _to_utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("tx_datetime needs a timezone, e.g. 2026-01-31T12:00:00Z or 2026-01-31T13:00:00+01:00")
+        raise ValueError(
+            "tx_datetime needs a timezone, e.g. 2026-01-31T12:00:00Z or 2026-01-31T13:00:00+01:00"
+        )
     value = value.astimezone(dt.UTC)
     if not MIN_TX_DATETIME <= value < MAX_TX_DATETIME:
         raise ValueError(f"tx_datetime must lie in [{MIN_TX_DATETIME:%Y-%m-%d}, {MAX_TX_DATETIME:%Y-%m-%d})")

@@ -37,7 +37,9 @@ class Telemetry:
             "Champion versions that failed to load or pass the smoke test.",
             registry=self.registry,
         )
-        self.served_model = Info("fraudops_served_model", "The model version being served.", registry=self.registry)
+        self.served_model = Info(
+            "fraudops_served_model", "The model version being served.", registry=self.registry
+        )
 
     def count_decisions(self, n_fraud: int, n_genuine: int) -> None:
         """Add a batch's decisions."""
@@ -62,7 +64,9 @@ def add_request_metrics(app: FastAPI, telemetry: Telemetry) -> None:
     """Count and time every request by route template (not raw path, to keep label cardinality low)."""
 
     @app.middleware("http")
-    async def record_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def record_request(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         start = time.perf_counter()
         status = 500
         try:

@@ -1,0 +1,78 @@
+"""The scoring service: ``uvicorn --factory serving.app:create_app``.
+
+Nothing happens at import or in :func:`create_app`; the lifespan reads settings and params, warm-starts
+the feature state and loads the champion. Without a champion the app still starts and answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from core.features import feature_names
+from core.params import load_params
+from core.settings import Settings, ensure_admin_key, get_settings
+from serving.deps import Services
+from serving.errors import add_error_handlers
+from serving.model_store import ModelStore, ModelStoreError, poll_champion
+from serving.routes import admin, feedback, health, model, scoring
+from serving.state import load_state
+from serving.telemetry import Telemetry, add_request_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings, telemetry: Telemetry) -> Services:
+    """Read params, warm-start the feature state and try to load the champion."""
+    params = load_params(settings.project_dir / "params.yaml")
+    ensure_admin_key(settings)
+    store = ModelStore(settings, feature_names(params.features), params.data.label_delay_days, telemetry)
+    services = Services(settings, params, load_state(settings, params), store, telemetry)
+    try:
+        store.reload()
+    except ModelStoreError as exc:
+        logger.warning("starting without a model: %s", exc)
+    return services
+
+
+@contextlib.asynccontextmanager
+async def run_poller(services: Services) -> AsyncIterator[None]:
+    """Follow the champion alias in the background while the app runs (interval 0: never)."""
+    interval = services.settings.reload_interval_s
+    task = asyncio.create_task(poll_champion(services.store, interval)) if interval > 0 else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FastAPI app; ``settings`` default to the process settings, read at startup."""
+    telemetry = Telemetry()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await asyncio.to_thread(build_services, settings or get_settings(), telemetry)
+        app.state.services = services
+        async with run_poller(services):
+            yield
+
+    app = FastAPI(
+        title="fraudops scoring API",
+        summary="Scores raw card transactions with the MLflow champion model.",
+        version="1",
+        lifespan=lifespan,
+    )
+    add_request_metrics(app, telemetry)
+    add_error_handlers(app)
+    for router in (scoring.router, feedback.router, model.router, health.router, health.metrics_router):
+        app.include_router(router)
+    app.include_router(admin.router)
+    return app

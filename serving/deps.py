@@ -1,0 +1,54 @@
+"""Request dependencies as ``Annotated`` aliases: the app's services, the champion, the admin key."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, Header, HTTPException, Request, status
+
+from core.params import Params
+from core.settings import Settings
+from serving.model_store import LoadedModel, ModelStore
+from serving.state import FeatureState
+from serving.telemetry import Telemetry
+
+
+@dataclass
+class Services:
+    """What the lifespan builds once and every request uses."""
+
+    settings: Settings
+    params: Params
+    state: FeatureState
+    store: ModelStore
+    telemetry: Telemetry
+
+
+def get_services(request: Request) -> Services:
+    """The services of the app serving this request."""
+    return cast(Services, request.app.state.services)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_champion(services: ServicesDep) -> LoadedModel:
+    """The model serving now; 503 with the reason when there is none."""
+    current = services.store.current
+    if current is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=services.store.unavailable_reason())
+    return current
+
+
+ChampionDep = Annotated[LoadedModel, Depends(get_champion)]
+
+
+def require_admin_key(
+    services: ServicesDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
+) -> None:
+    """Refuse admin calls without the right ``X-API-Key`` header (constant-time comparison)."""
+    expected = services.settings.admin_api_key.encode()
+    if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), expected):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or wrong X-API-Key header")

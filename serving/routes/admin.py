@@ -1,0 +1,22 @@
+"""Operator endpoints, behind the ``X-API-Key`` header."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, status
+
+from serving.deps import ServicesDep, require_admin_key
+from serving.model_store import ModelStoreError
+from serving.schemas import ReloadOut
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_key)])
+
+
+@router.post("/reload", response_model=ReloadOut, responses={503: {"description": "Reload failed"}})
+def reload_model(services: ServicesDep) -> ReloadOut:
+    """Load the version now carrying the champion alias; on failure the old model keeps serving."""
+    try:
+        changed = services.store.reload()
+    except ModelStoreError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
+    current = services.store.current
+    return ReloadOut(changed=changed, version=current.info.version if current else None)

@@ -1,0 +1,30 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from serving.deps import ChampionDep, ServicesDep
+from serving.schemas import StatusOut
+
+router = APIRouter(prefix="/health", tags=["health"])
+metrics_router = APIRouter(tags=["health"])
+
+
+@router.get("/live", response_model=StatusOut, response_model_exclude_none=True)
+def check_live() -> StatusOut:
+    """The process answers."""
+    return StatusOut(status="alive")
+
+
+@router.get("/ready", response_model=StatusOut, responses={503: {"description": "No model loaded"}})
+def check_ready(champion: ChampionDep) -> StatusOut:
+    """A smoke-tested model is loaded (503 with the reason otherwise)."""
+    return StatusOut(status="ready", model_version=champion.info.version)
+
+
+@metrics_router.get("/metrics", response_class=Response)
+def read_metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics in text format."""
+    return Response(content=services.telemetry.render(), media_type=CONTENT_TYPE_LATEST)

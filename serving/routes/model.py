@@ -1,0 +1,26 @@
+"""What is being served."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from serving.deps import ChampionDep
+from serving.schemas import MetadataOut
+
+router = APIRouter(prefix="/v1", tags=["model"])
+
+
+@router.get("/metadata", response_model=MetadataOut)
+def read_metadata(champion: ChampionDep) -> MetadataOut:
+    """Name, version, alias, training data version, features and threshold of the served model."""
+    info = champion.info
+    return MetadataOut(
+        model_name=info.name,
+        model_version=info.version,
+        alias=info.alias,
+        run_id=info.run_id,
+        data_version=info.data_version,
+        features=info.features,
+        threshold=info.threshold,
+        label_delay_days=info.label_delay_days,
+    )

@@ -1,0 +1,26 @@
+"""Request bodies for the API tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from core.schemas import TRANSACTION_COLUMNS
+
+
+def transaction(tid: str, when: str, customer: int, terminal: int, amount: float = 42.0) -> dict[str, Any]:
+    """A raw transaction body."""
+    return {
+        "transaction_id": tid,
+        "tx_datetime": when,
+        "customer_id": customer,
+        "terminal_id": terminal,
+        "tx_amount": amount,
+    }
+
+
+def bodies(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Simulated transactions as request bodies."""
+    rows = frame[TRANSACTION_COLUMNS].itertuples(index=False)
+    return [transaction(r[0], r[1].isoformat(), int(r[2]), int(r[3]), float(r[4])) for r in rows]

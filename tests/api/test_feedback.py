@@ -1,0 +1,55 @@
+"""Feedback: delayed labels are logged and change the terminal risk of later transactions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from fastapi.testclient import TestClient
+
+from core.clock import set_today
+from core.predlog import read_feedback
+from tests.api.factories import transaction
+
+if TYPE_CHECKING:
+    from tests.api.conftest import Project
+
+TERMINAL = 777_001  # outside the simulated population: no other transaction touches it
+
+
+def test_feedback_is_accepted_and_logged_on_the_simulated_day(client: TestClient, project: Project) -> None:
+    settings = project.settings()
+    set_today(settings.clock_file, dt.date(2026, 2, 3))
+    try:
+        labels = [{"transaction_id": "fb-log-1", "tx_fraud": 1, "tx_fraud_scenario": 2}]
+        response = client.post("/v1/feedback", json={"labels": labels})
+    finally:
+        settings.clock_file.unlink()
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 1}
+    assert (settings.feedback_dir / "2026-02-03.jsonl").exists()
+    row = read_feedback(settings.feedback_dir).set_index("transaction_id").loc["fb-log-1"]
+    assert (row["tx_fraud"], row["tx_fraud_scenario"]) == (1, 2)
+
+
+def test_feedback_without_clock_is_filed_on_the_real_date(client: TestClient, project: Project) -> None:
+    response = client.post("/v1/feedback", json={"labels": [{"transaction_id": "fb-real-1", "tx_fraud": 0}]})
+    assert response.json() == {"accepted": 1}
+    today = dt.datetime.now(dt.UTC).date()
+    assert (project.settings().feedback_dir / f"{today}.jsonl").exists()
+
+
+def test_fraud_label_raises_terminal_risk_of_later_transactions(client: TestClient, project: Project) -> None:
+    """A fraud at a terminal counts in the risk of transactions more than the label delay later."""
+    early = transaction("fb-early", "2026-01-22T10:00:00Z", customer=777_101, terminal=TERMINAL)
+    late = transaction("fb-late", "2026-01-30T09:00:00Z", customer=777_102, terminal=TERMINAL)
+    for body in (early, late):
+        assert client.post("/v1/score", json=body).status_code == 200
+    before = project.logged_predictions(["fb-late"]).iloc[0]
+    labels = [{"transaction_id": "fb-early", "tx_fraud": 1, "tx_fraud_scenario": 2}]
+    assert client.post("/v1/feedback", json={"labels": labels}).json() == {"accepted": 1}
+    assert client.post("/v1/score", json=late).status_code == 200
+    after = project.logged_predictions(["fb-late"]).iloc[0]
+    assert (before["f_terminal_nb_tx_1d"], before["f_terminal_risk_1d"]) == (1.0, 0.0)
+    assert (after["f_terminal_nb_tx_1d"], after["f_terminal_risk_1d"]) == (1.0, 1.0)
+    assert after["f_customer_nb_tx_1d"] == 1.0  # rescoring fb-late replaced it, not counted twice

@@ -1,0 +1,61 @@
+"""Shared fixtures: a throwaway project (its own git and DVC repository) and a small simulated world."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.params import Params, load_params
+from core.settings import Settings, get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ("core", "pipelines", "serving", "monitoring", "fraudops", "dvc.yaml", "params.yaml")
+
+# Tool state and telemetry for everything the tests start (before Prefect or MLflow are imported).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("FRAUDOPS_RETRY_DELAY_S", "0")
+
+
+@pytest.fixture(scope="session")
+def params() -> Params:
+    """The project's params.yaml."""
+    return load_params(ROOT / "params.yaml")
+
+
+def make_project(root: Path) -> Path:
+    """A copy of the project's code and pipeline files in its own git repository (DVC is set up lazily)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, root / name)
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "tests@fraudops.invalid"],
+        ["git", "config", "user.name", "fraudops tests"],
+    ):
+        subprocess.run(cmd, cwd=root, check=True, env=env)
+    return root
+
+
+@pytest.fixture
+def project_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings pointing at a fresh throwaway project."""
+    root = make_project(tmp_path / "project")
+    monkeypatch.setenv("FRAUDOPS_PROJECT_DIR", str(root))
+    monkeypatch.chdir(root)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()

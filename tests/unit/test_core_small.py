@@ -1,0 +1,74 @@
+"""Clock, metrics, prediction log and settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.clock import labels_released, last_labelled_day, read_today, set_today
+from core.metrics import card_k, card_precision_at_k, evaluate_scores
+from core.predlog import append_feedback, append_predictions, read_feedback, read_predictions
+from core.settings import PLACEHOLDER_KEY, Settings, ensure_admin_key
+
+
+def test_clock_releases_labels_after_the_delay(tmp_path: Path) -> None:
+    clock = tmp_path / "clock.json"
+    assert read_today(clock) is None
+    set_today(clock, dt.date(2026, 2, 10))
+    assert read_today(clock) == dt.date(2026, 2, 10)
+    assert last_labelled_day(dt.date(2026, 2, 10), 7) == dt.date(2026, 2, 3)
+    assert labels_released(dt.date(2026, 2, 3), dt.date(2026, 2, 10), 7)
+    assert not labels_released(dt.date(2026, 2, 4), dt.date(2026, 2, 10), 7)
+
+
+def _cards() -> pd.DataFrame:
+    day1, day2 = pd.Timestamp("2026-01-01 10:00", tz="UTC"), pd.Timestamp("2026-01-02 10:00", tz="UTC")
+    return pd.DataFrame(
+        {
+            "tx_datetime": [day1, day1, day1, day2, day2, day2],
+            "customer_id": [1, 2, 3, 1, 2, 3],
+            "tx_fraud": [1, 0, 0, 1, 1, 0],
+        }
+    )
+
+
+def test_card_precision_drops_cards_caught_earlier() -> None:
+    frame = _cards()
+    scores = np.array([0.9, 0.1, 0.2, 0.9, 0.5, 0.1])
+    cpk, random, ceiling = card_precision_at_k(frame, scores, k=1)
+    # day 1: card 1 is top and fraudulent (1.0); day 2: card 1 already caught, card 2 is top and fraudulent
+    assert cpk == 1.0
+    assert random == pytest.approx((1 / 3 + 1 / 2) / 2)
+    assert ceiling == 1.0
+
+
+def test_evaluate_scores_reports_baselines() -> None:
+    frame = _cards()
+    metrics = evaluate_scores(frame, np.array([0.9, 0.1, 0.2, 0.8, 0.7, 0.1]), threshold=0.5, k=1)
+    assert metrics["roc_auc"] == 1.0 and metrics["roc_auc_random"] == 0.5
+    assert metrics["average_precision_random"] == pytest.approx(0.5)
+    assert metrics["recall_at_threshold"] == 1.0
+    assert card_k(5000, 100) == 100 and card_k(100, 100) == 10
+
+
+def test_prediction_log_round_trip(tmp_path: Path) -> None:
+    rec = {"transaction_id": "T1", "tx_datetime": "2026-01-05T10:00:00+00:00", "fraud_probability": 0.2}
+    assert append_predictions(tmp_path, [rec, {**rec, "transaction_id": "T2"}, {**rec, "fraud_probability": 0.3}]) == 3
+    frame = read_predictions(tmp_path, dt.date(2026, 1, 5), dt.date(2026, 1, 5))
+    assert sorted(frame["transaction_id"]) == ["T1", "T2"]
+    assert frame.set_index("transaction_id").loc["T1", "fraud_probability"] == 0.3  # newest score wins
+    assert read_predictions(tmp_path, dt.date(2026, 1, 6)).empty
+    append_feedback(tmp_path / "fb", [{"transaction_id": "T1", "tx_fraud": 1, "tx_fraud_scenario": 2, "received_on": "2026-01-12"}])
+    assert read_feedback(tmp_path / "fb")["tx_fraud"].tolist() == [1]
+
+
+def test_admin_key_generated_in_development_and_placeholder_refused_elsewhere(tmp_path: Path) -> None:
+    settings = Settings(project_dir=tmp_path, admin_api_key=PLACEHOLDER_KEY)
+    key = ensure_admin_key(settings)
+    assert key != PLACEHOLDER_KEY and f"FRAUDOPS_ADMIN_API_KEY={key}" in (tmp_path / ".env").read_text()
+    with pytest.raises(ValueError, match="placeholder"):
+        Settings(project_dir=tmp_path, environment="production", admin_api_key=PLACEHOLDER_KEY)

@@ -1,0 +1,216 @@
+"""run_monitoring end to end on a real MLflow store and a real prediction log (no Prefect server).
+
+The retraining it triggers is a recording stand-in: the real one (``pipelines.flows.retraining_flow``)
+trains a model and has its own tests; here only the call and how its result is recorded matter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.features import compute_features, feature_names
+from core.params import (
+    DataParams,
+    EvaluationParams,
+    FeatureParams,
+    GateParams,
+    ModelParams,
+    MonitoringParams,
+    Params,
+)
+from core.predlog import append_feedback, append_predictions
+from core.registry import (
+    CHAMPION,
+    REFERENCE_ARTIFACT,
+    TAG_DATA_VERSION,
+    TAG_FEATURES,
+    TAG_LABEL_DELAY,
+    TAG_THRESHOLD,
+)
+from core.settings import Settings
+from core.simulator import SimulationConfig, make_population, simulate
+from monitoring.flow import plan_windows, run_monitoring
+from monitoring.history import read_history
+
+FEATURES = FeatureParams(customer_windows_days=[1, 7, 30], terminal_windows_days=[1, 7, 30], night_end_hour=6)
+COLUMNS = feature_names(FEATURES)
+START, BASE_DAYS, HOLIDAY_DAYS = dt.date(2026, 1, 5), 51, 14
+HOLIDAY_START = START + dt.timedelta(days=BASE_DAYS)
+TODAY = HOLIDAY_START + dt.timedelta(days=HOLIDAY_DAYS)
+
+
+def make_params() -> Params:
+    return Params(
+        seed=0,
+        data=DataParams(label_delay_days=7),
+        features=FEATURES,
+        evaluation=EvaluationParams(train_days=21, gap_days=7, test_days=7, k_per_5000_customers=100),
+        model=ModelParams(
+            learning_rate=0.1,
+            max_iter=10,
+            max_leaf_nodes=8,
+            min_samples_leaf=20,
+            l2_regularization=0.0,
+            class_weight=None,
+            threshold=0.5,
+        ),
+        gate=GateParams(ap_margin=0.01, cpk_tolerance=0.0, first_model_ap_margin=0.05),
+        monitoring=MonitoringParams(
+            window_days=7,
+            min_rows=500,
+            drift_share=0.5,
+            reference_rows=5000,
+            ap_drop=0.1,
+            min_labelled_frauds=5,
+            cooldown_days=14,
+        ),
+    )
+
+
+def simulated_world() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A normal period followed by a holiday, with features computed over both."""
+    pop = make_population(300, 600, radius=5.0, seed=1)
+    parts = [
+        simulate(SimulationConfig(300, 600, days, start, seed=seed, scenarios=(scenario,)), pop)[0]
+        for days, start, seed, scenario in (
+            (BASE_DAYS, START, 0, "none"),
+            (HOLIDAY_DAYS, HOLIDAY_START, 1, "holiday"),
+        )
+    ]
+    tx = pd.concat(parts, ignore_index=True)
+    return tx, compute_features(tx, tx["tx_fraud"].to_numpy(), FEATURES, delay_days=7)
+
+
+def register_champion(settings: Settings, reference: pd.DataFrame, tmp_path: Path) -> None:
+    """A registered version aliased champion, whose run holds the reference sample and a test AP."""
+    from mlflow import MlflowClient
+
+    (settings.stores_dir / "mlflow").mkdir(parents=True)
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.create_experiment("fraudops", artifact_location=settings.artifact_root.as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    ref_file = tmp_path / Path(REFERENCE_ARTIFACT).name
+    reference.to_parquet(ref_file, index=False)
+    client.log_artifact(run_id, str(ref_file), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+    client.log_metric(run_id, "test_average_precision", 0.6)
+    client.set_terminated(run_id)
+    client.create_registered_model(settings.model_name)
+    tags = {
+        TAG_THRESHOLD: "0.5",
+        TAG_FEATURES: json.dumps(COLUMNS),
+        TAG_LABEL_DELAY: "7",
+        TAG_DATA_VERSION: "d1",
+    }
+    version = client.create_model_version(
+        settings.model_name, f"runs:/{run_id}/model", run_id=run_id, tags=tags
+    ).version
+    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+
+
+def log_scored_holiday(settings: Settings, tx: pd.DataFrame, features: pd.DataFrame) -> int:
+    """Write the holiday's scored transactions and all their labels; returns the rows logged."""
+    rng = np.random.default_rng(0)
+    holiday = (tx["tx_datetime"].dt.date >= HOLIDAY_START).to_numpy()
+    rows, feats = tx[holiday], features[holiday]
+    scores = np.clip(0.6 * rows["tx_fraud"].to_numpy() + rng.normal(0.2, 0.15, len(rows)), 0, 1)
+    log = rows[["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]].assign(
+        **{f"f_{c}": feats[c].astype(float) for c in COLUMNS},
+        fraud_probability=scores,
+        is_fraud=scores >= 0.5,
+        threshold=0.5,
+        model_version="1",
+        scored_at=rows["tx_datetime"],
+    )
+    log["tx_datetime"] = log["tx_datetime"].map(pd.Timestamp.isoformat)
+    append_predictions(settings.predictions_dir, log.to_dict("records"))
+    labels = rows[["transaction_id", "tx_fraud", "tx_fraud_scenario"]].assign(
+        received_on=(rows["tx_datetime"].dt.date + dt.timedelta(days=7)).astype(str)
+    )
+    append_feedback(settings.feedback_dir, labels.to_dict("records"))
+    return len(log)
+
+
+@pytest.fixture(scope="module")
+def world() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return simulated_world()
+
+
+@pytest.fixture()
+def settings(
+    world: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    settings = Settings(project_dir=tmp_path, mlflow_tracking_uri=None)
+    tx, features = world
+    base = (tx["tx_datetime"].dt.date >= START + dt.timedelta(days=BASE_DAYS - 21)).to_numpy()
+    register_champion(settings, features[base].sample(5000, random_state=0), tmp_path)
+    log_scored_holiday(settings, tx, features)
+    return settings
+
+
+def test_windows_follow_today_and_label_delay() -> None:
+    windows = plan_windows(TODAY, make_params())
+    assert windows["data"] == {"start": TODAY - dt.timedelta(days=7), "end": TODAY - dt.timedelta(days=1)}
+    assert windows["labelled"] == {
+        "start": TODAY - dt.timedelta(days=13),
+        "end": TODAY - dt.timedelta(days=7),
+    }
+
+
+def test_holiday_drift_retrains_once_then_cools_down(settings: Settings) -> None:
+    calls: list[str] = []
+
+    def retrain(reason: str) -> dict[str, Any]:
+        calls.append(reason)
+        return {"version": "2", "alias": CHAMPION, "decision": {"promote": True, "reasons": ["better"]}}
+
+    first = run_monitoring(settings, make_params(), TODAY, retrain)
+    assert first["action"] == "retrain"
+    assert first["reasons"][0].startswith("dataset drift:")
+    assert "tx_amount" in first["drifted_columns"]
+    assert first["retrain"] == {
+        "started": True,
+        "completed": True,
+        "promoted": True,
+        "version": "2",
+        "alias": CHAMPION,
+        "gate_reasons": ["better"],
+    }
+    assert len(calls) == 1 and calls[0].startswith(f"monitor {TODAY}: dataset drift")
+    assert first["performance"]["measured"] is True
+    assert first["model"]["version"] == "1"
+    assert first["expected_ap"] == pytest.approx(0.6)
+    assert Path(first["reports"]["drift_html"]).stat().st_size > 0
+    assert json.loads(Path(first["reports"]["summary_json"]).read_text())["action"] == "retrain"
+
+    second = run_monitoring(settings, make_params(), TODAY + dt.timedelta(days=1), retrain)
+    assert second["action"] == "cooldown"
+    assert second["reasons"][0].startswith(f"cooldown: last retrain on {TODAY}, 1 < 14 days ago")
+    assert len(calls) == 1
+    assert [h["action"] for h in read_history(settings)] == ["retrain", "cooldown"]
+
+
+def test_far_future_window_is_not_enough_data(settings: Settings) -> None:
+    summary = run_monitoring(settings, make_params(), TODAY + dt.timedelta(days=30), None)
+    assert summary["action"] == "not-enough-data"
+    assert summary["rows"] == 0
+    assert summary["drift"] is None
+    assert summary["retrain"] is None
+
+
+def test_failed_retrain_is_recorded_then_raised(settings: Settings) -> None:
+    def broken(reason: str) -> dict[str, Any]:
+        raise RuntimeError("training data missing")
+
+    with pytest.raises(RuntimeError, match="training data missing"):
+        run_monitoring(settings, make_params(), TODAY, broken)
+    [record] = read_history(settings)
+    assert record["retrain"]["completed"] is False
+    assert "training data missing" in record["retrain"]["error"]
