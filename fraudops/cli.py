@@ -210,9 +210,9 @@ def print_monitoring(summary: dict[str, Any]) -> None:
     console.print(f"monitoring {summary.get('today')}: [bold]{summary.get('action')}[/]")
     for reason in summary.get("reasons", []):
         console.print(f"  • {reason}")
-    for key in ("drift_report", "summary_path"):
-        if summary.get(key):
-            console.print(f"  {key.replace('_', ' ')}: {summary[key]}")
+    drift = summary.get("drift") or {}
+    if drift.get("html_path"):
+        console.print(f"  drift report: {drift['html_path']}")
 
 
 @monitor_app.command("history")

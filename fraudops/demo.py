@@ -230,12 +230,12 @@ def monitor_once(story: Story) -> dict[str, Any]:
         summary = monitoring_flow(today=None, retrain=True)
     print_monitoring(summary)
     story.monitoring.append(summary)
-    retrain = summary.get("retrain")
-    if retrain:
+    retrain = summary.get("retrain") or {}
+    if retrain.get("completed"):
         from fraudops.cli import print_training
 
-        print_training(retrain)
-        story.trainings.append(retrain)
+        print_training(retrain["outcome"])
+        story.trainings.append(retrain["outcome"])
     return summary
 
 
@@ -304,8 +304,8 @@ def run_traffic(story: Story) -> None:
     ingest_world(story)
     story.step("Monitor: the drifted weeks")
     summary = monitor_once(story)
-    retrain = summary.get("retrain")
-    if retrain and retrain["decision"]["promote"]:
+    retrain = summary.get("retrain") or {}
+    if retrain.get("promoted"):
         story.step("The running API picks up the new champion")
         served = wait_for_version(story, str(retrain["version"]))
         story.console.print(f"/v1/metadata now reports version {served}: promoted without a restart")
@@ -351,7 +351,7 @@ def print_summary(story: Story, elapsed_s: float) -> None:
             "—" if share is None else f"{share:.2f}",
             str(s.get("action")),
             "\n".join(s.get("reasons", [])),
-            str(s.get("drift_report", "")),
+            str((s.get("drift") or {}).get("html_path", "")),
         )
     console.print(decisions)
     root = story.settings.project_dir

@@ -143,6 +143,7 @@ def run_retrain(retrain_fn: RetrainFn | None, reason: str) -> tuple[dict[str, An
         "version": result.get("version"),
         "alias": result.get("alias"),
         "gate_reasons": gate.get("reasons", []),
+        "outcome": result,
     }, None
 
 

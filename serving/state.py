@@ -24,6 +24,9 @@ from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Rows older than the horizon are outside every window, so keeping them a little longer changes nothing.
+PRUNE_STEP = pd.Timedelta(hours=1)
+
 
 def empty_transactions() -> pd.DataFrame:
     """A frame with the transaction columns and the dtypes the feature code expects."""
@@ -52,6 +55,7 @@ class FeatureState:
         horizon = max(max(params.customer_windows_days), max(params.terminal_windows_days) + delay_days)
         self._horizon = pd.Timedelta(days=horizon)
         self._lock = threading.Lock()
+        self._pruned_to: pd.Timestamp | None = None
         self._history = empty_transactions()
         self._ids: set[str] = set()
         self._labels: dict[str, int] = {}
@@ -73,7 +77,9 @@ class FeatureState:
             self._history = history.reset_index(drop=True)
             self._ids = set(self._history["transaction_id"])
             self._labels = {tid: int(v) for tid, v in labels.items() if tid in self._ids}
-            self._prune()
+            self._pruned_to = None
+            if not history.empty:
+                self._prune(history["tx_datetime"].max())
 
     def record_batch(self, batch: pd.DataFrame) -> pd.DataFrame:
         """Features of ``batch`` rows (same order, all feature columns), then add the batch to the history.
@@ -85,11 +91,11 @@ class FeatureState:
             self._forget(batch["transaction_id"])
             context = self._history_of(batch)
             frame = pd.concat([context, batch], ignore_index=True)
-            fraud = frame["transaction_id"].map(self._labels).fillna(0).to_numpy(dtype=np.float64)
+            fraud = np.array([self._labels.get(tid, 0) for tid in frame["transaction_id"]], dtype=np.float64)
             features = compute_features(frame, fraud, self._params, self._delay_days)
             self._history = pd.concat([self._history, batch], ignore_index=True)
             self._ids.update(batch["transaction_id"])
-            self._prune()
+            self._prune(batch["tx_datetime"].max())
         return features.iloc[len(context) :].reset_index(drop=True)
 
     def add_labels(self, labels: Mapping[str, int]) -> int:
@@ -113,10 +119,12 @@ class FeatureState:
         self._history = self._history[~self._history["transaction_id"].isin(ids)].reset_index(drop=True)
         self._ids.difference_update(ids)
 
-    def _prune(self) -> None:
-        if self._history.empty:
+    def _prune(self, newest: pd.Timestamp) -> None:
+        """Drop rows no future window reaches, once the cutoff moved a step (pruning scans every row)."""
+        cutoff = newest - self._horizon
+        if self._pruned_to is not None and cutoff < self._pruned_to + PRUNE_STEP:
             return
-        cutoff = self._history["tx_datetime"].max() - self._horizon
+        self._pruned_to = cutoff
         old = self._history["tx_datetime"] <= cutoff
         if not old.any():
             return

@@ -33,9 +33,8 @@ from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS
 from core.settings import Settings
 from core.simulator import SimulationConfig, write_simulation
 from serving.app import create_app
+from tests.api.factories import ADMIN_KEY, REPO_PARAMS
 
-REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
-ADMIN_KEY = "test-admin-key"
 SIM = {"customers": 300, "terminals": 600}
 
 

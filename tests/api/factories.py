@@ -1,12 +1,16 @@
-"""Request bodies for the API tests."""
+"""Request bodies and constants for the API tests."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from core.schemas import TRANSACTION_COLUMNS
+
+REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+ADMIN_KEY = "test-admin-key"
 
 
 def transaction(tid: str, when: str, customer: int, terminal: int, amount: float = 42.0) -> dict[str, Any]:

@@ -14,8 +14,7 @@ from core.features import feature_names
 from core.settings import Settings
 from serving.app import create_app
 from serving.model_store import NO_CHAMPION
-from tests.api.conftest import ADMIN_KEY, REPO_PARAMS
-from tests.api.factories import transaction
+from tests.api.factories import ADMIN_KEY, REPO_PARAMS, transaction
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project

@@ -15,8 +15,7 @@ from fastapi.testclient import TestClient
 
 from core.registry import TAG_FEATURES, TAG_LABEL_DELAY
 from serving.app import create_app
-from tests.api.conftest import ADMIN_KEY
-from tests.api.factories import transaction
+from tests.api.factories import ADMIN_KEY, transaction
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
