@@ -25,7 +25,9 @@ help: ## Show this help
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .uv "uv==$(UV_VERSION)"
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	@echo "creating $(VENV) from uv.lock (uv sync --frozen)..."
+	@$(UV) sync --frozen --quiet --python $(PYTHON)
+	@echo "$(VENV) ready"
 	@touch $@
 
 setup: $(VENV)/.installed ## Create .venv from the lock file (uv; bootstrapped with pip when absent)

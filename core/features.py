@@ -34,7 +34,8 @@ def _window_sums(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, count and sum of ``values`` over rows with the same key and time in (t-lo, t-hi]."""
     span = np.int64(10) ** 11  # wider than any timestamp in seconds, so keys never overlap
-    packed = keys.astype(np.int64) * span + seconds
+    dense = np.unique(keys, return_inverse=True)[1].astype(np.int64)  # small keys: no int64 overflow
+    packed = dense * span + seconds
     sorted_packed = packed[order]
     cum = np.concatenate([[0.0], np.cumsum(values[order], dtype=np.float64)])
     left = np.searchsorted(sorted_packed, packed - lo_s, side="right")

@@ -116,6 +116,7 @@ def tool_environment(settings: Settings) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_LOGGING_LEVEL": "ERROR",
         "DO_NOT_TRACK": "true",
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(settings.stores_dir / "dvc-site"),

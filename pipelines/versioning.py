@@ -33,7 +33,8 @@ def ensure_dvc_repo(root: Path) -> None:
     with repo.config.edit() as conf:
         conf["core"]["remote"] = "local"
         conf["core"]["analytics"] = False
-        conf["remote"]["local"] = {"url": os.path.relpath(root / LOCAL_REMOTE, root / ".dvc")}
+        # DVC reads a relative url as relative to the working directory and stores it relative to .dvc/
+        conf["remote"]["local"] = {"url": os.path.relpath(root / LOCAL_REMOTE)}
     repo.close()
 
 

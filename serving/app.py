@@ -72,7 +72,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     add_request_metrics(app, telemetry)
     add_error_handlers(app)
-    for router in (scoring.router, feedback.router, model.router, health.router, health.metrics_router):
+    routers = (
+        scoring.router,
+        feedback.router,
+        model.router,
+        health.router,
+        health.metrics_router,
+        admin.router,
+    )
+    for router in routers:
         app.include_router(router)
-    app.include_router(admin.router)
     return app

@@ -109,8 +109,8 @@ class FeedbackOut(BaseModel):
 class MetadataOut(BaseModel):
     """The model being served and what it assumes."""
 
-    model_name: str
-    model_version: str
+    name: str
+    version: str
     alias: str | None
     run_id: str
     data_version: str = Field(description="DVC version of the training data")

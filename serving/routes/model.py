@@ -15,8 +15,8 @@ def read_metadata(champion: ChampionDep) -> MetadataOut:
     """Name, version, alias, training data version, features and threshold of the served model."""
     info = champion.info
     return MetadataOut(
-        model_name=info.name,
-        model_version=info.version,
+        name=info.name,
+        version=info.version,
         alias=info.alias,
         run_id=info.run_id,
         data_version=info.data_version,

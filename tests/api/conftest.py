@@ -121,6 +121,8 @@ def log_model(settings: Settings, params: Params, history: pd.DataFrame) -> str:
     model = HistGradientBoostingClassifier(max_iter=20, random_state=params.seed)
     model.fit(features, history["tx_fraud"])
     (settings.stores_dir / "mlflow").mkdir(parents=True)
+    # artifacts inside the project: MLflow's default (./mlruns) would land in the caller's working tree
+    mlflow.create_experiment("api-tests", artifact_location=settings.artifact_root.as_uri())
     mlflow.set_experiment("api-tests")
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(

@@ -30,7 +30,7 @@ def restore_champion(project: Project) -> Iterator[None]:
 
 
 def _served_version(client: TestClient) -> str:
-    return str(client.get("/v1/metadata").json()["model_version"])
+    return str(client.get("/v1/metadata").json()["version"])
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}])

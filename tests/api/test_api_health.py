@@ -39,8 +39,8 @@ def test_live_and_ready(client: TestClient) -> None:
 
 def test_metadata_describes_the_champion(client: TestClient, project: Project) -> None:
     meta = client.get("/v1/metadata").json()
-    assert meta["model_name"] == project.settings().model_name
-    assert (meta["model_version"], meta["alias"]) == ("1", "champion")
+    assert meta["name"] == project.settings().model_name
+    assert (meta["version"], meta["alias"]) == ("1", "champion")
     assert meta["data_version"] == "test-data-v1"
     assert meta["features"] == feature_names(project.params.features)
     assert meta["threshold"] == project.params.model.threshold

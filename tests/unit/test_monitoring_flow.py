@@ -182,6 +182,7 @@ def test_holiday_drift_retrains_once_then_cools_down(settings: Settings) -> None
         "version": "2",
         "alias": CHAMPION,
         "gate_reasons": ["better"],
+        "outcome": {"version": "2", "alias": CHAMPION, "decision": {"promote": True, "reasons": ["better"]}},
     }
     assert len(calls) == 1 and calls[0].startswith(f"monitor {TODAY}: dataset drift")
     assert first["performance"]["measured"] is True

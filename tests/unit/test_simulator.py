@@ -45,7 +45,9 @@ def test_continuing_a_folder_appends_days_with_unique_ids(tmp_path: Path) -> Non
 
 def test_holiday_raises_amounts_and_frequency(tmp_path: Path) -> None:
     _, base = write_simulation(tmp_path / "a", SMALL)
-    _, holiday = write_simulation(tmp_path / "b", SimulationConfig(**{**SMALL.__dict__, "scenarios": ("holiday",)}))
+    _, holiday = write_simulation(
+        tmp_path / "b", SimulationConfig(**{**SMALL.__dict__, "scenarios": ("holiday",)})
+    )
     assert len(holiday) > 1.3 * len(base)
     assert holiday["tx_amount"].median() > 1.3 * base["tx_amount"].median()
 

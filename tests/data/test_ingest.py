@@ -1,0 +1,135 @@
+"""Ingestion: day files are found, copied once, never rewritten, and labels wait for the clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.ingest import find_batches, ingest_batch
+
+DELAY = 7
+LATE = dt.date(2027, 1, 1)  # a "today" by which every simulated label is released
+
+
+def test_find_batches_lists_every_day_of_a_simulation(sim_dir: Path, sim_days: list[dt.date]) -> None:
+    found = find_batches([sim_dir])
+    tx = [p for kind, p in found if kind == "transactions"]
+    labels = [p for kind, p in found if kind == "labels"]
+    assert [p.stem for p in tx] == [str(d) for d in sim_days]
+    assert [p.stem for p in labels] == [str(d) for d in sim_days]
+    assert {p.parent.name for p in tx} == {"transactions"}
+    assert len(found) == 20  # customers/terminals/incidents files are not batches
+
+
+def test_find_batches_takes_single_files_by_their_folder(sim_dir: Path, sim_days: list[dt.date]) -> None:
+    day = f"{sim_days[0]}.parquet"
+    found = find_batches([sim_dir / "transactions" / day, sim_dir / "labels" / day])
+    assert [kind for kind, _ in found] == ["transactions", "labels"]
+
+
+def test_find_batches_refuses_a_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist: pass day files or a folder"):
+        find_batches([tmp_path / "nowhere"])
+
+
+def test_ingest_copies_a_day_once(sim_dir: Path, tmp_path: Path, sim_days: list[dt.date]) -> None:
+    src = sim_dir / "transactions" / f"{sim_days[0]}.parquet"
+    dest = tmp_path / "raw"
+    first = ingest_batch("transactions", src, dest, LATE, DELAY)
+    rows = len(pd.read_parquet(src))
+    assert (first.status, first.rows, first.accepted, first.quarantined) == ("ingested", rows, rows, 0)
+    assert (dest / src.name).read_bytes() == src.read_bytes()
+
+    again = ingest_batch("transactions", src, dest, LATE, DELAY)
+    assert (again.status, again.rows) == ("already ingested", rows)
+    assert [p.name for p in dest.iterdir()] == [src.name]
+
+
+def test_ingest_counts_bad_rows_but_keeps_the_raw_day_as_sent(
+    tmp_path: Path, sim_dir: Path, sim_days: list[dt.date]
+) -> None:
+    frame = pd.read_parquet(sim_dir / "transactions" / f"{sim_days[1]}.parquet")
+    frame.loc[[0, 3], "tx_amount"] = -1.0
+    src = tmp_path / "incoming" / f"{sim_days[1]}.parquet"
+    src.parent.mkdir()
+    frame.to_parquet(src, index=False)
+    outcome = ingest_batch("transactions", src, tmp_path / "raw", LATE, DELAY)
+    assert (outcome.status, outcome.rows, outcome.accepted, outcome.quarantined) == (
+        "ingested",
+        len(frame),
+        len(frame) - 2,
+        2,
+    )
+    assert (tmp_path / "raw" / src.name).read_bytes() == src.read_bytes()  # quarantine is the stage's job
+
+
+def test_ingest_refuses_other_content_under_a_stored_day(
+    sim_dir: Path, tmp_path: Path, sim_days: list[dt.date]
+) -> None:
+    src = sim_dir / "transactions" / f"{sim_days[2]}.parquet"
+    dest = tmp_path / "raw"
+    assert ingest_batch("transactions", src, dest, LATE, DELAY).status == "ingested"
+    stored = (dest / src.name).read_bytes()
+    other = tmp_path / "other" / src.name
+    other.parent.mkdir()
+    pd.read_parquet(src).head(5).to_parquet(other, index=False)
+
+    outcome = ingest_batch("transactions", other, dest, LATE, DELAY)
+
+    assert outcome.status == "rejected"
+    assert outcome.reason == f"{dest / src.name} exists with other content: raw days are immutable"
+    assert (dest / src.name).read_bytes() == stored
+    assert [p.name for p in dest.iterdir()] == [src.name]
+
+
+def test_labels_wait_until_the_clock_releases_them(
+    sim_dir: Path, tmp_path: Path, sim_days: list[dt.date]
+) -> None:
+    day = sim_days[3]
+    src = sim_dir / "labels" / f"{day}.parquet"
+    dest = tmp_path / "labels"
+    one_day_early = day + dt.timedelta(days=DELAY - 1)
+
+    pending = ingest_batch("labels", src, dest, one_day_early, DELAY)
+
+    assert pending.status == "pending"
+    assert pending.reason == f"labels not released before {one_day_early}"
+    assert not dest.exists()
+    released = ingest_batch("labels", src, dest, day + dt.timedelta(days=DELAY), DELAY)
+    assert released.status == "ingested"
+    assert released.rows == released.accepted == len(pd.read_parquet(src))
+
+
+def test_transactions_do_not_wait_for_the_clock(
+    sim_dir: Path, tmp_path: Path, sim_days: list[dt.date]
+) -> None:
+    src = sim_dir / "transactions" / f"{sim_days[4]}.parquet"
+    assert ingest_batch("transactions", src, tmp_path / "raw", sim_days[4], DELAY).status == "ingested"
+
+
+def test_a_corrupt_file_is_rejected_and_nothing_is_written(tmp_path: Path, sim_days: list[dt.date]) -> None:
+    src = tmp_path / "incoming" / f"{sim_days[5]}.parquet"
+    src.parent.mkdir()
+    src.write_bytes(b"PAR1 but not really" * 50)
+    dest = tmp_path / "raw"
+
+    outcome = ingest_batch("transactions", src, dest, LATE, DELAY)
+
+    assert outcome.status == "rejected"
+    assert outcome.reason.startswith(f"{src}: not a readable parquet file (")
+    assert (outcome.rows, outcome.accepted, outcome.quarantined) == (0, 0, 0)
+    assert not dest.exists()
+
+
+def test_a_file_not_named_for_its_day_is_rejected(
+    sim_dir: Path, tmp_path: Path, sim_days: list[dt.date]
+) -> None:
+    src = tmp_path / "batch-7.parquet"
+    src.write_bytes((sim_dir / "transactions" / f"{sim_days[6]}.parquet").read_bytes())
+    outcome = ingest_batch("transactions", src, tmp_path / "raw", LATE, DELAY)
+    assert outcome.status == "rejected"
+    assert outcome.reason == "file name must be the day: YYYY-MM-DD.parquet"
+    assert not (tmp_path / "raw").exists()

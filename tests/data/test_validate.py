@@ -1,0 +1,149 @@
+"""Validation: every row is either valid or quarantined with a reason; an unusable batch is rejected whole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS, LabelSchema, TransactionSchema
+from pipelines.validate import BatchRejected, read_batch, validate_rows, validate_store
+
+
+def transactions(ids: list[str | None], amounts: list[float], times: list[str] | None = None) -> pd.DataFrame:
+    """Transactions as the switch sends them: ISO timestamps as text, one customer and terminal per row."""
+    n = len(ids)
+    return pd.DataFrame(
+        {
+            "transaction_id": ids,
+            "tx_datetime": times or [f"2026-03-01T{10 + i:02d}:00:00Z" for i in range(n)],
+            "customer_id": list(range(n)),
+            "terminal_id": list(range(n)),
+            "tx_amount": amounts,
+        }
+    )
+
+
+def test_validate_rows_quarantines_every_bad_row_with_its_column() -> None:
+    frame = transactions(
+        ids=["T1", "T2", None, "T4", "T4", "T6", "T7", None],
+        amounts=[1.0, -5.0, 3.0, 4.0, 5.0, 6.0, 7.0, -1.0],
+        times=[f"2026-03-01T{h:02d}:00:00Z" for h in range(10, 15)]
+        + ["not a time", "2026-03-01T16:00:00Z", "2026-03-01T17:00:00Z"],
+    )
+    result = validate_rows(frame, TransactionSchema)
+
+    assert result.valid["transaction_id"].tolist() == ["T1", "T7"]
+    reasons = result.quarantined["reason"].to_dict()
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 7]
+    assert reasons[1] == "tx_amount: greater_than_or_equal_to(0)"
+    assert reasons[2] == "transaction_id: not_nullable"
+    # both rows of a duplicated id: nothing says which of the two is the real one
+    assert reasons[3] == reasons[4] == "transaction_id: field_uniqueness"
+    assert reasons[5].startswith("tx_datetime: coerce_dtype(")
+    assert reasons[7] == "transaction_id: not_nullable; tx_amount: greater_than_or_equal_to(0)"
+    assert len(result.valid) + len(result.quarantined) == len(frame)
+
+
+def test_validate_rows_coerces_valid_rows_and_keeps_an_empty_quarantine() -> None:
+    result = validate_rows(transactions(["T1", "T2"], [1.5, 0.0]), TransactionSchema)
+    assert len(result.valid) == 2
+    assert str(result.valid["tx_datetime"].dtype) == "datetime64[us, UTC]"
+    assert result.quarantined.empty
+    assert "reason" in result.quarantined.columns
+
+
+def test_validate_rows_checks_labels() -> None:
+    labels = pd.DataFrame(
+        {"transaction_id": ["a", "b", "c"], "tx_fraud": [0, 2, 1], "tx_fraud_scenario": [0, 0, -1]}
+    )
+    result = validate_rows(labels, LabelSchema)
+    assert result.valid["transaction_id"].tolist() == ["a"]
+    assert result.quarantined["reason"].to_dict() == {
+        1: "tx_fraud: isin([0, 1])",
+        2: "tx_fraud_scenario: greater_than_or_equal_to(0)",
+    }
+
+
+def test_read_batch_rejects_an_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.parquet"
+    path.write_bytes(b"\x00garbage, not parquet\xff" * 10)
+    with pytest.raises(BatchRejected, match="not a readable parquet file"):
+        read_batch(path, TRANSACTION_COLUMNS)
+
+
+def test_read_batch_rejects_a_missing_column(tmp_path: Path) -> None:
+    path = tmp_path / "2026-03-01.parquet"
+    transactions(["T1"], [1.0]).drop(columns=["tx_amount"]).to_parquet(path)
+    with pytest.raises(BatchRejected, match=r"missing column\(s\) tx_amount$"):
+        read_batch(path, TRANSACTION_COLUMNS)
+
+
+def test_read_batch_rejects_an_empty_batch(tmp_path: Path) -> None:
+    path = tmp_path / "2026-03-01.parquet"
+    transactions([], []).to_parquet(path)
+    with pytest.raises(BatchRejected, match="empty batch"):
+        read_batch(path, TRANSACTION_COLUMNS)
+
+
+def test_read_batch_returns_a_usable_batch(tmp_path: Path) -> None:
+    path = tmp_path / "2026-03-01.parquet"
+    transactions(["T1", "T2"], [1.0, 2.0]).to_parquet(path)
+    assert read_batch(path, TRANSACTION_COLUMNS)["transaction_id"].tolist() == ["T1", "T2"]
+
+
+def write_day(folder: Path, day: str, ids: list[str], amounts: list[float]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    times = [f"{day}T{10 + i:02d}:00:00Z" for i in range(len(ids))]
+    transactions(ids, amounts, times).to_parquet(folder / f"{day}.parquet", index=False)
+
+
+def test_validate_store_quarantines_an_id_repeated_on_a_later_day(tmp_path: Path) -> None:
+    raw, labels = tmp_path / "raw", tmp_path / "labels"
+    write_day(raw, "2026-03-01", ["A", "B"], [1.0, 2.0])
+    write_day(raw, "2026-03-02", ["B", "C", "D"], [3.0, 4.0, -1.0])
+    labels.mkdir()
+    pd.DataFrame({"transaction_id": ["A", "B"], "tx_fraud": [0, 1], "tx_fraud_scenario": [0, 1]}).to_parquet(
+        labels / "2026-03-01.parquet", index=False
+    )
+    pd.DataFrame({"transaction_id": ["B", "C"], "tx_fraud": [0, 0], "tx_fraud_scenario": [0, 0]}).to_parquet(
+        labels / "2026-03-02.parquet", index=False
+    )
+    out, quarantine = tmp_path / "validated", tmp_path / "quarantine"
+
+    counts = validate_store(raw, labels, out, quarantine)
+
+    assert counts == {
+        "rows_in": 5,
+        "accepted": 3,
+        "quarantined": 2,
+        "labels_in": 4,
+        "labels_accepted": 3,
+        "labels_quarantined": 1,
+    }
+    assert json.loads((quarantine / "report.json").read_text(encoding="utf-8")) == counts
+    valid = pd.read_parquet(out / "transactions.parquet")
+    assert valid["transaction_id"].tolist() == ["A", "B", "C"]
+    # the first sighting wins: B keeps its amount and time of 1 March
+    assert valid.loc[1, "tx_amount"] == 2.0
+    assert str(valid.loc[1, "tx_datetime"].date()) == "2026-03-01"
+    bad = pd.read_parquet(quarantine / "transactions.parquet").set_index("transaction_id")
+    assert sorted(bad.index) == ["B", "D"]
+    assert bad.loc["B", "reason"] == "transaction_id: already seen on an earlier day"
+    assert bad.loc["D", "reason"] == "tx_amount: greater_than_or_equal_to(0)"
+    assert bad.loc["D", "source"] == "2026-03-02.parquet"
+    kept_labels = pd.read_parquet(out / "labels.parquet")
+    assert kept_labels.set_index("transaction_id")["tx_fraud"].to_dict() == {"A": 0, "B": 1, "C": 0}
+    assert list(kept_labels.columns) == LABEL_COLUMNS
+
+
+def test_validate_store_rejects_the_run_on_an_unreadable_day(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_day(raw, "2026-03-01", ["A"], [1.0])
+    (raw / "2026-03-02.parquet").write_bytes(b"not parquet")
+    (tmp_path / "labels").mkdir()
+    with pytest.raises(BatchRejected, match=r"2026-03-02\.parquet: not a readable parquet file"):
+        validate_store(raw, tmp_path / "labels", tmp_path / "validated", tmp_path / "quarantine")
+    assert not (tmp_path / "validated").exists()
