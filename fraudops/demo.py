@@ -135,27 +135,36 @@ def start_api(story: Story) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "FRAUDOPS_RELOAD_INTERVAL_S": str(story.cfg.api_poll_s)}
     cmd = [sys.executable, "-m", "fraudops", "serve", "--port", str(story.cfg.port)]
-    log_file = (log_dir / "api.log").open("wb")
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=story.settings.project_dir
-    )
-    deadline = time.monotonic() + 120
-    with story.console.status(f"starting the API on {story.base_url} ..."):
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise UserError(f"the API exited with code {proc.returncode}: see {log_dir / 'api.log'}")
-            try:
-                if httpx.get(f"{story.base_url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            proc.terminate()
-            raise UserError(f"the API was not ready within 120 s: see {log_dir / 'api.log'}")
-    meta = httpx.get(f"{story.base_url}/v1/metadata", timeout=5).json()
+    with (log_dir / "api.log").open("wb") as log_file:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=story.settings.project_dir
+        )
+    try:
+        with story.console.status(f"starting the API on {story.base_url} ..."):
+            wait_until_ready(story, proc, log_dir / "api.log")
+        meta = httpx.get(f"{story.base_url}/v1/metadata", timeout=5).json()
+    except BaseException:
+        stop_api(proc)
+        raise
     story.console.print(f"API ready at {story.base_url}: serving {meta['name']} version {meta['version']}")
     return proc
+
+
+def wait_until_ready(
+    story: Story, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 120
+) -> None:
+    """Poll /health/ready until the API answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UserError(f"the API exited with code {proc.returncode}: see {log_path}")
+        try:
+            if httpx.get(f"{story.base_url}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise UserError(f"the API was not ready within {timeout_s:.0f} s: see {log_path}")
 
 
 def stop_api(proc: subprocess.Popen[bytes]) -> None:
