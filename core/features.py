@@ -25,6 +25,11 @@ def feature_names(params: FeatureParams) -> list[str]:
     return names
 
 
+def horizon_days(params: FeatureParams, delay_days: int) -> int:
+    """How far back any feature window reaches: features of a transaction need this much history."""
+    return max(max(params.customer_windows_days), max(params.terminal_windows_days) + delay_days)
+
+
 def _epoch_seconds(ts: pd.Series) -> np.ndarray:
     return ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]").astype("int64").to_numpy() // 1_000_000
 

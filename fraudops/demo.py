@@ -50,7 +50,7 @@ class DemoConfig:
     seed: int = 7
     port: int = 8000
     start_date: dt.date = dt.date(2026, 1, 1)
-    history_days: int = 42
+    history_days: int = 84
     normal_days: int = 14
     drift_days: int = 35
     api_poll_s: float = 2.0
@@ -263,6 +263,22 @@ def wait_for_version(story: Story, version: str, timeout_s: float = 60) -> str:
     raise UserError(f"the API still serves version {served}, not {version}: see reports/demo/api.log")
 
 
+def current_champion_version(settings: Settings) -> str | None:
+    """The version the registry's champion alias points at now."""
+    from mlflow import MlflowClient
+
+    from core.registry import CHAMPION
+
+    try:
+        return str(
+            MlflowClient(tracking_uri=settings.tracking_uri)
+            .get_model_version_by_alias(settings.model_name, CHAMPION)
+            .version
+        )
+    except Exception:  # the summary still prints without the registry
+        return None
+
+
 def run_demo(settings: Settings, cfg: DemoConfig, console: Console) -> Story:
     """Run the storyline end to end and print the summary."""
     started = time.monotonic()
@@ -324,45 +340,49 @@ def print_summary(story: Story, elapsed_s: float) -> None:
     """Model versions with metrics, monitoring decisions with reasons, where to look next."""
     console = story.console
     console.rule("[bold]Summary")
-    models = Table(title="Model versions")
-    for col in (
-        "version",
-        "alias",
-        "trained for",
-        "test window",
-        "AP (random)",
-        "ROC AUC",
-        "CP@k (random)",
-        "gate",
-    ):
+    champion = current_champion_version(story.settings)
+    models = Table(
+        title="Model versions (metrics on each one's held-out test window; random baseline in brackets)"
+    )
+    for col in ("version", "now", "trained because", "test window", "AP", "ROC AUC", "CP@k", "gate"):
         models.add_column(col)
     for t in story.trainings:
         m = t["metrics"]
         models.add_row(
             str(t["version"]),
-            t["alias"],
-            str(t.get("reason", "")),
+            "champion"
+            if str(t["version"]) == champion
+            else t["alias"]
+            if t["alias"] != "champion"
+            else "retired",
+            str(t.get("reason", ""))[:40],
             t["windows"]["test_window"],
             f"{m['average_precision']:.3f} ({m['average_precision_random']:.3f})",
             f"{m['roc_auc']:.3f}",
             f"{m['card_precision_at_k']:.3f} ({m['card_precision_at_k_random']:.3f})",
-            "; ".join(t["decision"]["reasons"]),
+            "promoted" if t["decision"]["promote"] else "kept champion",
         )
     console.print(models)
+    for t in story.trainings:
+        console.print(f"  v{t['version']} gate: " + "; ".join(t["decision"]["reasons"]))
     decisions = Table(title="Monitoring decisions")
-    for col in ("today", "scored rows", "drift share", "action", "reasons", "report"):
+    for col in ("today", "scored rows", "drifted columns", "live AP (expected)", "action"):
         decisions.add_column(col)
     for s in story.monitoring:
-        share = s.get("drift_share")
+        drift, perf = s.get("drift") or {}, s.get("performance") or {}
+        drifted = f"{len(s.get('drifted_columns', []))}/{drift.get('n_columns', '?')}" if drift else "—"
+        live = perf.get("average_precision")
+        expected = s.get("expected_ap")
+        live_text = "—" if live is None else f"{live:.3f} ({expected:.3f})" if expected else f"{live:.3f}"
         decisions.add_row(
-            str(s.get("today")),
-            str(s.get("rows")),
-            "—" if share is None else f"{share:.2f}",
-            str(s.get("action")),
-            "\n".join(s.get("reasons", [])),
-            str((s.get("drift") or {}).get("html_path", "")),
+            str(s.get("today")), f"{s.get('rows', 0):,}", drifted, live_text, str(s.get("action"))
         )
     console.print(decisions)
+    for s in story.monitoring:
+        console.print(f"  {s.get('today')}: " + "; ".join(s.get("reasons", [])))
+        report = (s.get("reports") or {}).get("drift_html")
+        if report:
+            console.print(f"    report: {report}")
     root = story.settings.project_dir
     console.print(
         f"Finished in {elapsed_s:.0f} s. HTML reports: {story.settings.reports_dir / 'monitoring'}\n"

@@ -33,17 +33,26 @@ MODEL_DESCRIPTION = (
 
 
 def client_for(settings: Settings) -> Any:
-    """An MLflow client on the project's tracking store."""
+    """An MLflow client on the project's tracking store and model registry."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=settings.tracking_uri)
+    # without registry_uri the client follows a process-wide registry URI set by anything else
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def use_store(settings: Settings) -> None:
+    """Point MLflow's process-wide URIs at the project's store (``models:/`` URIs, registering use them)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
 
 
 def ensure_experiment(settings: Settings) -> str:
     """The experiment id, created with its artifacts inside the project's store."""
     import mlflow
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    use_store(settings)
     found = mlflow.get_experiment_by_name(EXPERIMENT)
     if found is not None:
         return str(found.experiment_id)

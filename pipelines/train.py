@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from core.features import feature_names
+from core.features import feature_names, horizon_days
 from core.metrics import card_k, evaluate_scores
 from core.params import Params
 
@@ -39,12 +39,26 @@ class Windows:
         }
 
 
-def plan_windows(last_labelled: dt.date, params: Params) -> Windows:
-    """Test = the newest ``test_days`` labelled days; train ends ``gap_days`` before the test starts."""
+def plan_windows(last_labelled: dt.date, params: Params, first_day: dt.date | None = None) -> Windows:
+    """Test = the newest ``test_days`` labelled days; train ends ``gap_days`` before the test starts.
+
+    With ``first_day`` (the oldest day of data), training starts no earlier than the feature horizon
+    after it: before that, 30-day windows are cut short and the model would learn from skewed features.
+    """
     ev = params.evaluation
     test_start = last_labelled - dt.timedelta(days=ev.test_days - 1)
     train_end = test_start - dt.timedelta(days=ev.gap_days + 1)
-    return Windows(train_end - dt.timedelta(days=ev.train_days - 1), train_end, test_start, last_labelled)
+    train_start = train_end - dt.timedelta(days=ev.train_days - 1)
+    if first_day is not None:
+        warmup = horizon_days(params.features, params.data.label_delay_days)
+        train_start = max(train_start, first_day + dt.timedelta(days=warmup))
+        if train_start > train_end:
+            needed = warmup + ev.train_days + ev.gap_days + ev.test_days + params.data.label_delay_days
+            raise NotEnoughData(
+                f"data from {first_day} leave no training days after the {warmup}-day feature warm-up: "
+                f"simulate and ingest at least {needed} days"
+            )
+    return Windows(train_start, train_end, test_start, last_labelled)
 
 
 def last_labelled_in(table: pd.DataFrame, today: dt.date, delay_days: int) -> dt.date:

@@ -21,7 +21,7 @@ from core.registry import CHAMPION, ModelInfo, load_model, read_model_info
 from core.settings import Settings
 from pipelines.features import read_feature_table
 from pipelines.gate import GateDecision, apply_decision, judge
-from pipelines.tracking import client_for, git_commit, log_and_register
+from pipelines.tracking import client_for, git_commit, log_and_register, use_store
 from pipelines.train import (
     Windows,
     evaluate_model,
@@ -34,6 +34,7 @@ from pipelines.train import (
 from pipelines.versioning import data_version, reproduce
 
 log = logging.getLogger(__name__)
+_MISSING_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such model, no such alias
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ def current_champion(client: Any, name: str) -> tuple[ModelInfo, Any] | None:
 
     try:
         info = read_model_info(client, name, CHAMPION)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code not in _MISSING_CODES:
+            raise  # an unreachable registry is not an empty one: the gate must not judge a "first" model
         return None
     return info, load_model(info)
 
@@ -80,6 +83,7 @@ def run_training(settings: Settings, params: Params, reason: str) -> TrainingOut
     features = feature_names(params.features)
     model = fit_model(train, params)
     metrics = evaluate_model(model, test, features, params.model.threshold, params)
+    use_store(settings)  # the champion is loaded through MLflow's process-wide URIs
     client = client_for(settings)
     champion = current_champion(client, settings.model_name)
     champion_metrics = None

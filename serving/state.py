@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.features import compute_features
+from core.features import compute_features, horizon_days
 from core.params import FeatureParams, Params
 from core.schemas import TRANSACTION_COLUMNS
 from core.settings import Settings
@@ -52,8 +52,7 @@ class FeatureState:
     def __init__(self, params: FeatureParams, delay_days: int) -> None:
         self._params = params
         self._delay_days = delay_days
-        horizon = max(max(params.customer_windows_days), max(params.terminal_windows_days) + delay_days)
-        self._horizon = pd.Timedelta(days=horizon)
+        self._horizon = pd.Timedelta(days=horizon_days(params, delay_days))
         self._lock = threading.Lock()
         self._pruned_to: pd.Timestamp | None = None
         self._history = empty_transactions()

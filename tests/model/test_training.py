@@ -1,0 +1,261 @@
+"""Training: time-aware windows, a model that beats chance, and the whole cycle on a real DVC repo and MLflow.
+
+The training cycle runs for real in a throwaway project (its own git, DVC and sqlite MLflow store): the
+session's simulated days are ingested, versioned and reproduced, then ``run_training`` is called twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.clock import set_today
+from core.features import feature_names
+from core.params import Params
+from core.registry import (
+    CHALLENGER,
+    CHAMPION,
+    TAG_DATA_VERSION,
+    TAG_FEATURES,
+    TAG_LABEL_DELAY,
+    TAG_THRESHOLD,
+)
+from core.settings import Settings
+from pipelines.ingest import find_batches, ingest_batch
+from pipelines.tracking import client_for
+from pipelines.train import NotEnoughData, Windows, evaluate_model, plan_windows, score_frame, split_windows
+from pipelines.training import TrainingOutcome, current_champion, run_training
+from pipelines.versioning import data_version, ensure_dvc_repo, track_data
+from tests.conftest import make_project
+from tests.model.world import TODAY, SmallWorld, mlflow_uris_restored
+
+
+def test_plan_windows_follows_params(params: Params) -> None:
+    ev = params.evaluation
+    windows = plan_windows(dt.date(2026, 2, 11), params)
+    assert windows == Windows(
+        train_start=dt.date(2026, 1, 8),
+        train_end=dt.date(2026, 1, 28),
+        test_start=dt.date(2026, 2, 5),
+        test_end=dt.date(2026, 2, 11),
+    )
+    # with params.yaml's 21 / 7 / 7 days: the same dates, derived from the parameters
+    assert (windows.train_end - windows.train_start).days + 1 == ev.train_days
+    assert (windows.test_start - windows.train_end).days - 1 == ev.gap_days
+    assert (windows.test_end - windows.test_start).days + 1 == ev.test_days
+    assert windows.as_tags() == {
+        "train_window": "2026-01-08..2026-01-28",
+        "test_window": "2026-02-05..2026-02-11",
+    }
+
+
+def labelled_days(start: dt.date, days: int, fraud_every: int) -> pd.DataFrame:
+    """Ten transactions a day; every ``fraud_every``-th one fraudulent (0: none)."""
+    n = days * 10
+    frauds = np.zeros(n) if fraud_every == 0 else (np.arange(n) % fraud_every == 0).astype(float)
+    return pd.DataFrame(
+        {
+            "tx_datetime": pd.Timestamp(start, tz="UTC") + pd.to_timedelta(np.arange(n) * 8640, unit="s"),
+            "customer_id": np.arange(n) % 7,
+            "tx_fraud": frauds,
+        }
+    )
+
+
+@pytest.mark.parametrize(("window", "kind"), [("train", "training"), ("test", "test")])
+def test_split_windows_refuses_a_window_with_one_class(params: Params, window: str, kind: str) -> None:
+    windows = plan_windows(dt.date(2026, 2, 11), params)
+    table = labelled_days(windows.train_start, 35, fraud_every=4)
+    start, end = (
+        (windows.train_start, windows.train_end)
+        if window == "train"
+        else (windows.test_start, windows.test_end)
+    )
+    days = table["tx_datetime"].dt.date
+    table.loc[(days >= start) & (days <= end), "tx_fraud"] = 0.0
+    with pytest.raises(NotEnoughData, match=f"the {kind} window .* has no labelled fraud and genuine rows"):
+        split_windows(table, windows)
+
+
+def test_split_windows_keeps_labelled_rows_of_each_window(params: Params) -> None:
+    windows = plan_windows(dt.date(2026, 2, 11), params)
+    table = labelled_days(windows.train_start, 35, fraud_every=4)
+    table.loc[table.index % 5 == 0, "tx_fraud"] = np.nan  # labels not known yet
+    train, test = split_windows(table, windows)
+    assert len(train) == 21 * 10 * 4 // 5 and len(test) == 7 * 10 * 4 // 5
+    assert train["tx_datetime"].dt.date.between(windows.train_start, windows.train_end).all()
+    assert test["tx_datetime"].dt.date.between(windows.test_start, windows.test_end).all()
+    assert set(train["tx_fraud"]) == {0, 1} and train["tx_fraud"].dtype == int
+
+
+def test_model_beats_the_random_baseline(small_world: SmallWorld, params: Params) -> None:
+    features = feature_names(params.features)
+    m = evaluate_model(small_world.model, small_world.test, features, params.model.threshold, params)
+    assert m["average_precision"] > m["average_precision_random"] + params.gate.first_model_ap_margin
+    assert m["average_precision"] > 10 * m["average_precision_random"]
+    assert m["roc_auc"] > m["roc_auc_random"] + 0.2
+    assert m["card_precision_at_k"] > m["card_precision_at_k_random"]
+
+
+def test_a_large_amount_raises_the_fraud_score(small_world: SmallWorld, params: Params) -> None:
+    features = feature_names(params.features)
+    genuine = small_world.test[small_world.test["tx_fraud"] == 0]
+    large = genuine.assign(tx_amount=500.0)  # the simulator's amounts above 220 are fraud
+    before = score_frame(small_world.model, genuine, features)
+    after = score_frame(small_world.model, large, features)
+    assert after.mean() > before.mean() + 0.5
+
+
+# --- the training cycle in a throwaway project ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainedProject:
+    """The project, its settings and the outcome of its first training."""
+
+    root: Path
+    settings: Settings
+    first: TrainingOutcome
+
+
+@pytest.fixture(scope="module")
+def trained_project(
+    tmp_path_factory: pytest.TempPathFactory, small_world: SmallWorld, params: Params
+) -> Iterator[TrainedProject]:
+    """Ingest the simulated days as of TODAY, version them with DVC, train once."""
+    root = make_project(tmp_path_factory.mktemp("training") / "project")
+    settings = Settings(project_dir=root)
+    with pytest.MonkeyPatch.context() as mp, mlflow_uris_restored():
+        mp.setenv("FRAUDOPS_PROJECT_DIR", str(root))  # read by the DVC stages' processes
+        mp.setenv("DVC_SITE_CACHE_DIR", str(root.parent / "dvc-site"))
+        mp.setenv("PATH", os.environ["PATH"])  # reproduce() prepends this python's bin folder
+        mp.chdir(root)
+        delay = params.data.label_delay_days
+        statuses = [
+            ingest_batch(
+                kind, path, settings.raw_dir if kind == "transactions" else settings.labels_dir, TODAY, delay
+            ).status
+            for kind, path in find_batches([small_world.sim_dir])
+        ]
+        assert (statuses.count("ingested"), statuses.count("pending")) == (42 + 36, 6)
+        set_today(settings.clock_file, TODAY)
+        ensure_dvc_repo(root)
+        track_data(root)
+        yield TrainedProject(root, settings, run_training(settings, params, "first"))
+
+
+def client(settings: Settings) -> Any:
+    """A client on ``settings``' store alone (not on whatever MLflow's process-wide URIs say)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def versions(settings: Settings) -> list[str]:
+    found = client(settings).search_model_versions(f"name='{settings.model_name}'")
+    return sorted(str(v.version) for v in found)
+
+
+def alias_version(settings: Settings, alias: str) -> str:
+    return str(client(settings).get_model_version_by_alias(settings.model_name, alias).version)
+
+
+def test_first_training_registers_the_champion(
+    trained_project: TrainedProject, small_world: SmallWorld, params: Params
+) -> None:
+    first, settings = trained_project.first, trained_project.settings
+    assert (first.version, first.alias, first.decision.promote) == ("1", CHAMPION, True)
+    assert first.decision.reasons[0].startswith("first model: AP ")
+    assert (first.previous_champion, first.champion_metrics) == (None, None)
+    # the pipeline (ingest, DVC stages, delayed labels) reproduces the in-memory windows and model
+    assert first.windows == small_world.windows
+    features = feature_names(params.features)
+    assert first.metrics == evaluate_model(small_world.model, small_world.test, features, 0.5, params)
+    assert first.data_version == data_version(trained_project.root)
+    assert alias_version(settings, CHAMPION) == "1"
+    tags = client(settings).get_model_version(settings.model_name, "1").tags
+    assert {k: tags[k] for k in (TAG_THRESHOLD, TAG_FEATURES, TAG_LABEL_DELAY, TAG_DATA_VERSION)} == {
+        TAG_THRESHOLD: str(params.model.threshold),
+        TAG_FEATURES: json.dumps(features),
+        TAG_LABEL_DELAY: str(params.data.label_delay_days),
+        TAG_DATA_VERSION: first.data_version,
+    }
+    run = client(settings).get_run(first.run_id)
+    assert run.data.tags["gate.promote"] == "True"
+    assert run.data.tags["test_window"] == f"{first.windows.test_start}..{first.windows.test_end}"
+    assert run.data.metrics["test_average_precision"] == first.metrics["average_precision"]
+
+
+def test_training_again_on_the_same_data_keeps_the_champion(
+    trained_project: TrainedProject, tmp_path: Path, params: Params
+) -> None:
+    import mlflow
+
+    settings, first = trained_project.settings, trained_project.first
+    with mlflow_uris_restored():
+        # MLflow's process-wide URIs left on another store (as a serving app in the same process does)
+        other = f"sqlite:///{tmp_path / 'other.db'}"
+        mlflow.set_tracking_uri(other)
+        mlflow.set_registry_uri(other)
+        second = run_training(settings, params, "same data")
+
+    assert (second.version, second.alias, second.decision.promote) == ("2", CHALLENGER, False)
+    assert second.previous_champion == "1"
+    assert second.metrics == first.metrics  # same data, same seed: the same model
+    assert second.champion_metrics == first.metrics  # the champion scored on the same window
+    ap = first.metrics["average_precision"]
+    assert second.decision.reasons[0] == f"AP {ap:.3f} < champion {ap:.3f} + margin {params.gate.ap_margin}"
+    assert (alias_version(settings, CHAMPION), alias_version(settings, CHALLENGER)) == ("1", "2")
+    assert versions(settings) == ["1", "2"]
+    assert not (tmp_path / "other.db").exists()
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound once to find it, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_training_fails_when_the_tracking_server_is_down(
+    trained_project: TrainedProject, params: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    real = trained_project.settings
+    port = closed_port()
+    down = Settings(project_dir=trained_project.root, mlflow_tracking_uri=f"http://127.0.0.1:{port}")
+    before = versions(real)
+
+    with mlflow_uris_restored(), pytest.raises(MlflowException, match=f"127.0.0.1:{port}"):
+        run_training(down, params, "server down")
+
+    assert alias_version(real, CHAMPION) == "1"
+    assert versions(real) == before
+
+
+def test_an_unreachable_registry_is_not_an_empty_one(
+    trained_project: TrainedProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    settings = trained_project.settings
+    assert current_champion(client_for(settings), "no-such-model") is None
+    # treating "cannot ask" as "no champion" would judge the next model as a first one
+    down = Settings(project_dir=trained_project.root, mlflow_tracking_uri=f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(MlflowException, match="API request to"):
+        current_champion(client_for(down), settings.model_name)

@@ -1,0 +1,64 @@
+"""The model tests' small simulated world, and a guard for MLflow's process-wide URIs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.params import Params
+from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS
+from core.simulator import SimulationConfig, write_simulation
+from pipelines.features import build_feature_table
+from pipelines.train import Windows, fit_model, last_labelled_in, plan_windows, split_windows
+
+# 42 days: one of history, 21 training + 7 gap + 7 test days, then 6 whose labels TODAY has not released
+SIM = SimulationConfig(customers=300, terminals=600, days=42, seed=7, start_date=dt.date(2026, 1, 5))
+TODAY = SIM.start_date + dt.timedelta(days=SIM.days)  # the day after the last simulated day
+
+
+@dataclass(frozen=True)
+class SmallWorld:
+    """The simulated folder, its feature table, the windows planned on it and the model fitted there."""
+
+    sim_dir: Path
+    table: pd.DataFrame
+    windows: Windows
+    train: pd.DataFrame
+    test: pd.DataFrame
+    model: Any
+
+
+def make_world(sim_dir: Path, params: Params) -> SmallWorld:
+    """Simulate into ``sim_dir``, build the feature table with every label known, plan the windows, fit."""
+    _, tx = write_simulation(sim_dir, SIM)
+    table = build_feature_table(tx[TRANSACTION_COLUMNS], tx[LABEL_COLUMNS], params)
+    windows = plan_windows(last_labelled_in(table, TODAY, params.data.label_delay_days), params)
+    train, test = split_windows(table, windows)
+    return SmallWorld(sim_dir, table, windows, train, test, fit_model(train, params))
+
+
+@contextmanager
+def mlflow_uris_restored() -> Iterator[None]:
+    """Put MLflow's process-wide tracking and registry URIs back as they were (training sets them)."""
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {name: os.environ.get(name) for name in names}
+    uris = tracking._tracking_uri, registry._registry_uri
+    try:
+        yield
+    finally:
+        tracking._tracking_uri, registry._registry_uri = uris
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
