@@ -18,6 +18,8 @@ TAG_THRESHOLD = "fraudops.threshold"
 TAG_FEATURES = "fraudops.features"
 TAG_DATA_VERSION = "fraudops.data_version"
 TAG_LABEL_DELAY = "fraudops.label_delay_days"
+# MLflow error codes meaning "no such model or alias" (as opposed to an unreachable registry)
+MISSING_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
@@ -33,6 +35,13 @@ class ModelInfo:
     features: list[str]
     label_delay_days: int
     data_version: str
+
+
+def registry_client(tracking_uri: str) -> Any:
+    """An MLflow client whose tracking and registry are both ``tracking_uri`` (never the process default)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def read_model_info(client: Any, name: str, alias: str) -> ModelInfo:

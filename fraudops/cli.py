@@ -15,6 +15,8 @@ from core.settings import apply_tool_environment, get_settings
 from fraudops.errors import UserError, ensure_port_free, friendly_errors
 
 console = Console()
+if not console.is_terminal:  # logs and pipes: wide enough for the summary tables
+    console.width = 140
 app = typer.Typer(
     help="fraudops: card-fraud MLOps loop — simulate, ingest, train, serve, monitor, retrain, promote.",
     no_args_is_help=True,

@@ -265,13 +265,11 @@ def wait_for_version(story: Story, version: str, timeout_s: float = 60) -> str:
 
 def current_champion_version(settings: Settings) -> str | None:
     """The version the registry's champion alias points at now."""
-    from mlflow import MlflowClient
-
-    from core.registry import CHAMPION
+    from core.registry import CHAMPION, registry_client
 
     try:
         return str(
-            MlflowClient(tracking_uri=settings.tracking_uri)
+            registry_client(settings.tracking_uri)
             .get_model_version_by_alias(settings.model_name, CHAMPION)
             .version
         )

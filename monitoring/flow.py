@@ -24,7 +24,7 @@ from core.clock import last_labelled_day, read_today
 from core.metrics import card_k
 from core.params import Params
 from core.predlog import read_feedback, read_predictions
-from core.registry import CHAMPION, REFERENCE_ARTIFACT, ModelInfo, read_model_info
+from core.registry import CHAMPION, REFERENCE_ARTIFACT, ModelInfo, read_model_info, registry_client
 from core.settings import Settings
 from monitoring.drift import DriftResult, detect_drift, features_from_log
 from monitoring.history import append_decision, last_retrain_day, read_history
@@ -67,10 +67,9 @@ def plan_windows(today: dt.date, params: Params) -> dict[str, dict[str, dt.date]
 
 def read_champion(settings: Settings) -> Champion:
     """The champion's metadata, reference sample and expected AP from the MLflow registry."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient(settings.tracking_uri)
+    client = registry_client(settings.tracking_uri)
     try:
         info = read_model_info(client, settings.model_name, CHAMPION)
     except MlflowException as exc:

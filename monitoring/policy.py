@@ -59,7 +59,9 @@ def judge_drift(drift: DriftResult | None) -> tuple[str, bool]:
         return "dataset drift not checked (no reference sample)", False
     counted = f"{len(drift.drifted_columns)}/{drift.n_columns} columns drifted"
     if drift.drifted:
-        columns = ", ".join(drift.drifted_columns)
+        shown = drift.drifted_columns[:4]
+        more = len(drift.drifted_columns) - len(shown)
+        columns = ", ".join(shown) + (f" and {more} more" if more else "")
         return f"dataset drift: {counted} (share {drift.share:.2f} >= {drift.drift_share}): {columns}", True
     return f"no dataset drift: {counted} (share {drift.share:.2f} < {drift.drift_share})", False
 

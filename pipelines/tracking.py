@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from core.registry import (
     TAG_THRESHOLD,
     ModelInfo,
     model_info_from_version,
+    registry_client,
 )
 from core.settings import Settings
 
@@ -34,10 +37,9 @@ MODEL_DESCRIPTION = (
 
 def client_for(settings: Settings) -> Any:
     """An MLflow client on the project's tracking store and model registry."""
-    from mlflow import MlflowClient
 
     # without registry_uri the client follows a process-wide registry URI set by anything else
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    return registry_client(settings.tracking_uri)
 
 
 def use_store(settings: Settings) -> None:
@@ -101,6 +103,7 @@ def log_and_register(
     import mlflow
     import mlflow.sklearn
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Created version N" on every run
     features: list[str] = run_data["features"]
     with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=run_data["run_name"]):
         mlflow.log_params(run_data["params"])
@@ -113,15 +116,18 @@ def log_and_register(
             png = Path(tmp) / "pr_curve.png"
             save_pr_curve(*test_scores, png, f"Precision-recall on {run_data['tags']['test_window']}")
             mlflow.log_artifact(str(png), artifact_path="plots")
-        logged = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            registered_model_name=settings.model_name,
-            pyfunc_predict_fn="predict_proba",
-            pip_requirements=PIP_REQUIREMENTS,
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            input_example=reference[features].head(2),
-        )
+        with warnings.catch_warnings():
+            # the hint concerns integer inputs; ours are float32, the hint fires on the output schema
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            logged = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                registered_model_name=settings.model_name,
+                pyfunc_predict_fn="predict_proba",
+                pip_requirements=PIP_REQUIREMENTS,
+                skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                input_example=reference[features].head(2).astype(np.float32),
+            )
         version = str(logged.registered_model_version)
     client = client_for(settings)
     tags = {

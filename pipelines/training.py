@@ -17,7 +17,7 @@ import pandas as pd
 from core.clock import read_today
 from core.features import feature_names
 from core.params import Params
-from core.registry import CHAMPION, ModelInfo, load_model, read_model_info
+from core.registry import CHAMPION, MISSING_CODES, ModelInfo, load_model, read_model_info
 from core.settings import Settings
 from pipelines.features import read_feature_table
 from pipelines.gate import GateDecision, apply_decision, judge
@@ -34,7 +34,6 @@ from pipelines.train import (
 from pipelines.versioning import data_version, reproduce
 
 log = logging.getLogger(__name__)
-_MISSING_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such model, no such alias
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def current_champion(client: Any, name: str) -> tuple[ModelInfo, Any] | None:
     try:
         info = read_model_info(client, name, CHAMPION)
     except MlflowException as exc:
-        if exc.error_code not in _MISSING_CODES:
+        if exc.error_code not in MISSING_CODES:
             raise  # an unreachable registry is not an empty one: the gate must not judge a "first" model
         return None
     return info, load_model(info)

@@ -16,14 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.registry import CHAMPION, ModelInfo, load_model, model_info_from_version
+from core.registry import (
+    CHAMPION,
+    MISSING_CODES,
+    ModelInfo,
+    load_model,
+    model_info_from_version,
+    registry_client,
+)
 from core.settings import Settings
 from serving.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
 NO_CHAMPION = "no champion model loaded: train one with `fraudops train` or run `make demo`"
-_MISSING_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
 
 class ModelStoreError(Exception):
@@ -115,17 +121,16 @@ class ModelStore:
             return True
 
     def _resolve_version(self) -> Any:
-        from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
         if _sqlite_file_missing(self._uri):
             raise NoChampionError(f"{NO_CHAMPION} (no registry at {self._uri})")
         try:
             if self._client is None:
-                self._client = MlflowClient(tracking_uri=self._uri, registry_uri=self._uri)
+                self._client = registry_client(self._uri)
             return self._client.get_model_version_by_alias(self._name, CHAMPION)
         except MlflowException as exc:
-            if exc.error_code in _MISSING_CODES:
+            if exc.error_code in MISSING_CODES:
                 raise NoChampionError(f"{NO_CHAMPION} ({exc.message})") from exc
             raise self._fail(None, f"cannot read the model registry at {self._uri}: {exc.message}") from exc
 

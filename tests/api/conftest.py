@@ -28,6 +28,7 @@ from core.registry import (
     TAG_FEATURES,
     TAG_LABEL_DELAY,
     TAG_THRESHOLD,
+    registry_client,
 )
 from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS
 from core.settings import Settings
@@ -75,10 +76,9 @@ class Project:
         return str(mv.version)
 
     def tag_version(self, version: str, tags: dict[str, str]) -> None:
-        import mlflow
 
         settings = self.settings()
-        client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri)
+        client = registry_client(settings.tracking_uri)
         for key, value in tags.items():
             client.set_model_version_tag(settings.model_name, version, key, value)
 
@@ -95,10 +95,9 @@ class Project:
         return frame.loc[ids].reset_index()
 
     def set_champion(self, version: str) -> None:
-        import mlflow
 
         settings = self.settings()
-        client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri)
+        client = registry_client(settings.tracking_uri)
         client.set_registered_model_alias(settings.model_name, CHAMPION, version)
 
 

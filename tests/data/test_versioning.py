@@ -25,27 +25,20 @@ VERSION = re.compile(r"raw:[0-9a-f]{12}/labels:[0-9a-f]{12}")
 
 
 @pytest.fixture
-def project(project_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def settings(project_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The throwaway project, with DVC's site cache inside the test folder and PATH restored afterwards."""
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "dvc-site"))
     monkeypatch.setenv("PATH", os.environ["PATH"])  # reproduce() prepends this python's bin folder
-    return project_settings.project_dir
+    return project_settings
 
 
-def ingest_days(settings_root: Path, sim_dir: Path, days: list[dt.date], today: dt.date) -> int:
+def ingest_days(settings: Settings, sim_dir: Path, days: list[dt.date], today: dt.date) -> int:
     """Ingest the transactions and labels of ``days``; returns the transaction rows ingested."""
     rows = 0
     for day in days:
-        tx = ingest_batch(
-            "transactions",
-            sim_dir / "transactions" / f"{day}.parquet",
-            settings_root / "data" / "raw",
-            today,
-            DELAY,
-        )
-        labels = ingest_batch(
-            "labels", sim_dir / "labels" / f"{day}.parquet", settings_root / "data" / "labels", today, DELAY
-        )
+        name = f"{day}.parquet"
+        tx = ingest_batch("transactions", sim_dir / "transactions" / name, settings.raw_dir, today, DELAY)
+        labels = ingest_batch("labels", sim_dir / "labels" / name, settings.labels_dir, today, DELAY)
         assert (tx.status, labels.status) == ("ingested", "ingested")
         rows += tx.rows
     return rows
@@ -61,7 +54,8 @@ def pushed_to_remote(root: Path) -> dict[str, int]:
     return counts
 
 
-def test_ensure_dvc_repo_sets_up_the_local_remote_once(project: Path) -> None:
+def test_ensure_dvc_repo_sets_up_the_local_remote_once(settings: Settings) -> None:
+    project = settings.project_dir
     ensure_dvc_repo(project)
     config = (project / ".dvc" / "config").read_text(encoding="utf-8")
     assert "remote = local" in config
@@ -77,10 +71,11 @@ def test_ensure_dvc_repo_needs_git(tmp_path: Path) -> None:
 
 
 def test_tracking_versions_and_reproduces_the_data(
-    project: Path, sim_dir: Path, sim_days: list[dt.date]
+    settings: Settings, sim_dir: Path, sim_days: list[dt.date]
 ) -> None:
+    project = settings.project_dir
     today = sim_days[-1] + dt.timedelta(days=DELAY + 1)
-    rows = ingest_days(project, sim_dir, sim_days[:3], today)
+    rows = ingest_days(settings, sim_dir, sim_days[:3], today)
     ensure_dvc_repo(project)
     assert data_version(project) == "untracked"
 
@@ -92,7 +87,7 @@ def test_tracking_versions_and_reproduces_the_data(
     assert not (project.parent / "stores").exists()  # the remote lives inside the project
     assert track_data(project) == first  # nothing new: same version
 
-    rows += ingest_days(project, sim_dir, sim_days[3:4], today)
+    rows += ingest_days(settings, sim_dir, sim_days[3:4], today)
     second = track_data(project)
     assert second != first
     assert second.split("/")[0] != first.split("/")[0] and second.split("/")[1] != first.split("/")[1]

@@ -140,13 +140,10 @@ def trained_project(
         mp.setenv("DVC_SITE_CACHE_DIR", str(root.parent / "dvc-site"))
         mp.setenv("PATH", os.environ["PATH"])  # reproduce() prepends this python's bin folder
         mp.chdir(root)
-        delay = params.data.label_delay_days
-        statuses = [
-            ingest_batch(
-                kind, path, settings.raw_dir if kind == "transactions" else settings.labels_dir, TODAY, delay
-            ).status
-            for kind, path in find_batches([small_world.sim_dir])
-        ]
+        statuses = []
+        for kind, path in find_batches([small_world.sim_dir]):
+            dest = settings.raw_dir if kind == "transactions" else settings.labels_dir
+            statuses.append(ingest_batch(kind, path, dest, TODAY, params.data.label_delay_days).status)
         assert (statuses.count("ingested"), statuses.count("pending")) == (42 + 36, 6)
         set_today(settings.clock_file, TODAY)
         ensure_dvc_repo(root)
@@ -175,7 +172,11 @@ def test_first_training_registers_the_champion(
 ) -> None:
     first, settings = trained_project.first, trained_project.settings
     assert (first.version, first.alias, first.decision.promote) == ("1", CHAMPION, True)
-    assert first.decision.reasons[0].startswith("first model: AP ")
+    ap, floor = first.metrics["average_precision"], first.metrics["average_precision_random"]
+    floor += params.gate.first_model_ap_margin
+    assert first.decision.reasons == [
+        f"first model: AP {ap:.3f} beats random baseline + margin ({floor:.3f})"
+    ]
     assert (first.previous_champion, first.champion_metrics) == (None, None)
     # the pipeline (ingest, DVC stages, delayed labels) reproduces the in-memory windows and model
     assert first.windows == small_world.windows

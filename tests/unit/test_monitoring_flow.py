@@ -33,6 +33,7 @@ from core.registry import (
     TAG_FEATURES,
     TAG_LABEL_DELAY,
     TAG_THRESHOLD,
+    registry_client,
 )
 from core.settings import Settings
 from core.simulator import SimulationConfig, make_population, simulate
@@ -90,10 +91,9 @@ def simulated_world() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def register_champion(settings: Settings, reference: pd.DataFrame, tmp_path: Path) -> None:
     """A registered version aliased champion, whose run holds the reference sample and a test AP."""
-    from mlflow import MlflowClient
 
     (settings.stores_dir / "mlflow").mkdir(parents=True)
-    client = MlflowClient(settings.tracking_uri)
+    client = registry_client(settings.tracking_uri)
     experiment = client.create_experiment("fraudops", artifact_location=settings.artifact_root.as_uri())
     run_id = client.create_run(experiment).info.run_id
     ref_file = tmp_path / Path(REFERENCE_ARTIFACT).name

@@ -1,0 +1,61 @@
+"""The whole loop on tiny settings: real DVC repository, MLflow store, Prefect flow runs and uvicorn.
+
+It runs the demo's storyline: history → first champion → normal traffic (no drift) → holiday season
+with a new fraud pattern (drift) → retraining → gate → promotion picked up by the running API.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from core.predlog import read_feedback, read_predictions
+from core.settings import Settings
+from fraudops.demo import DemoConfig, current_champion_version, run_demo
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_drift_retrains_and_the_running_api_serves_the_new_champion(
+    project_settings: Settings, prefect_server: None
+) -> None:
+    out = io.StringIO()
+    cfg = DemoConfig(customers=400, terminals=800, seed=7, port=free_port(), api_poll_s=1.0)
+    story = run_demo(project_settings, cfg, Console(file=out, width=160))
+    root = project_settings.project_dir
+
+    first, last = story.trainings[0], story.trainings[-1]
+    assert first["version"] == "1" and first["decision"]["promote"]
+    assert [m["action"] for m in story.monitoring] == ["none", "retrain"], out.getvalue()[-3000:]
+    normal, drifted = story.monitoring
+    assert normal["drift"]["drifted"] is False
+    assert drifted["drift"]["drifted"] is True and "tx_amount" in drifted["drifted_columns"]
+    assert last["version"] == "2" and last["decision"]["promote"], last["decision"]
+    # the gate judged both models on the same held-out window, and the challenger won there
+    assert last["metrics"]["average_precision"] > last["champion_metrics"]["average_precision"]
+    assert current_champion_version(project_settings) == "2"
+    assert "/v1/metadata now reports version 2" in out.getvalue()
+
+    # every scored transaction is in the prediction log, every label sent is in the feedback log
+    scored = read_predictions(project_settings.predictions_dir)
+    assert len(scored) == len(set(scored["transaction_id"])) > 0
+    assert set(scored["model_version"].astype(str)) >= {"1"}
+    assert len(read_feedback(project_settings.feedback_dir)) > 0
+
+    # DVC versioned the data; the retrained model records the newest version
+    assert (root / "data" / "raw.dvc").exists() and (root / "dvc.lock").exists()
+    assert last["data_version"] != first["data_version"]
+    assert any((root / "stores" / "dvc-remote").rglob("*"))
+    reports = sorted((root / "reports" / "monitoring").glob("*-drift.html"))
+    assert len(reports) == 2 and all(p.stat().st_size > 10_000 for p in reports)
+    assert Path(drifted["reports"]["summary_json"]).exists()
