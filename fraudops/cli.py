@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,8 +37,16 @@ QUIET_LOGGERS = ("mlflow", "dvc", "alembic", "urllib3", "httpx", "prefect", "dis
 @app.callback()
 def configure() -> None:
     """Keep tool state inside the project and telemetry off before any tool is imported."""
-    apply_tool_environment(get_settings())
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    apply_tool_environment(settings)
+    # Prefect creates only the last folder of its home; without it the temporary server cannot start
+    Path(os.environ.get("PREFECT_HOME", settings.prefect_home)).mkdir(parents=True, exist_ok=True)
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    # Prefect keeps its run logs in its own store (the UI shows them); the CLI reports outcomes itself
+    handler.addFilter(lambda record: not record.name.startswith("prefect"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 

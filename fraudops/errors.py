@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         UserError,
         FileNotFoundError,
         ValueError,
+        LookupError,
+        RuntimeError,
         ConnectionError,
         ValidationError,
     ]
@@ -32,6 +35,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         expected.append(MlflowException)
     except ImportError:  # pragma: no cover - mlflow is a dependency
         pass
+    try:
+        from dvc.exceptions import DvcException
+
+        expected.append(DvcException)
+    except ImportError:  # pragma: no cover - dvc is a dependency
+        pass
     import httpx
 
     expected.append(httpx.HTTPError)
@@ -40,10 +49,15 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 @contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Print expected errors as one line and exit 1; anything else is a bug and keeps its traceback."""
+    """Print expected errors as one line and exit 1; anything else is a bug and keeps its traceback.
+
+    ``FRAUDOPS_DEBUG=1`` shows the traceback of expected errors too.
+    """
     try:
         yield
     except _expected_errors() as exc:
+        if os.environ.get("FRAUDOPS_DEBUG") == "1":
+            raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -73,6 +73,10 @@ def resolve_today(settings: Settings, table: pd.DataFrame) -> dt.date:
 
 def run_training(settings: Settings, params: Params, reason: str) -> TrainingOutcome:
     """Reproduce the DVC stages, train, evaluate both models on the held-out window, register, gate."""
+    if not any(settings.raw_dir.glob("*.parquet")):
+        raise FileNotFoundError(
+            f"no data in {settings.raw_dir}: run `fraudops simulate --out DIR` and `fraudops ingest DIR` first"
+        )
     reproduce(settings.project_dir)
     table = read_feature_table(settings.data_dir)
     windows = plan_windows(
