@@ -59,3 +59,12 @@ def project_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """Flows run against a real, temporary Prefect server, started once per session (~15 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
