@@ -12,6 +12,7 @@ import json
 import posixpath
 import re
 import shlex
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -458,9 +459,12 @@ def test_urls_name_existing_services(services: dict[str, dict[str, Any]]) -> Non
 
 def test_database_drivers_are_in_the_lock(services: dict[str, dict[str, Any]]) -> None:
     lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
-    locked = {p["name"] for p in lock["package"]}
+    locked = {p["name"]: p["version"] for p in lock["package"]}
+    # A bare postgresql:// uses SQLAlchemy's default driver: psycopg2 before 2.1, psycopg (3) since.
+    sqlalchemy = tuple(int(part) for part in locked["sqlalchemy"].split(".")[:2])
+    default = {"psycopg", "psycopg-binary"} if sqlalchemy >= (2, 1) else {"psycopg2", "psycopg2-binary"}
     drivers = {
-        "postgresql": {"psycopg2", "psycopg2-binary"},  # SQLAlchemy's default PostgreSQL driver
+        "postgresql": default,
         "postgresql+psycopg2": {"psycopg2", "psycopg2-binary"},
         "postgresql+psycopg": {"psycopg", "psycopg-binary"},
         "postgresql+asyncpg": {"asyncpg"},
@@ -473,7 +477,83 @@ def test_database_drivers_are_in_the_lock(services: dict[str, dict[str, Any]]) -
     assert schemes, "no service uses PostgreSQL"
     for scheme in schemes:
         assert scheme in drivers, f"unknown database URL scheme {scheme}"
-        assert drivers[scheme] & locked, f"{scheme}:// needs one of {sorted(drivers[scheme])} in uv.lock"
+        assert drivers[scheme] & locked.keys(), (
+            f"{scheme}:// needs one of {sorted(drivers[scheme])} in uv.lock"
+        )
+
+
+def _compose_path(source: str) -> Path | None:
+    """The host path of a bind mount's source, or None for a named volume."""
+    if not source.startswith((".", "/", "~")):
+        return None
+    assert source.startswith("./"), f"{source}: bind-mount paths inside the repository, relative to it"
+    path = (COMPOSE.parent / source).resolve()
+    assert path.is_relative_to(ROOT), f"{source} leaves the repository"
+    return path
+
+
+def _bind_mounts(services: dict[str, dict[str, Any]]) -> list[tuple[str, Path, str]]:
+    """(service, host path, container path) of every bind mount."""
+    mounts = []
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            if isinstance(volume, dict):  # long syntax
+                source, target = volume.get("source", ""), volume["target"]
+                if volume.get("type") != "bind":
+                    continue
+            else:
+                source, _, rest = str(volume).partition(":")
+                target = rest.partition(":")[0]
+            path = _compose_path(source)
+            if path is not None:
+                mounts.append((name, path, target))
+    return mounts
+
+
+def test_bind_mounted_host_paths_exist(services: dict[str, dict[str, Any]]) -> None:
+    mounts = _bind_mounts(services)
+    assert any(name == "postgres" for name, _, _ in mounts), "the postgres init script is not mounted"
+    for name, path, target in mounts:
+        assert path.exists(), f"{name} mounts {path.relative_to(ROOT)}, which does not exist"
+        if path.is_file():  # the container's user (e.g. postgres) is not the file's owner
+            assert path.stat().st_mode & stat.S_IROTH, f"{path.relative_to(ROOT)} is not world-readable"
+        assert posixpath.isabs(target), f"{name}: {target} is not an absolute container path"
+
+
+def _url_databases(services: dict[str, dict[str, Any]]) -> set[str]:
+    names = set()
+    for service in services.values():
+        for text in _strings(service.get("environment")) + _strings(service.get("command")):
+            names.update(re.findall(r"\bpostgresql(?:\+\w+)?://[^/\s]*@postgres:\d+/(\w+)", text))
+    return names
+
+
+def test_postgres_creates_every_database_the_services_use(services: dict[str, dict[str, Any]]) -> None:
+    postgres = services["postgres"]
+    env = _environment(postgres)
+    initial = env.get("POSTGRES_DB", env.get("POSTGRES_USER", "postgres"))
+    scripts = [
+        path
+        for _, path, target in _bind_mounts({"postgres": postgres})
+        if target.startswith("/docker-entrypoint-initdb.d/")
+    ]
+    created = {initial}
+    for script in scripts:
+        assert script.suffix in {".sql", ".sh"}, f"{script.name}: the entrypoint runs only .sql and .sh"
+        found = re.findall(r"^\s*CREATE\s+DATABASE\s+\"?(\w+)\"?", script.read_text(), re.I | re.M)
+        assert initial not in found, f"{script.name} creates {initial}, which the image already created"
+        created.update(found)
+    used = _url_databases(services)
+    assert {"mlflow", "prefect"} <= used, used
+    # one database per tool: MLflow and Prefect both keep an alembic_version table
+    urls = [
+        text
+        for service in services.values()
+        for text in _strings(service.get("environment")) + _strings(service.get("command"))
+        if "@postgres:" in text
+    ]
+    assert len(used) == len(urls), f"services share a database: {urls}"
+    assert used <= created, f"nothing creates {sorted(used - created)} in the postgres service"
 
 
 def test_mlflow_accepts_the_host_the_api_calls_it_by(services: dict[str, dict[str, Any]]) -> None:

@@ -1,0 +1,5 @@
+-- Run once by the postgres image on an empty data directory (compose.yaml mounts this file into
+-- /docker-entrypoint-initdb.d/), as POSTGRES_USER, who then owns both databases.
+-- MLflow and Prefect each keep their own alembic_version table: one database per tool.
+CREATE DATABASE mlflow;
+CREATE DATABASE prefect;

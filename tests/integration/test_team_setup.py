@@ -1,0 +1,368 @@
+"""The team setup's servers on PostgreSQL, run natively with compose.yaml's own commands.
+
+compose itself is not started by the test suite. Instead the `mlflow` and `prefect` services' commands
+and environment are read from compose.yaml and run here, with only what the compose network supplies
+swapped out: the database host (a throwaway database per compose database on the local PostgreSQL),
+the listening address and port, and the container paths (temporary directories).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from core.registry import (
+    CHAMPION,
+    TAG_DATA_VERSION,
+    TAG_FEATURES,
+    TAG_LABEL_DELAY,
+    TAG_THRESHOLD,
+    load_model,
+    read_model_info,
+    registry_client,
+)
+from pipelines.tracking import PIP_REQUIREMENTS
+
+pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose.yaml"
+INIT_SCRIPT = ROOT / "deploy" / "postgres" / "init-databases.sql"
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+STARTUP_TIMEOUT_S = 60.0
+MODEL_NAME = "team-setup-check"
+
+
+def _compose_services() -> dict[str, dict[str, Any]]:
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]
+
+
+def _interpolate(text: str) -> str:
+    """compose's ${NAME:-default} with the default (the test never sets these variables)."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", text)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+def _connect(dbname: str = "postgres") -> Any:
+    import psycopg2
+
+    conn = psycopg2.connect(dbname=dbname, connect_timeout=5, **PG)
+    conn.autocommit = True  # CREATE / DROP DATABASE refuse to run inside a transaction
+    return conn
+
+
+@dataclass(frozen=True)
+class Databases:
+    """Throwaway databases on the local server, one per database the compose postgres service creates."""
+
+    by_compose_name: dict[str, str]
+
+    def url(self, compose_url: str) -> str:
+        """``compose_url`` (user:password@postgres:5432/<db>) pointed at the local throwaway database."""
+        match = re.fullmatch(
+            r"(?P<scheme>postgresql(?:\+\w+)?)://[^@/]*@postgres:\d+/(?P<db>\w+)", compose_url
+        )
+        assert match, f"not a postgres service URL: {compose_url}"
+        db = self.by_compose_name.get(match["db"])
+        assert db, f"{INIT_SCRIPT.relative_to(ROOT)} does not create {match['db']}"
+        return f"{match['scheme']}://{PG['user']}@{PG['host']}:{PG['port']}/{db}"
+
+    def query(self, compose_name: str, sql: str) -> list[tuple[Any, ...]]:
+        conn = _connect(self.by_compose_name[compose_name])
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def databases() -> Iterator[Databases]:
+    try:
+        admin = _connect()
+    except Exception as exc:  # psycopg2.OperationalError, or the driver missing from the environment
+        detail = " ".join(str(exc).split())
+        reason = f"PostgreSQL not reachable at {PG['host']}:{PG['port']}: {detail}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI must provide it: user postgres, trust auth)")
+        pytest.skip(reason)
+    names = re.findall(r"^\s*CREATE\s+DATABASE\s+(\w+)", INIT_SCRIPT.read_text(encoding="utf-8"), re.I | re.M)
+    assert names, f"{INIT_SCRIPT.name} creates no database"
+    prefix = f"fraudops_test_{uuid.uuid4().hex[:10]}"
+    created = {name: f"{prefix}_{name}" for name in names}
+    try:
+        with admin.cursor() as cur:
+            for db in created.values():
+                cur.execute(f'CREATE DATABASE "{db}"')
+        yield Databases(created)
+    finally:
+        with admin.cursor() as cur:
+            for db in created.values():
+                # FORCE: a server's pooled connections may outlive its process by a moment
+                cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        admin.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Servers
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    health_url: str
+
+    def log_tail(self, chars: int = 6000) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")[-chars:]
+
+    def wait_healthy(self, timeout: float = STARTUP_TIMEOUT_S) -> float:
+        """Seconds until the health endpoint answered 200; fails with the server's log otherwise."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with suppress(OSError), urllib.request.urlopen(self.health_url, timeout=2) as resp:
+                if resp.status == 200:
+                    return time.monotonic() - start
+            time.sleep(0.25)
+        pytest.fail(f"{self.name} not healthy after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        # the server's own process group: `mlflow server` runs uvicorn and a job runner as children
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            if self.proc.poll() is not None:
+                return
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(wait)
+
+
+def _base_env(home: Path) -> dict[str, str]:
+    """The caller's environment minus tool settings, plus what the image sets (see the Dockerfile)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "FRAUDOPS_"))}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        HOME=str(home),
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DO_NOT_TRACK="true",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_HOME=str(home / "prefect"),
+    )
+    return env
+
+
+def _start(name: str, command: list[str], env: dict[str, str], workdir: Path, health_url: str) -> Server:
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Server(name, proc, log, health_url)
+
+
+def _flag(command: list[str], flag: str) -> int:
+    assert flag in command, f"compose's command has no {flag}: {command}"
+    return command.index(flag) + 1
+
+
+def mlflow_command(databases: Databases, artifacts: Path, port: int) -> list[str]:
+    """compose's mlflow command with the database, artifact directory and address made local."""
+    command = [_interpolate(str(part)) for part in _compose_services()["mlflow"]["command"]]
+    assert command[:2] == ["mlflow", "server"], command
+    command[_flag(command, "--backend-store-uri")] = databases.url(
+        command[_flag(command, "--backend-store-uri")]
+    )
+    command[_flag(command, "--artifacts-destination")] = str(artifacts)
+    command[_flag(command, "--host")] = "127.0.0.1"
+    command[_flag(command, "--port")] = str(port)
+    if "--allowed-hosts" in command:
+        command[_flag(command, "--allowed-hosts")] = f"127.0.0.1:{port},localhost:{port}"
+    return command
+
+
+def prefect_command_and_env(databases: Databases, home: Path, port: int) -> tuple[list[str], dict[str, str]]:
+    """compose's prefect command and environment, made local the same way."""
+    service = _compose_services()["prefect"]
+    command = [_interpolate(str(part)) for part in service["command"]]
+    assert command[:3] == ["prefect", "server", "start"], command
+    command[_flag(command, "--host")] = "127.0.0.1"
+    command[_flag(command, "--port")] = str(port)
+    env = {key: _interpolate(str(value)) for key, value in service["environment"].items()}
+    key = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+    env[key] = databases.url(env[key])
+    env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
+    env["PREFECT_UI_STATIC_DIRECTORY"] = str(home / "prefect" / "ui")
+    assert not [v for v in env.values() if "/app/" in v or ":4200" in v], env  # nothing container-only left
+    return command, env
+
+
+@dataclass
+class TeamServers:
+    mlflow: Server
+    mlflow_url: str
+    artifacts: Path
+    prefect: Server
+    prefect_url: str
+
+
+@pytest.fixture(scope="module")
+def team_servers(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServers]:
+    """Both servers started at once, as compose starts them (migrations run in parallel, ~15 s)."""
+    workdir = tmp_path_factory.mktemp("team-setup")
+    artifacts = workdir / "mlflow-artifacts"
+    artifacts.mkdir()
+    env = _base_env(workdir)
+    mlflow_port, prefect_port = _free_port(), _free_port()
+    servers: list[Server] = []
+    try:
+        servers.append(
+            _start(
+                "mlflow server",
+                mlflow_command(databases, artifacts, mlflow_port),
+                env,
+                workdir,
+                f"http://127.0.0.1:{mlflow_port}/health",
+            )
+        )
+        command, prefect_env = prefect_command_and_env(databases, workdir, prefect_port)
+        servers.append(
+            _start(
+                "prefect server",
+                command,
+                {**env, **prefect_env},
+                workdir,
+                f"http://127.0.0.1:{prefect_port}/api/health",
+            )
+        )
+        yield TeamServers(
+            mlflow=servers[0],
+            mlflow_url=f"http://127.0.0.1:{mlflow_port}",
+            artifacts=artifacts,
+            prefect=servers[1],
+            prefect_url=f"http://127.0.0.1:{prefect_port}/api",
+        )
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@contextmanager
+def mlflow_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs at ``uri``, then put them back."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {name: os.environ.get(name) for name in names}
+    uris = tracking._tracking_uri, registry._registry_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking._tracking_uri, registry._registry_uri = uris
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# --------------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_mlflow_server_on_postgres_registers_and_serves_a_champion(
+    team_servers: TeamServers, databases: Databases
+) -> None:
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    started = team_servers.mlflow.wait_healthy()
+    print(f"mlflow server healthy after {started:.1f} s")
+    client = registry_client(team_servers.mlflow_url)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (x[:, 0] + 0.1 * rng.normal(size=40) > 0).astype(int)
+    model = LogisticRegression().fit(x, y)
+
+    with mlflow_uris(team_servers.mlflow_url):
+        experiment_id = client.create_experiment("team-setup")
+        # artifacts go through the server (compose: --artifacts-destination on the volume)
+        assert client.get_experiment(experiment_id).artifact_location.startswith("mlflow-artifacts:")
+        with mlflow.start_run(experiment_id=experiment_id):
+            logged = mlflow.sklearn.log_model(
+                model, name="model", registered_model_name=MODEL_NAME, pip_requirements=PIP_REQUIREMENTS
+            )
+        version = str(logged.registered_model_version)
+        for key, value in {
+            TAG_THRESHOLD: "0.5",
+            TAG_FEATURES: json.dumps(["a", "b", "c"]),
+            TAG_LABEL_DELAY: "7",
+            TAG_DATA_VERSION: "test",
+        }.items():
+            client.set_model_version_tag(MODEL_NAME, version, key, value)
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+
+        # what serving does: resolve @champion, read the contract tags, load the model
+        info = read_model_info(registry_client(team_servers.mlflow_url), MODEL_NAME, CHAMPION)
+        assert (info.version, info.alias, info.features) == ("1", CHAMPION, ["a", "b", "c"])
+        loaded = load_model(info)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+    # the registry lives in the PostgreSQL database, the model files in the artifacts destination
+    assert databases.query("mlflow", "SELECT name, alias, version FROM registered_model_aliases") == [
+        (MODEL_NAME, CHAMPION, 1)
+    ]
+    assert databases.query("mlflow", "SELECT count(*) FROM alembic_version") == [(1,)]
+    assert list(team_servers.artifacts.rglob("MLmodel")), "no model files in the artifacts destination"
+
+
+def test_prefect_server_on_postgres_is_healthy_and_stores_flows(
+    team_servers: TeamServers, databases: Databases
+) -> None:
+    started = team_servers.prefect.wait_healthy()
+    print(f"prefect server healthy after {started:.1f} s")
+    request = urllib.request.Request(
+        f"{team_servers.prefect_url}/flows/",
+        data=json.dumps({"name": "team-setup-check"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status in (200, 201)
+    assert databases.query("prefect", "SELECT name FROM flow") == [("team-setup-check",)]
+    # its own alembic_version, next to (not inside) MLflow's database
+    assert databases.query("prefect", "SELECT count(*) FROM alembic_version") == [(1,)]
