@@ -51,9 +51,9 @@ def main() -> None:
     out = settings.data_dir / "features"
     out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out / FEATURES_FILE, index=False)
-    log.info("features: %d rows", len(table))
+    log.info("features: %s rows x %d columns", f"{len(table):,}", len(table.columns))
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     main()

@@ -103,7 +103,8 @@ def log_and_register(
     import mlflow
     import mlflow.sklearn
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Created version N" on every run
+    # pip is deliberately absent from the uv-managed venv and pip_requirements are given explicitly
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     features: list[str] = run_data["features"]
     with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=run_data["run_name"]):
         mlflow.log_params(run_data["params"])

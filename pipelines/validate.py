@@ -116,9 +116,9 @@ def main() -> None:
     settings = get_settings()
     data = settings.data_dir
     counts = validate_store(settings.raw_dir, settings.labels_dir, data / "validated", data / "quarantine")
-    log.info("validated: %s", counts)
+    log.info("validate: %s", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     main()

@@ -18,7 +18,14 @@ LOCAL_REMOTE = "stores/dvc-remote"
 def _repo(root: Path) -> Any:
     from dvc.repo import Repo  # imported here: DVC is slow to import and only some commands need it
 
-    return Repo(str(root))
+    repo = Repo(str(root))
+    quiet_dvc()  # after Repo(): opening a repository sets DVC's own log levels
+    return repo
+
+
+def quiet_dvc() -> None:
+    """DVC logs every step at INFO (with advice to `git add`): keep warnings; callers summarise."""
+    logging.getLogger("dvc").setLevel(logging.WARNING)
 
 
 def ensure_dvc_repo(root: Path) -> None:
@@ -30,6 +37,7 @@ def ensure_dvc_repo(root: Path) -> None:
     if not (root / ".git").exists():
         raise RuntimeError(f"{root} is not a git repository: run `git init` there first (DVC needs git)")
     repo = Repo.init(str(root))
+    quiet_dvc()
     with repo.config.edit() as conf:
         conf["core"]["remote"] = "local"
         conf["core"]["analytics"] = False
