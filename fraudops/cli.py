@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core.settings import apply_tool_environment, get_settings
-from fraudops.errors import UserError, ensure_port_free, friendly_errors
+from fraudops.errors import UserError, ensure_port_free, err_console, friendly_errors
 
 console = Console()
 if not console.is_terminal:  # logs and pipes: wide enough for the summary tables
@@ -282,9 +282,27 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: usage mistakes and expected failures end in one line."""
+    # typer 0.29 vendors click; its exception classes live here (typer is pinned in the lock)
+    from typer._click import exceptions as cli_errors
+
     try:
-        app()
+        result = app(standalone_mode=False)
+    except cli_errors.NoArgsIsHelpError as exc:
+        exc.show()
+        raise SystemExit(0) from None
+    except cli_errors.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        err_console.print(
+            f"[bold red]error:[/] {exc.format_message()}{hint}", highlight=False, soft_wrap=True
+        )
+        raise SystemExit(exc.exit_code) from None
+    except cli_errors.ClickException as exc:
+        err_console.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        raise SystemExit(130) from None
     except UserError as exc:  # raised outside a command's own handler
-        console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
+    raise SystemExit(result if isinstance(result, int) else 0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -96,3 +98,20 @@ def test_serve_on_a_busy_port_says_what_to_do(project_settings: Settings) -> Non
         result = runner.invoke(app, ["serve", "--port", str(port)])
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["simulate", "--out", "x", "--days", "abc"], "error: Invalid value for '--days'"),
+        (["no-such-command"], "error: No such command 'no-such-command'"),
+    ],
+)
+def test_the_installed_command_reports_usage_errors_in_one_line(args: list[str], expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudops", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
+    assert "--help" in lines[0]
