@@ -8,6 +8,7 @@ from pandera.typing import Series
 
 TRANSACTION_COLUMNS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]
 LABEL_COLUMNS = ["transaction_id", "tx_fraud", "tx_fraud_scenario"]
+MAX_TX_AMOUNT = 1e7  # above this (or infinite) an amount is an error, not a transaction
 SCORE_COLUMNS = ["fraud_probability", "is_fraud", "threshold", "model_version", "scored_at"]
 
 
@@ -20,7 +21,7 @@ class TransactionSchema(pa.DataFrameModel):
     )
     customer_id: Series[int] = pa.Field(ge=0, nullable=False)
     terminal_id: Series[int] = pa.Field(ge=0, nullable=False)
-    tx_amount: Series[float] = pa.Field(ge=0, nullable=False)
+    tx_amount: Series[float] = pa.Field(ge=0, le=MAX_TX_AMOUNT, nullable=False)
 
     class Config:
         strict = "filter"

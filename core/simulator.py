@@ -93,17 +93,16 @@ def attach_reach(customers: pd.DataFrame, terminals: pd.DataFrame, radius: float
     return Population(customers, terminals, offsets, reachable.astype(np.int64))
 
 
-def _draw_transactions(pop: Population, cfg: SimulationConfig, rng: np.random.Generator) -> pd.DataFrame:
+def _draw_day(pop: Population, cfg: SimulationConfig, rng: np.random.Generator) -> pd.DataFrame:
+    """One day's transactions (before fraud): Poisson counts, times around noon, normal amounts."""
     cust = pop.customers
     factor = HOLIDAY_FACTOR if "holiday" in cfg.scenarios else 1.0
-    counts = rng.poisson(np.outer(np.ones(cfg.days), cust["mean_nb_tx_per_day"].to_numpy() * factor))
-    day_idx, cust_idx = np.nonzero(counts)
-    reps = counts[day_idx, cust_idx]
-    day_idx, cust_idx = np.repeat(day_idx, reps), np.repeat(cust_idx, reps)
-    seconds = rng.normal(43_200, 20_000, len(day_idx))
+    counts = rng.poisson(cust["mean_nb_tx_per_day"].to_numpy() * factor)
+    cust_idx = np.repeat(np.arange(len(cust)), counts)
+    seconds = rng.normal(43_200, 20_000, len(cust_idx))
     n_reach = np.diff(pop.offsets)[cust_idx]
     keep = (seconds > 0) & (seconds < 86_400) & (n_reach > 0)
-    day_idx, cust_idx, seconds, n_reach = day_idx[keep], cust_idx[keep], seconds[keep], n_reach[keep]
+    cust_idx, seconds, n_reach = cust_idx[keep], seconds[keep], n_reach[keep]
     mean, std = cust["mean_amount"].to_numpy()[cust_idx], cust["std_amount"].to_numpy()[cust_idx]
     amount = rng.normal(mean, std)
     negative = amount < 0
@@ -112,7 +111,6 @@ def _draw_transactions(pop: Population, cfg: SimulationConfig, rng: np.random.Ge
     terminal = pop.reachable[pop.offsets[cust_idx] + pick]
     return pd.DataFrame(
         {
-            "day": day_idx,
             "seconds": seconds.astype(np.int64),
             "customer_id": cust_idx.astype(np.int64),
             "terminal_id": terminal,
@@ -121,49 +119,40 @@ def _draw_transactions(pop: Population, cfg: SimulationConfig, rng: np.random.Ge
     )
 
 
-def _new_incidents(pop: Population, cfg: SimulationConfig, rng: np.random.Generator) -> pd.DataFrame:
-    """Compromised terminals and cards starting on each simulated day (Poisson, scaled rates)."""
+def _new_incidents(
+    pop: Population, cfg: SimulationConfig, rng: np.random.Generator, day: dt.date
+) -> pd.DataFrame:
+    """Terminals and cards compromised from ``day`` on (Poisson counts, rates scaled to the population)."""
     rows = []
     n_term, n_cust = len(pop.terminals), len(pop.customers)
     term_rate = cfg.compromised_terminals_per_10000 * n_term / 10_000
     card_rate = cfg.compromised_cards_per_5000 * n_cust / 5_000
-    for day in range(cfg.days):
-        start = cfg.start_date + dt.timedelta(days=day)
-        for kind, rate, pool, length in (
-            ("terminal", term_rate, n_term, S2_DAYS),
-            ("card", card_rate, n_cust, S3_DAYS),
-        ):
-            for entity in rng.choice(pool, size=min(pool, rng.poisson(rate)), replace=False):
-                rows.append((kind, int(entity), start, start + dt.timedelta(days=length)))
+    for kind, rate, pool, length in (
+        ("terminal", term_rate, n_term, S2_DAYS),
+        ("card", card_rate, n_cust, S3_DAYS),
+    ):
+        for entity in rng.choice(pool, size=min(pool, rng.poisson(rate)), replace=False):
+            rows.append((kind, int(entity), day, day + dt.timedelta(days=length)))
     return pd.DataFrame(rows, columns=["kind", "entity_id", "start", "end"])
 
 
-def _active(incidents: pd.DataFrame, kind: str, entity: np.ndarray, date: np.ndarray) -> np.ndarray:
-    """Whether each (entity, date) falls inside an incident of ``kind``."""
-    chosen = incidents[incidents["kind"] == kind]
-    starts = pd.to_datetime(chosen["start"]).to_numpy().astype("datetime64[D]")
-    ends = pd.to_datetime(chosen["end"]).to_numpy().astype("datetime64[D]")
-    hit = np.zeros(len(entity), dtype=bool)
-    for entity_id, start, end in zip(chosen["entity_id"].to_numpy(), starts, ends, strict=True):
-        hit |= (entity == entity_id) & (date >= start) & (date < end)
-    return hit
+def _hit(incidents: pd.DataFrame, kind: str, entity: np.ndarray) -> np.ndarray:
+    """Whether each transaction's terminal or card is under an incident of ``kind`` (all active today)."""
+    return np.isin(entity, incidents.loc[incidents["kind"] == kind, "entity_id"].to_numpy())
 
 
 def _apply_fraud(
     tx: pd.DataFrame,
     pop: Population,
     cfg: SimulationConfig,
-    incidents: pd.DataFrame,
+    active: pd.DataFrame,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    date = (np.datetime64(cfg.start_date) + tx["day"].to_numpy().astype("timedelta64[D]")).astype(
-        "datetime64[D]"
-    )
     scenario = np.zeros(len(tx), dtype=np.int64)
     amount = tx["tx_amount"].to_numpy().copy()
     scenario[amount > S1_AMOUNT] = 1
-    scenario[(scenario == 0) & _active(incidents, "terminal", tx["terminal_id"].to_numpy(), date)] = 2
-    card = _active(incidents, "card", tx["customer_id"].to_numpy(), date) & (scenario == 0)
+    scenario[(scenario == 0) & _hit(active, "terminal", tx["terminal_id"].to_numpy())] = 2
+    card = _hit(active, "card", tx["customer_id"].to_numpy()) & (scenario == 0)
     card &= rng.uniform(0, 1, len(tx)) < 1 / 3
     scenario[card] = 3
     amount[card] *= 5
@@ -191,15 +180,24 @@ def _new_pattern_mask(tx: pd.DataFrame, pop: Population) -> np.ndarray:
 def simulate(
     cfg: SimulationConfig, pop: Population, open_incidents: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Simulate ``cfg.days`` days: transactions with their labels, and all incidents (old and new)."""
-    rng = np.random.default_rng([cfg.seed, cfg.start_date.toordinal()])
-    tx = _draw_transactions(pop, cfg, rng)
-    incidents = (
-        pd.concat([open_incidents, _new_incidents(pop, cfg, rng)], ignore_index=True)
-        if open_incidents is not None
-        else _new_incidents(pop, cfg, rng)
-    )
-    tx = _apply_fraud(tx, pop, cfg, incidents, rng)
+    """Simulate ``cfg.days`` days: transactions with their labels, and all incidents (old and new).
+
+    Each day draws from its own generator, seeded by (seed, date): simulating 60 days at once equals
+    30 days and then 30 more into the same folder.
+    """
+    incidents = [open_incidents] if open_incidents is not None else []
+    days = []
+    for offset in range(cfg.days):
+        day = cfg.start_date + dt.timedelta(days=offset)
+        rng = np.random.default_rng([cfg.seed, day.toordinal()])
+        tx = _draw_day(pop, cfg, rng)
+        incidents.append(_new_incidents(pop, cfg, rng, day))
+        known = pd.concat(incidents, ignore_index=True)
+        active = known[
+            (pd.to_datetime(known["start"]).dt.date <= day) & (pd.to_datetime(known["end"]).dt.date > day)
+        ]
+        days.append(_apply_fraud(tx, pop, cfg, active, rng).assign(day=offset))
+    tx = pd.concat(days, ignore_index=True)
     base = pd.Timestamp(cfg.start_date, tz="UTC")
     tx["tx_datetime"] = (base + pd.to_timedelta(tx["day"] * 86_400 + tx["seconds"], unit="s")).astype(
         "datetime64[us, UTC]"
@@ -209,7 +207,7 @@ def simulate(
     tx["transaction_id"] = [
         f"T{d:%Y%m%d}-{s:07d}" for d, s in zip(tx["tx_datetime"].dt.date, seq, strict=True)
     ]
-    return tx, incidents
+    return tx, pd.concat(incidents, ignore_index=True)
 
 
 def existing_days(out: Path) -> list[dt.date]:

@@ -93,7 +93,11 @@ def ingest_batch(kind: str, path: Path, dest_dir: Path, today: dt.date, delay_da
         frame = read_batch(path, columns)
     except BatchRejected as exc:
         return BatchOutcome(str(path), kind, "rejected", reason=str(exc))
-    result = validate_rows(frame, schema)
+    day = dt.date.fromisoformat(path.stem) if kind == "transactions" else None
+    try:
+        result = validate_rows(frame, schema, day)
+    except BatchRejected as exc:
+        return BatchOutcome(str(path), kind, "rejected", reason=str(exc))
     rows, accepted, quarantined = len(frame), len(result.valid), len(result.quarantined)
     dest = dest_dir / path.name
     if dest.exists():

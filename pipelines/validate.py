@@ -6,11 +6,13 @@ Run by ``dvc repro`` as ``python -m pipelines.validate`` from the project root.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.errors as pa_errors
 
@@ -41,27 +43,59 @@ def read_batch(path: Path, columns: list[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise BatchRejected(f"{path}: missing column(s) {', '.join(missing)}")
+    unexpected = [str(c) for c in frame.columns if c not in columns]
+    if unexpected:
+        raise BatchRejected(
+            f"{path}: unexpected column(s) {', '.join(unexpected)}; expected {', '.join(columns)}"
+        )
     if frame.empty:
         raise BatchRejected(f"{path}: empty batch")
-    return frame
+    return frame.reset_index(drop=True)
 
 
 def validate_rows(
-    frame: pd.DataFrame, schema: type[TransactionSchema] | type[LabelSchema]
+    frame: pd.DataFrame, schema: type[TransactionSchema] | type[LabelSchema], day: dt.date | None = None
 ) -> ValidationResult:
-    """Validate lazily (all errors collected); split valid rows from quarantined ones with reasons."""
+    """Validate lazily (all errors collected); split valid rows from quarantined ones with reasons.
+
+    With ``day``, a transaction timestamped on another day is quarantined too.
+    """
+    reasons = _schema_failures(frame, schema)
+    if day is not None and "tx_datetime" in frame.columns:
+        stamps = pd.to_datetime(frame["tx_datetime"], utc=True, errors="coerce")
+        for idx in np.flatnonzero((stamps.notna() & (stamps.dt.date != day)).to_numpy()):
+            reasons.setdefault(int(frame.index[int(idx)]), []).append(
+                f"tx_datetime: outside the batch's day {day}"
+            )
+    bad = frame.index.isin(list(reasons))
+    quarantined = frame[bad].assign(reason=["; ".join(reasons[int(i)]) for i in frame.index[bad]])
+    valid = schema.validate(frame[~bad]) if (~bad).any() else frame.iloc[0:0]
+    return ValidationResult(valid, quarantined)
+
+
+def _schema_failures(
+    frame: pd.DataFrame, schema: type[TransactionSchema] | type[LabelSchema]
+) -> dict[int, list[str]]:
+    """Per row index, every check it fails ("column: check"); a failure of a whole column rejects the batch."""
     try:
-        return ValidationResult(schema.validate(frame, lazy=True), frame.iloc[0:0].assign(reason=[]))
+        schema.validate(frame, lazy=True)
     except pa_errors.SchemaErrors as err:
-        cases = err.failure_cases.dropna(subset=["index"])
-        reasons = cases.groupby("index").apply(
-            lambda g: "; ".join(f"{c}: {chk}" for c, chk in zip(g["column"], g["check"], strict=True)),
-            include_groups=False,
-        )
-        bad = frame.index.isin(reasons.index)
-        quarantined = frame[bad].assign(reason=reasons.reindex(frame.index[bad]).to_numpy())
-        valid = schema.validate(frame[~bad], lazy=True) if (~bad).any() else frame.iloc[0:0]
-        return ValidationResult(valid, quarantined)
+        cases = err.failure_cases
+        row_level = cases[cases["index"].notna()]
+        # a column-wide failure that follows from rows already failing (e.g. a range check erroring on
+        # a text value that could not be coerced) adds nothing; any other one rejects the batch
+        whole = cases[cases["index"].isna() & ~cases["column"].isin(row_level["column"])]
+        cases = row_level
+        if not whole.empty:
+            problems = "; ".join(
+                f"{c}: {chk}" for c, chk in zip(whole["column"], whole["check"], strict=True)
+            )
+            raise BatchRejected(f"the batch as a whole fails validation: {problems}") from err
+        reasons: dict[int, list[str]] = {}
+        for idx, column, check in zip(cases["index"], cases["column"], cases["check"], strict=True):
+            reasons.setdefault(int(idx), []).append(f"{column}: {check}")
+        return reasons
+    return {}
 
 
 def validate_days(
@@ -70,16 +104,32 @@ def validate_days(
     """Validate every day file of ``folder``; an id seen on an earlier day is quarantined too."""
     valid, bad = [], []
     for path in sorted(folder.glob("*.parquet")):
-        result = validate_rows(read_batch(path, columns), schema)
-        valid.append(result.valid)
+        day = dt.date.fromisoformat(path.stem) if schema is TransactionSchema else None
+        result = validate_rows(read_batch(path, columns), schema, day)
+        valid.append(result.valid.assign(source=path.name))
         bad.append(result.quarantined.assign(source=path.name))
-    accepted = _concat(valid, columns)
+    accepted = _concat(valid, [*columns, "source"])
     repeated = accepted.duplicated("transaction_id", keep="first")
-    bad.append(accepted[repeated].assign(reason="transaction_id: already seen on an earlier day", source=""))
+    bad.append(accepted[repeated].assign(reason="transaction_id: already seen on an earlier day"))
     quarantined = pd.concat(
-        [b.astype(str) for b in bad if not b.empty] or [pd.DataFrame()], ignore_index=True
+        [b.astype(str) for b in bad if not b.empty] or [pd.DataFrame(columns=["source", "reason"])],
+        ignore_index=True,
     )
     return ValidationResult(accepted[~repeated].reset_index(drop=True), quarantined)
+
+
+def batch_accounts(result: ValidationResult) -> dict[str, dict[str, int]]:
+    """Per source file: rows in = accepted + quarantined."""
+    accepted = result.valid["source"].value_counts()
+    quarantined = result.quarantined["source"].value_counts()
+    return {
+        str(src): {
+            "rows": int(accepted.get(src, 0) + quarantined.get(src, 0)),
+            "accepted": int(accepted.get(src, 0)),
+            "quarantined": int(quarantined.get(src, 0)),
+        }
+        for src in sorted(set(accepted.index) | set(quarantined.index))
+    }
 
 
 def validate_store(raw_dir: Path, labels_dir: Path, out_dir: Path, quarantine_dir: Path) -> dict[str, int]:
@@ -88,10 +138,10 @@ def validate_store(raw_dir: Path, labels_dir: Path, out_dir: Path, quarantine_di
     labels = validate_days(labels_dir, LABEL_COLUMNS, LabelSchema)
     out_dir.mkdir(parents=True, exist_ok=True)
     quarantine_dir.mkdir(parents=True, exist_ok=True)
-    tx.valid.sort_values("tx_datetime", kind="stable").to_parquet(
+    tx.valid.drop(columns="source").sort_values("tx_datetime", kind="stable").to_parquet(
         out_dir / "transactions.parquet", index=False
     )
-    labels.valid.to_parquet(out_dir / "labels.parquet", index=False)
+    labels.valid.drop(columns="source").to_parquet(out_dir / "labels.parquet", index=False)
     tx.quarantined.to_parquet(quarantine_dir / "transactions.parquet", index=False)
     labels.quarantined.to_parquet(quarantine_dir / "labels.parquet", index=False)
     counts = {
@@ -102,7 +152,8 @@ def validate_store(raw_dir: Path, labels_dir: Path, out_dir: Path, quarantine_di
         "labels_accepted": len(labels.valid),
         "labels_quarantined": len(labels.quarantined),
     }
-    (quarantine_dir / "report.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
+    report = {**counts, "batches": {"transactions": batch_accounts(tx), "labels": batch_accounts(labels)}}
+    (quarantine_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return counts
 
 

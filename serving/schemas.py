@@ -12,11 +12,12 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from core.schemas import MAX_TX_AMOUNT
+
 # core.features packs an id and epoch seconds into one int64: ids and dates must stay in range.
 MAX_ENTITY_ID = 90_000_000
 MIN_TX_DATETIME = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 MAX_TX_DATETIME = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
-MAX_TX_AMOUNT = 1e7
 
 
 def _to_utc(value: dt.datetime) -> dt.datetime:

@@ -128,7 +128,11 @@ def test_validate_store_quarantines_an_id_repeated_on_a_later_day(tmp_path: Path
         "labels_accepted": 3,
         "labels_quarantined": 1,
     }
-    assert json.loads((quarantine / "report.json").read_text(encoding="utf-8")) == counts
+    report = json.loads((quarantine / "report.json").read_text(encoding="utf-8"))
+    assert {key: report[key] for key in counts} == counts
+    batches = report["batches"]["transactions"]
+    assert sum(b["rows"] for b in batches.values()) == counts["rows_in"]
+    assert all(b["rows"] == b["accepted"] + b["quarantined"] for b in batches.values())
     valid = pd.read_parquet(out / "transactions.parquet")
     assert valid["transaction_id"].tolist() == ["A", "B", "C"]
     # the first sighting wins: B keeps its amount and time of 1 March
@@ -152,3 +156,41 @@ def test_validate_store_rejects_the_run_on_an_unreadable_day(tmp_path: Path) -> 
     with pytest.raises(BatchRejected, match=r"2026-03-02\.parquet: not a readable parquet file"):
         validate_store(raw, tmp_path / "labels", tmp_path / "validated", tmp_path / "quarantine")
     assert not (tmp_path / "validated").exists()
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [
+        (float("nan"), "tx_amount: not_nullable"),
+        (float("inf"), "tx_amount: less_than_or_equal_to(10000000.0)"),
+        (-0.01, "tx_amount: greater_than_or_equal_to(0)"),
+    ],
+)
+def test_bad_amounts_are_quarantined_with_their_reason(amount: float, reason: str) -> None:
+    result = validate_rows(transactions(["T1", "T2"], [10.0, amount]), TransactionSchema)
+    assert result.valid["transaction_id"].tolist() == ["T1"]
+    assert result.quarantined["reason"].tolist() == [reason]
+
+
+def test_wrong_types_are_quarantined_per_row() -> None:
+    frame = transactions(["T1", "T2", "T3"], [10.0, 11.0, 12.0]).astype({"customer_id": object})
+    frame.loc[1, "customer_id"] = "abc"
+    result = validate_rows(frame, TransactionSchema)
+    assert result.valid["transaction_id"].tolist() == ["T1", "T3"]
+    assert result.quarantined["reason"].tolist()[0].startswith("customer_id: coerce_dtype('int64')")
+
+
+def test_a_transaction_from_another_day_is_quarantined() -> None:
+    import datetime as dt
+
+    frame = transactions(["T1", "T2"], [1.0, 2.0], ["2026-03-01T10:00:00Z", "2026-03-02T00:00:01Z"])
+    result = validate_rows(frame, TransactionSchema, day=dt.date(2026, 3, 1))
+    assert result.valid["transaction_id"].tolist() == ["T1"]
+    assert result.quarantined["reason"].tolist() == ["tx_datetime: outside the batch's day 2026-03-01"]
+
+
+def test_unknown_columns_reject_the_batch(tmp_path: Path) -> None:
+    path = tmp_path / "2026-03-01.parquet"
+    transactions(["T1"], [1.0]).assign(tx_fraud=[1]).to_parquet(path)
+    with pytest.raises(BatchRejected, match=r"unexpected column\(s\) tx_fraud; expected transaction_id"):
+        read_batch(path, TRANSACTION_COLUMNS)
