@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core.settings import apply_tool_environment, get_settings
+from core.simulator import SimulationConfig
 from fraudops.errors import UserError, ensure_port_free, err_console, friendly_errors
 
 console = Console()
@@ -31,6 +32,7 @@ app.add_typer(monitor_app, name="monitor")
 clock_app = typer.Typer(help="Show or move the simulated calendar (labels are released as it advances).")
 app.add_typer(clock_app, name="clock")
 
+SIM_DEFAULTS = SimulationConfig()
 QUIET_LOGGERS = ("mlflow", "dvc", "alembic", "urllib3", "httpx", "prefect", "distributed", "skops")
 
 
@@ -62,14 +64,27 @@ def parse_day(value: str, option: str) -> dt.date:
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option(help="Folder to write (continues the days already there).")],
-    customers: Annotated[int, typer.Option(min=1, help="Number of customers (cards).")] = 5000,
-    terminals: Annotated[int, typer.Option(min=1, help="Number of terminals.")] = 10000,
-    days: Annotated[int, typer.Option(min=1, max=3660, help="Days to simulate.")] = 183,
+    customers: Annotated[
+        int, typer.Option(min=1, help="Number of customers (cards).")
+    ] = SIM_DEFAULTS.customers,
+    terminals: Annotated[int, typer.Option(min=1, help="Number of terminals.")] = SIM_DEFAULTS.terminals,
+    days: Annotated[int, typer.Option(min=1, max=3660, help="Days to simulate.")] = SIM_DEFAULTS.days,
     start_date: Annotated[
         str, typer.Option(help="First day, YYYY-MM-DD (ignored when OUT holds days).")
-    ] = "2026-01-01",
-    seed: Annotated[int, typer.Option(help="Seed of the transactions and fraud draws.")] = 0,
-    population_seed: Annotated[int, typer.Option(help="Seed of the customers and terminals.")] = 1,
+    ] = SIM_DEFAULTS.start_date.isoformat(),
+    seed: Annotated[int, typer.Option(help="Seed of the transactions and fraud draws.")] = SIM_DEFAULTS.seed,
+    population_seed: Annotated[
+        int, typer.Option(help="Seed of the customers and terminals.")
+    ] = SIM_DEFAULTS.population_seed,
+    radius: Annotated[
+        float, typer.Option(min=0.1, help="Customers use terminals within this distance (grid 100x100).")
+    ] = SIM_DEFAULTS.radius,
+    compromised_terminals: Annotated[
+        float, typer.Option(min=0, help="Terminals compromised per day per 10,000 terminals (S2).")
+    ] = SIM_DEFAULTS.compromised_terminals_per_10000,
+    compromised_cards: Annotated[
+        float, typer.Option(min=0, help="Cards compromised per day per 5,000 customers (S3).")
+    ] = SIM_DEFAULTS.compromised_cards_per_5000,
     scenario: Annotated[
         list[str] | None,
         typer.Option(
@@ -78,7 +93,7 @@ def simulate(
     ] = None,
 ) -> None:
     """Simulate card transactions and their fraud labels into OUT/transactions and OUT/labels, one file a day."""
-    from core.simulator import SCENARIOS, SimulationConfig, write_simulation
+    from core.simulator import SCENARIOS, write_simulation
 
     chosen = tuple(scenario or ["none"])
     unknown = [s for s in chosen if s not in SCENARIOS]
@@ -93,7 +108,10 @@ def simulate(
         start_date=parse_day(start_date, "--start-date"),
         seed=seed,
         population_seed=population_seed,
+        radius=radius,
         scenarios=chosen,
+        compromised_terminals_per_10000=compromised_terminals,
+        compromised_cards_per_5000=compromised_cards,
     )
     with friendly_errors(), console.status("simulating..."):
         used, tx = write_simulation(out, cfg)
