@@ -59,6 +59,15 @@ def track_data(root: Path) -> str:
     return data_version(root)
 
 
+def pull_data(root: Path) -> None:
+    """``dvc pull``: restore the tracked data and stage outputs from the remote."""
+    repo = _repo(root)
+    try:
+        repo.pull()
+    finally:
+        repo.close()
+
+
 def reproduce(root: Path) -> list[str]:
     """``dvc repro``: re-run the stages whose inputs changed; returns the stages that ran."""
     bin_dir = str(Path(sys.executable).parent)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ import pytest
 
 from core.settings import Settings
 from pipelines.ingest import ingest_batch
-from pipelines.versioning import data_version, ensure_dvc_repo, reproduce, track_data
+from pipelines.versioning import data_version, ensure_dvc_repo, pull_data, reproduce, track_data
 
 DELAY = 7
 VERSION = re.compile(r"raw:[0-9a-f]{12}/labels:[0-9a-f]{12}")
@@ -100,3 +101,14 @@ def test_tracking_versions_and_reproduces_the_data(
     features = pd.read_parquet(project / "data" / "features" / "features.parquet")
     assert len(features) == report["accepted"]
     assert reproduce(project) == []  # nothing changed: no stage runs again
+
+    # round trip: lose the data and the cache, pull them back from the remote, nothing to redo
+    before = {p.relative_to(project): p.read_bytes() for p in (project / "data").rglob("*.parquet")}
+    for folder in ("raw", "labels", "validated", "features"):
+        shutil.rmtree(project / "data" / folder)
+    shutil.rmtree(project / ".dvc" / "cache")
+    pull_data(project)
+    after = {p.relative_to(project): p.read_bytes() for p in (project / "data").rglob("*.parquet")}
+    assert after.keys() >= {k for k in before if k.parts[1] != "quarantine"}
+    assert all(after[k] == v for k, v in before.items() if k in after)
+    assert reproduce(project) == []
