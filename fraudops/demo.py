@@ -386,6 +386,8 @@ def print_summary(story: Story, elapsed_s: float) -> None:
         f"Finished in {elapsed_s:.0f} s. HTML reports: {story.settings.reports_dir / 'monitoring'}\n"
         "Next: `make mlflow-ui` (runs, metrics, registry), `make prefect-ui` (flow runs), "
         "`make serve` (the champion on http://127.0.0.1:8000/docs), `fraudops monitor history`.\n"
+        "`dvc metrics show` and `dvc plots show` (PR curve) show the last training stage.\n"
         f"DVC recorded the data versions in {root / 'data' / 'raw.dvc'}, {root / 'data' / 'labels.dvc'} and "
-        f"{root / 'dvc.lock'}: `git add data/*.dvc dvc.lock` to commit them (the demo never commits for you)."
+        f"{root / 'dvc.lock'}, and the stage's metrics in {root / 'metrics'}: "
+        "`git add data/*.dvc dvc.lock metrics` to commit them (the demo never commits for you)."
     )

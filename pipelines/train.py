@@ -61,12 +61,16 @@ def plan_windows(last_labelled: dt.date, params: Params, first_day: dt.date | No
     return Windows(train_start, train_end, test_start, last_labelled)
 
 
-def last_labelled_in(table: pd.DataFrame, today: dt.date, delay_days: int) -> dt.date:
-    """The newest day whose labels are both released by ``today`` and present in the data."""
+def last_labelled_in(table: pd.DataFrame, today: dt.date | None = None, delay_days: int = 0) -> dt.date:
+    """The newest day whose labels are present in the data (and released by ``today`` when given).
+
+    Ingest admits only released labels, so the data alone decides; ``today`` is a further guard.
+    """
     labelled = table.loc[table["tx_fraud"].notna(), "tx_datetime"]
     if labelled.empty:
         raise NotEnoughData("no labelled transactions yet: ingest labels (they arrive a label delay later)")
-    return min(labelled.max().date(), today - dt.timedelta(days=delay_days))
+    newest = labelled.max().date()
+    return newest if today is None else min(newest, today - dt.timedelta(days=delay_days))
 
 
 def select_days(table: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:

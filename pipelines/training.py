@@ -6,15 +6,12 @@ every path runs the same code. The alias moves last: a failure anywhere leaves t
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from core.clock import read_today
 from core.features import feature_names
 from core.params import Params
 from core.registry import CHAMPION, MISSING_CODES, ModelInfo, load_model, read_model_info
@@ -25,12 +22,10 @@ from pipelines.tracking import client_for, git_commit, log_and_register, use_sto
 from pipelines.train import (
     Windows,
     evaluate_model,
-    fit_model,
-    last_labelled_in,
-    plan_windows,
     score_frame,
     split_windows,
 )
+from pipelines.train_stage import read_stage
 from pipelines.versioning import data_version, reproduce
 
 log = logging.getLogger(__name__)
@@ -65,26 +60,18 @@ def current_champion(client: Any, name: str) -> tuple[ModelInfo, Any] | None:
     return info, load_model(info)
 
 
-def resolve_today(settings: Settings, table: pd.DataFrame) -> dt.date:
-    """The simulated clock's today, or the day after the newest transaction when no clock is set."""
-    today = read_today(settings.clock_file)
-    return today or (table["tx_datetime"].max().date() + dt.timedelta(days=1))
-
-
 def run_training(settings: Settings, params: Params, reason: str) -> TrainingOutcome:
     """Reproduce the DVC stages, train, evaluate both models on the held-out window, register, gate."""
     if not any(settings.raw_dir.glob("*.parquet")):
         raise FileNotFoundError(
             f"no data in {settings.raw_dir}: run `fraudops simulate --out DIR` and `fraudops ingest DIR` first"
         )
-    reproduce(settings.project_dir)
+    reproduce(settings.project_dir)  # validate -> features -> train: the stage fits the model
     table = read_feature_table(settings.data_dir)
-    windows = plan_windows(
-        last_labelled_in(table, resolve_today(settings, table), params.data.label_delay_days), params
-    )
+    trained = read_stage(settings.data_dir, settings.project_dir / "metrics")
+    model, windows = trained.model, trained.windows
     train, test = split_windows(table, windows)
     features = feature_names(params.features)
-    model = fit_model(train, params)
     metrics = evaluate_model(model, test, features, params.model.threshold, params)
     use_store(settings)  # the champion is loaded through MLflow's process-wide URIs
     client = client_for(settings)
@@ -98,7 +85,7 @@ def run_training(settings: Settings, params: Params, reason: str) -> TrainingOut
     run_data = _run_data(
         settings, params, reason, windows, metrics, champion_metrics, decision, version_of_data
     )
-    run_data["metrics"]["n_iter"] = float(getattr(model, "n_iter_", 0))
+    run_data["metrics"]["n_iter"] = float(trained.n_iter)
     reference = train[features].sample(
         n=min(len(train), params.monitoring.reference_rows), random_state=params.seed
     )

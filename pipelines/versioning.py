@@ -59,24 +59,24 @@ def track_data(root: Path) -> str:
     return data_version(root)
 
 
-def pull_data(root: Path) -> None:
-    """``dvc pull``: restore the tracked data and stage outputs from the remote."""
+def pull_data(root: Path, targets: list[str] | None = None) -> None:
+    """``dvc pull [targets]``: restore the tracked data and stage outputs from the remote."""
     repo = _repo(root)
     try:
-        repo.pull()
+        repo.pull(targets=targets)
     finally:
         repo.close()
 
 
-def reproduce(root: Path) -> list[str]:
-    """``dvc repro``: re-run the stages whose inputs changed; returns the stages that ran."""
+def reproduce(root: Path, target: str | None = None) -> list[str]:
+    """``dvc repro [target]``: re-run the stages whose inputs changed; returns the stages that ran."""
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         # the stages call `python -m ...`: make it this environment's python
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     repo = _repo(root)
     try:
-        stages = repo.reproduce()
+        stages = repo.reproduce(target)
         repo.push()
     finally:
         repo.close()

@@ -7,7 +7,10 @@ with a new fraud pattern (drift) → retraining → gate → promotion picked up
 from __future__ import annotations
 
 import io
+import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +62,16 @@ def test_drift_retrains_and_the_running_api_serves_the_new_champion(
     reports = sorted((root / "reports" / "monitoring").glob("*-drift.html"))
     assert len(reports) == 2 and all(p.stat().st_size > 10_000 for p in reports)
     assert Path(drifted["reports"]["summary_json"]).exists()
+
+    # DVC shows the training stage's metrics and its precision-recall curve
+    dvc = [str(Path(sys.executable).parent / "dvc")]
+    shown = subprocess.run(
+        [*dvc, "metrics", "show", "--json"], cwd=root, capture_output=True, text=True, check=True
+    )
+    metrics = json.loads(shown.stdout)
+    assert "average_precision" in json.dumps(metrics)
+    plots = subprocess.run(
+        [*dvc, "plots", "show", "-o", str(root / "plots")], cwd=root, capture_output=True, text=True
+    )
+    assert plots.returncode == 0, plots.stderr
+    assert (root / "plots" / "index.html").stat().st_size > 1000

@@ -37,7 +37,7 @@ from pipelines.train import NotEnoughData, Windows, evaluate_model, plan_windows
 from pipelines.training import TrainingOutcome, current_champion, run_training
 from pipelines.versioning import data_version, ensure_dvc_repo, track_data
 from tests.conftest import make_project
-from tests.model.world import TODAY, SmallWorld, mlflow_uris_restored
+from tests.model.world import SIM, TODAY, SmallWorld, mlflow_uris_restored
 
 
 def test_plan_windows_follows_params(params: Params) -> None:
@@ -113,7 +113,9 @@ def test_a_large_amount_raises_the_fraud_score(small_world: SmallWorld, params: 
     large = genuine.assign(tx_amount=500.0)  # the simulator's amounts above 220 are fraud
     before = score_frame(small_world.model, genuine, features)
     after = score_frame(small_world.model, large, features)
-    assert after.mean() > before.mean() + 0.5
+    # most genuine transactions become fraud-like (amounts above 220 are always fraud in the simulator)
+    assert np.median(after) > 0.5
+    assert after.mean() > 10 * before.mean()
 
 
 # --- the training cycle in a throwaway project ---------------------------------------------------
@@ -144,7 +146,7 @@ def trained_project(
         for kind, path in find_batches([small_world.sim_dir]):
             dest = settings.raw_dir if kind == "transactions" else settings.labels_dir
             statuses.append(ingest_batch(kind, path, dest, TODAY, params.data.label_delay_days).status)
-        assert (statuses.count("ingested"), statuses.count("pending")) == (42 + 36, 6)
+        assert (statuses.count("ingested"), statuses.count("pending")) == (SIM.days + SIM.days - 6, 6)
         set_today(settings.clock_file, TODAY)
         ensure_dvc_repo(root)
         track_data(root)

@@ -18,8 +18,9 @@ from core.simulator import SimulationConfig, write_simulation
 from pipelines.features import build_feature_table
 from pipelines.train import Windows, fit_model, last_labelled_in, plan_windows, split_windows
 
-# 42 days: one of history, 21 training + 7 gap + 7 test days, then 6 whose labels TODAY has not released
-SIM = SimulationConfig(customers=300, terminals=600, days=42, seed=7, start_date=dt.date(2026, 1, 5))
+# 84 days: a 37-day feature warm-up, 21 training + 7 gap + 7 test days, 6 whose labels TODAY has not
+# released, and a few days to spare
+SIM = SimulationConfig(customers=300, terminals=600, days=84, seed=7, start_date=dt.date(2026, 1, 5))
 TODAY = SIM.start_date + dt.timedelta(days=SIM.days)  # the day after the last simulated day
 
 
@@ -39,7 +40,8 @@ def make_world(sim_dir: Path, params: Params) -> SmallWorld:
     """Simulate into ``sim_dir``, build the feature table with every label known, plan the windows, fit."""
     _, tx = write_simulation(sim_dir, SIM)
     table = build_feature_table(tx[TRANSACTION_COLUMNS], tx[LABEL_COLUMNS], params)
-    windows = plan_windows(last_labelled_in(table, TODAY, params.data.label_delay_days), params)
+    last = last_labelled_in(table, TODAY, params.data.label_delay_days)
+    windows = plan_windows(last, params, first_day=SIM.start_date)
     train, test = split_windows(table, windows)
     return SmallWorld(sim_dir, table, windows, train, test, fit_model(train, params))
 

@@ -1,0 +1,119 @@
+"""DVC stage ``train``: features -> a fitted model, its test metrics and its precision-recall curve.
+
+The windows come from the data alone (the newest labelled week is the test window), so ``dvc repro``
+reproduces the same model from the same data and parameters. ``fraudops train`` and the Prefect
+training flow run this stage through DVC, then register its model in MLflow and gate it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.features import feature_names
+from core.params import Params, load_params
+from core.registry import SKOPS_TRUSTED_TYPES
+from core.settings import get_settings
+from pipelines.features import read_feature_table
+from pipelines.train import (
+    NotEnoughData,
+    Windows,
+    evaluate_model,
+    fit_model,
+    last_labelled_in,
+    plan_windows,
+    score_frame,
+    split_windows,
+)
+
+log = logging.getLogger(__name__)
+MODEL_FILE, TRAINING_FILE = "model.skops", "training.json"
+METRICS_FILE, PR_CURVE_FILE = "metrics.json", "pr_curve.csv"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The stage's outputs read back: the model, its windows and its test metrics."""
+
+    model: Any
+    windows: Windows
+    metrics: dict[str, float]
+    n_iter: int
+
+
+def pr_curve(y: np.ndarray, scores: np.ndarray, max_points: int = 500) -> pd.DataFrame:
+    """Precision and recall at up to ``max_points`` thresholds (small enough for ``dvc plots``)."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, _ = precision_recall_curve(y, scores)
+    keep = np.unique(np.linspace(0, len(precision) - 1, min(max_points, len(precision))).astype(int))
+    return pd.DataFrame({"recall": recall[keep].round(6), "precision": precision[keep].round(6)})
+
+
+def run_stage(data_dir: Path, metrics_dir: Path, params: Params) -> TrainedModel:
+    """Fit on the training window, evaluate on the test window, write model, metrics and curve."""
+    import skops.io as sio
+
+    table = read_feature_table(data_dir)
+    windows = plan_windows(last_labelled_in(table), params, first_day=table["tx_datetime"].min().date())
+    train, test = split_windows(table, windows)
+    model = fit_model(train, params)
+    features = feature_names(params.features)
+    metrics = evaluate_model(model, test, features, params.model.threshold, params)
+    model_dir = data_dir / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    sio.dump(model, model_dir / MODEL_FILE)
+    training = {"windows": {k: str(v) for k, v in windows.__dict__.items()}, "n_iter": int(model.n_iter_)}
+    (model_dir / TRAINING_FILE).write_text(json.dumps(training, indent=2), encoding="utf-8")
+    finite = {k: round(v, 6) for k, v in metrics.items() if np.isfinite(v)}
+    (metrics_dir / METRICS_FILE).write_text(json.dumps(finite, indent=2), encoding="utf-8")
+    pr_curve(test["tx_fraud"].to_numpy(), score_frame(model, test, features)).to_csv(
+        metrics_dir / PR_CURVE_FILE, index=False
+    )
+    return TrainedModel(model, windows, metrics, int(model.n_iter_))
+
+
+def read_stage(data_dir: Path, metrics_dir: Path) -> TrainedModel:
+    """The outputs of the last ``dvc repro`` (the model loads only the types it is known to hold)."""
+    import skops.io as sio
+
+    model_dir = data_dir / "model"
+    if not (model_dir / MODEL_FILE).exists():
+        raise FileNotFoundError(f"{model_dir / MODEL_FILE} is missing: run `dvc repro` (or `fraudops train`)")
+    model = sio.load(model_dir / MODEL_FILE, trusted=SKOPS_TRUSTED_TYPES)
+    training = json.loads((model_dir / TRAINING_FILE).read_text(encoding="utf-8"))
+    windows = Windows(**{k: dt.date.fromisoformat(v) for k, v in training["windows"].items()})
+    metrics = json.loads((metrics_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    return TrainedModel(model, windows, metrics, int(training["n_iter"]))
+
+
+def main() -> None:
+    """Entry point of the DVC stage."""
+    settings = get_settings()
+    params = load_params(settings.project_dir / "params.yaml")
+    try:
+        trained = run_stage(settings.data_dir, settings.project_dir / "metrics", params)
+    except NotEnoughData as exc:
+        log.error("train: %s", exc)
+        raise SystemExit(1) from None
+    ap, ap_random = trained.metrics["average_precision"], trained.metrics["average_precision_random"]
+    log.info(
+        "train: test %s, AP %.3f (random %.3f), %d trees",
+        trained.windows.as_tags()["test_window"],
+        ap,
+        ap_random,
+        trained.n_iter,
+    )
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main()
