@@ -75,9 +75,8 @@ COPY monitoring ./monitoring
 COPY fraudops ./fraudops
 
 # Writable state only: stores/ (MLflow sqlite fallback, prediction log, Prefect home), data/, reports/.
-# /app itself is writable so a development run can create its git-ignored .env.
-RUN install -d -o 10001 -g 10001 /app/stores /app/stores/mlflow /app/stores/prefect /app/data /app/reports \
-    && chown 10001:10001 /app
+# /app stays root-owned: the image runs in production, where the admin key comes from the environment.
+RUN install -d -o 10001 -g 10001 /app/stores /app/stores/mlflow /app/stores/prefect /app/data /app/reports
 
 USER 10001:10001
 

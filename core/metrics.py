@@ -15,8 +15,8 @@ def card_k(n_customers: int, per_5000: int) -> int:
 def card_precision_at_k(frame: pd.DataFrame, scores: np.ndarray, k: int) -> tuple[float, float, float]:
     """Card precision@k, its random baseline and its ceiling, averaged over test days.
 
-    Per day a card's score is its highest transaction score; the k best cards are checked. A card
-    that was fraudulent on an earlier test day is already caught and drops out of later days.
+    Per day a card's score is its highest transaction score; the k best cards are checked. A
+    fraudulent card found in an earlier day's top k is already caught and drops out of later days.
     """
     data = pd.DataFrame(
         {
@@ -38,7 +38,7 @@ def card_precision_at_k(frame: pd.DataFrame, scores: np.ndarray, k: int) -> tupl
         precisions.append(top["fraud"].sum() / k)
         baselines.append(n_fraud / len(cards))
         ceilings.append(min(n_fraud, k) / k)
-        caught.update(cards.index[cards["fraud"] == 1].tolist())
+        caught.update(top.index[top["fraud"] == 1].tolist())  # detected: fraudulent and in the top k
     if not precisions:
         return 0.0, 0.0, 0.0
     return float(np.mean(precisions)), float(np.mean(baselines)), float(np.mean(ceilings))

@@ -93,8 +93,12 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings (read once)."""
-    return Settings()
+    """The process-wide settings (read once), with the project's own ``.env`` when run from elsewhere."""
+    settings = Settings()
+    project_env = settings.project_dir / ".env"
+    if project_env.exists() and project_env.resolve() != Path(".env").resolve():
+        return Settings(_env_file=project_env)
+    return settings
 
 
 def ensure_admin_key(settings: Settings) -> str:

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from core.params import load_params
 from core.settings import apply_tool_environment, get_settings
 from core.simulator import SimulationConfig
 from fraudops.errors import UserError, ensure_port_free, err_console, friendly_errors
@@ -39,10 +40,7 @@ QUIET_LOGGERS = ("mlflow", "dvc", "alembic", "urllib3", "httpx", "prefect", "dis
 @app.callback()
 def configure() -> None:
     """Keep tool state inside the project and telemetry off before any tool is imported."""
-    settings = get_settings()
-    apply_tool_environment(settings)
-    # Prefect creates only the last folder of its home; without it the temporary server cannot start
-    Path(os.environ.get("PREFECT_HOME", settings.prefect_home)).mkdir(parents=True, exist_ok=True)
+    apply_tool_environment(get_settings())
     handler = logging.StreamHandler()
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -51,6 +49,11 @@ def configure() -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def prepare_prefect() -> None:
+    """Prefect creates only the last folder of its home; without it the temporary server cannot start."""
+    Path(os.environ.get("PREFECT_HOME", get_settings().prefect_home)).mkdir(parents=True, exist_ok=True)
 
 
 def parse_day(value: str, option: str) -> dt.date:
@@ -133,6 +136,8 @@ def ingest(
     """Validate day batches, add them to the immutable raw store and version them with DVC (Prefect flow)."""
     from pipelines.flows import ingest_flow
 
+    prepare_prefect()
+
     with friendly_errors(), console.status("ingesting..."):
         report = ingest_flow([str(p) for p in paths])
     print_ingest_report(report)
@@ -165,6 +170,8 @@ def train(
 ) -> None:
     """Reproduce the DVC stages, train a challenger, gate it against the champion and register it (Prefect flow)."""
     from pipelines.flows import training_flow
+
+    prepare_prefect()
 
     with friendly_errors(), console.status("training..."):
         outcome = training_flow(reason)
@@ -207,6 +214,7 @@ def serve(
     settings = get_settings()
     host, port = host or settings.api_host, port or settings.api_port
     with friendly_errors():
+        load_params(settings.project_dir / "params.yaml")  # fail here, in one line, not in the server
         ensure_port_free(host, port)
     console.print(f"serving on http://{host}:{port}  (OpenAPI: /docs, health: /health/ready)")
     uvicorn.run(
@@ -226,6 +234,8 @@ def monitor(
     if ctx.invoked_subcommand is not None:
         return
     from monitoring.flow import monitoring_flow
+
+    prepare_prefect()
 
     if today is not None:
         parse_day(today, "--today")
@@ -291,6 +301,8 @@ def demo(
 ) -> None:
     """Run the whole loop offline: simulate → ingest → train → serve → drift → retrain → promote → hot reload."""
     from fraudops.demo import DemoConfig, run_demo
+
+    prepare_prefect()
 
     settings = get_settings()
     cfg = DemoConfig(customers=customers, terminals=terminals, seed=seed, port=port or settings.api_port)

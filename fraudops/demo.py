@@ -81,11 +81,13 @@ class Story:
 
 
 def reset_generated(root: Path) -> None:
-    """Start from a clean slate: the demo owns data/, stores/, reports/ and demo/ (all git-ignored)."""
+    """Start from a clean slate: the demo owns data/, stores/, reports/ and demo/ (all git-ignored).
+
+    DVC's pointer files (``data/*.dvc``) stay: `dvc add` rewrites them, so a committed one is updated,
+    never deleted.
+    """
     for rel in (*GENERATED, "demo"):
         shutil.rmtree(root / rel, ignore_errors=True)
-    for pointer in ("data/raw.dvc", "data/labels.dvc"):
-        (root / pointer).unlink(missing_ok=True)
 
 
 def simulate_period(story: Story, days: int, scenarios: tuple[str, ...], seed: int) -> pd.DataFrame:

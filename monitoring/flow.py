@@ -44,6 +44,7 @@ class Champion:
     info: ModelInfo
     reference: pd.DataFrame | None
     expected_ap: float | None
+    k: int | None = None  # card precision@k's k of the champion's test (from the population size)
 
 
 def resolve_today(settings: Settings, override: dt.date | None) -> dt.date:
@@ -76,8 +77,9 @@ def read_champion(settings: Settings) -> Champion:
         raise LookupError(
             f"no {CHAMPION!r} version of model {settings.model_name!r}: train and promote one first"
         ) from exc
-    expected = client.get_run(info.run_id).data.metrics.get(EXPECTED_AP_METRIC)
-    return Champion(info, download_reference(settings, info.run_id), expected)
+    metrics = client.get_run(info.run_id).data.metrics
+    k = int(metrics["test_k"]) if "test_k" in metrics else None
+    return Champion(info, download_reference(settings, info.run_id), metrics.get(EXPECTED_AP_METRIC), k)
 
 
 def download_reference(settings: Settings, run_id: str) -> pd.DataFrame | None:
@@ -111,16 +113,20 @@ def check_drift(
 
 
 def check_performance(
-    settings: Settings, params: Params, info: ModelInfo, windows: dict[str, dict[str, dt.date]]
+    settings: Settings,
+    params: Params,
+    info: ModelInfo,
+    windows: dict[str, dict[str, dt.date]],
+    champion_k: int | None = None,
 ) -> dict[str, Any]:
-    """Live metrics of the champion on the labelled window (rows it scored itself)."""
+    """Live metrics of the champion on the labelled window (rows it scored itself), with its test's k."""
     window = windows["labelled"]
     scored = read_predictions(settings.predictions_dir, window["start"], window["end"])
     labelled = label_predictions(scored, read_feedback(settings.feedback_dir))
     if "model_version" in labelled.columns:
         # The champion's expected AP says nothing about rows an earlier model scored.
         labelled = labelled[labelled["model_version"].astype(str) == info.version]
-    k = card_k(labelled["customer_id"].nunique(), params.evaluation.k_per_5000_customers)
+    k = champion_k or card_k(labelled["customer_id"].nunique(), params.evaluation.k_per_5000_customers)
     return {**measure_performance(labelled, info.threshold, k), "scored_rows": len(scored)}
 
 
@@ -157,7 +163,7 @@ def run_monitoring(
     out_dir = settings.reports_dir / "monitoring"
     html_path, summary_path = out_dir / f"{day}-drift.html", out_dir / f"{day}-summary.json"
     drift = check_drift(champion, predictions, html_path, params)
-    live = check_performance(settings, params, champion.info, windows)
+    live = check_performance(settings, params, champion.info, windows, champion.k)
     last_retrain = last_retrain_day(read_history(settings), day)
     decision = decide(
         drift,

@@ -27,8 +27,25 @@ def load_context() -> tuple[Settings, Params]:
     return settings, load_params(settings.project_dir / "params.yaml")
 
 
+def is_transient(exc: BaseException | None) -> bool:
+    """Worth retrying: a service that did not answer. Bad data or a missing file will not heal."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, FileNotFoundError | PermissionError):
+        return False
+    return isinstance(exc, ConnectionError | TimeoutError | OSError | MlflowException)
+
+
+def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
+    return is_transient(state.result(raise_on_failure=False))
+
+
 def _retrying(fn: Any, settings: Settings) -> Any:
-    return task(fn).with_options(retries=settings.task_retries, retry_delay_seconds=settings.retry_delay_s)
+    return task(fn).with_options(
+        retries=settings.task_retries,
+        retry_delay_seconds=settings.retry_delay_s,
+        retry_condition_fn=_retry_condition,
+    )
 
 
 def run_ingest(settings: Settings, params: Params, paths: list[Path], today: dt.date) -> IngestReport:

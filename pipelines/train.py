@@ -120,8 +120,14 @@ def score_frame(model: object, frame: pd.DataFrame, features: list[str]) -> np.n
 
 
 def evaluate_model(
-    model: object, frame: pd.DataFrame, features: list[str], threshold: float, params: Params
+    model: object,
+    frame: pd.DataFrame,
+    features: list[str],
+    threshold: float,
+    params: Params,
+    n_customers: int | None = None,
 ) -> dict[str, float]:
-    """All metrics of ``model`` on a labelled window (k from the window's customers)."""
-    k = card_k(frame["customer_id"].nunique(), params.evaluation.k_per_5000_customers)
+    """All metrics of ``model`` on a labelled window; k from ``n_customers`` (the population), else the window's."""
+    population = n_customers if n_customers is not None else frame["customer_id"].nunique()
+    k = card_k(population, params.evaluation.k_per_5000_customers)
     return evaluate_scores(frame, score_frame(model, frame, features), threshold, k)

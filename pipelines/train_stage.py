@@ -66,7 +66,8 @@ def run_stage(data_dir: Path, metrics_dir: Path, params: Params) -> TrainedModel
     train, test = split_windows(table, windows)
     model = fit_model(train, params)
     features = feature_names(params.features)
-    metrics = evaluate_model(model, test, features, params.model.threshold, params)
+    population = int(table["customer_id"].nunique())  # customers seen in all the data
+    metrics = evaluate_model(model, test, features, params.model.threshold, params, population)
     model_dir = data_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)

@@ -72,14 +72,17 @@ def run_training(settings: Settings, params: Params, reason: str) -> TrainingOut
     model, windows = trained.model, trained.windows
     train, test = split_windows(table, windows)
     features = feature_names(params.features)
-    metrics = evaluate_model(model, test, features, params.model.threshold, params)
+    population = int(table["customer_id"].nunique())  # customers seen in all the data: k as in the stage
+    metrics = evaluate_model(model, test, features, params.model.threshold, params, population)
     use_store(settings)  # the champion is loaded through MLflow's process-wide URIs
     client = client_for(settings)
     champion = current_champion(client, settings.model_name)
     champion_metrics = None
     if champion is not None:
         info, champ_model = champion
-        champion_metrics = evaluate_model(champ_model, test, info.features, info.threshold, params)
+        champion_metrics = evaluate_model(
+            champ_model, test, info.features, info.threshold, params, population
+        )
     decision = judge(metrics, champion_metrics, params.gate)
     version_of_data = data_version(settings.project_dir)
     run_data = _run_data(

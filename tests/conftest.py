@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -24,7 +25,9 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("FRAUDOPS_RETRY_DELAY_S", "0")
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="fraudops-tests-prefect-"))
+if "PREFECT_HOME" not in os.environ:  # Prefect's home for the session, removed at exit
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="fraudops-tests-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 from fastapi import APIRouter, HTTPException, status
 
+from core.clock import read_today
 from serving.deps import ChampionDep, ServicesDep
 from serving.schemas import BatchIn, BatchOut, ScoreOut, TransactionIn
 from serving.scoring import score_transactions
@@ -20,9 +24,28 @@ def check_batch_size(rows: int, limit: int) -> None:
         )
 
 
+def check_not_future(transactions: list[TransactionIn], clock_file: Path) -> None:
+    """422 for a timestamp after tomorrow (the simulated clock's or the real one, whichever is later).
+
+    The feature state keeps what any window can reach behind its newest transaction, so one
+    far-future timestamp would age everything else out of it.
+    """
+    real = dt.datetime.now(dt.UTC).date()
+    today = max(real, read_today(clock_file) or real)
+    limit = dt.datetime.combine(today + dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
+    late = [t.transaction_id for t in transactions if t.tx_datetime >= limit]
+    if late:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"tx_datetime of {', '.join(late[:5])} is after {limit.date()}: transactions from the "
+            "future are refused (a simulated calendar moves with `fraudops clock set`)",
+        )
+
+
 @router.post("/score", response_model=ScoreOut)
 def score_one(transaction: TransactionIn, services: ServicesDep, champion: ChampionDep) -> ScoreOut:
     """Score one raw transaction."""
+    check_not_future([transaction], services.settings.clock_file)
     return score_transactions(services, champion, [transaction])[0]
 
 
@@ -30,4 +53,5 @@ def score_one(transaction: TransactionIn, services: ServicesDep, champion: Champ
 def score_batch(batch: BatchIn, services: ServicesDep, champion: ChampionDep) -> BatchOut:
     """Score a batch of raw transactions (verdicts in request order)."""
     check_batch_size(len(batch.transactions), services.settings.max_batch_rows)
+    check_not_future(batch.transactions, services.settings.clock_file)
     return BatchOut(predictions=score_transactions(services, champion, batch.transactions))

@@ -35,6 +35,7 @@ def test_replayed_day_has_the_offline_features(client: TestClient, project: Proj
 
 def test_rescoring_replaces_instead_of_counting_twice(client: TestClient, project: Project) -> None:
     first = bodies(project.replay.sort_values("tx_datetime").head(1))
+    assert client.post("/v1/score/batch", json={"transactions": first}).status_code == 200  # scored once
     before = project.logged_predictions([first[0]["transaction_id"]]).iloc[0]
     assert client.post("/v1/score/batch", json={"transactions": first}).status_code == 200
     after = project.logged_predictions([first[0]["transaction_id"]]).iloc[0]

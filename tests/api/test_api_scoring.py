@@ -120,3 +120,21 @@ def test_non_finite_amount_is_422(client: TestClient) -> None:
     response = client.post("/v1/score", content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 422, response.text
     assert "tx_amount" in response.text
+
+
+def test_a_transaction_from_the_future_is_422_and_leaves_the_state_alone(
+    client: TestClient, project: Project
+) -> None:
+    state = client.app.state.services.state  # type: ignore[attr-defined]
+    before = state.rows
+    body = transaction("future-1", "2099-01-01T00:00:00Z", customer=5, terminal=7, amount=10.0)
+    for path, payload in (("/v1/score", body), ("/v1/score/batch", {"transactions": [body]})):
+        response = client.post(path, json=payload)
+        assert response.status_code == 422, response.text
+        assert (
+            "future-1" in response.json()["detail"]
+            and "from the future are refused" in response.json()["detail"]
+        )
+    assert state.rows == before
+    ok = client.post("/v1/score", json=transaction("after-future", WHEN, customer=5, terminal=7, amount=10.0))
+    assert ok.status_code == 200

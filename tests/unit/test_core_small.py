@@ -74,9 +74,28 @@ def test_prediction_log_round_trip(tmp_path: Path) -> None:
     assert read_feedback(tmp_path / "fb")["tx_fraud"].tolist() == [1]
 
 
-def test_admin_key_generated_in_development_and_placeholder_refused_elsewhere(tmp_path: Path) -> None:
+def test_admin_key_generated_in_development_and_placeholder_refused_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FRAUDOPS_ADMIN_API_KEY", raising=False)  # undone after the test, with what it sets
     settings = Settings(project_dir=tmp_path, admin_api_key=PLACEHOLDER_KEY)
     key = ensure_admin_key(settings)
     assert key != PLACEHOLDER_KEY and f"FRAUDOPS_ADMIN_API_KEY={key}" in (tmp_path / ".env").read_text()
     with pytest.raises(ValueError, match="placeholder"):
         Settings(project_dir=tmp_path, environment="production", admin_api_key=PLACEHOLDER_KEY)
+
+
+def test_a_fraud_card_missed_on_one_day_still_counts_on_the_next() -> None:
+    day1, day2 = pd.Timestamp("2026-01-01 10:00", tz="UTC"), pd.Timestamp("2026-01-02 10:00", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "tx_datetime": [day1, day1, day1, day2, day2, day2],
+            "customer_id": [1, 2, 3, 1, 2, 3],
+            "tx_fraud": [1, 1, 0, 1, 1, 0],
+        }
+    )
+    # day 1: card 1 is caught (top 1); card 2 is fraudulent but missed, so it stays in play on day 2
+    scores = np.array([0.9, 0.2, 0.1, 0.9, 0.8, 0.1])
+    cpk, random, _ = card_precision_at_k(frame, scores, k=1)
+    assert cpk == 1.0  # day 2: card 1 dropped out, card 2 ranks first and is fraudulent
+    assert random == pytest.approx((2 / 3 + 1 / 2) / 2)  # day 2 judges cards 2 and 3 only
