@@ -49,11 +49,15 @@ bench: setup ## Run the benchmarks and print their figures (see docs/benchmarks.
 serve: setup ## Serve the champion model on 127.0.0.1:8000
 	$(BIN)/fraudops serve
 
+# the store locations come from the project's settings (core/settings.py), not from here
+SETTING = $(BIN)/python -c "from core.settings import get_settings; print(get_settings().$(1))"
+
 mlflow-ui: setup ## Open the MLflow UI on the project's store (http://127.0.0.1:5000)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///stores/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri "$$($(call SETTING,tracking_uri))" --host 127.0.0.1 --port 5000
 
 prefect-ui: setup ## Open the Prefect UI on the project's flow runs (http://127.0.0.1:4200)
-	PREFECT_HOME=$(CURDIR)/stores/prefect PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/prefect server start --host 127.0.0.1
+	PREFECT_HOME="$$($(call SETTING,prefect_home))" PREFECT_SERVER_ANALYTICS_ENABLED=false \
+		$(BIN)/prefect server start --host 127.0.0.1
 
 clean: ## Remove generated data, stores and reports (keeps .venv)
 	rm -rf stores reports demo data/raw data/labels data/validated data/features data/quarantine

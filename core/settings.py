@@ -57,6 +57,14 @@ class Settings(BaseSettings):
         return self.data_dir / "labels"
 
     @property
+    def validated_dir(self) -> Path:
+        return self.data_dir / "validated"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
     def stores_dir(self) -> Path:
         return self.project_dir / "stores"
 

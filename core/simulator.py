@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS
+
 SCENARIOS = ("none", "holiday", "new-pattern", "control")
 GRID = 100.0
 S1_AMOUNT = 220.0
@@ -247,12 +249,8 @@ def write_simulation(out: Path, cfg: SimulationConfig) -> tuple[SimulationConfig
     for sub in ("transactions", "labels"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for day, part in tx.groupby(tx["tx_datetime"].dt.date):
-        part[["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]].to_parquet(
-            out / "transactions" / f"{day}.parquet", index=False
-        )
-        part[["transaction_id", "tx_fraud", "tx_fraud_scenario"]].to_parquet(
-            out / "labels" / f"{day}.parquet", index=False
-        )
+        part[TRANSACTION_COLUMNS].to_parquet(out / "transactions" / f"{day}.parquet", index=False)
+        part[LABEL_COLUMNS].to_parquet(out / "labels" / f"{day}.parquet", index=False)
     pop.customers.to_parquet(out / "customers.parquet", index=False)
     pop.terminals.to_parquet(out / "terminals.parquet", index=False)
     incidents.to_parquet(incidents_file, index=False)

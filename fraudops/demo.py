@@ -26,6 +26,7 @@ from rich.table import Table
 
 from core.clock import read_today, set_today
 from core.params import Params, load_params
+from core.schemas import TRANSACTION_COLUMNS
 from core.settings import Settings, ensure_admin_key
 from core.simulator import SimulationConfig, write_simulation
 from fraudops.errors import UserError
@@ -180,7 +181,7 @@ def stop_api(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = frame[["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]].copy()
+    out = frame[TRANSACTION_COLUMNS].copy()
     out["tx_datetime"] = out["tx_datetime"].map(lambda t: t.isoformat())
     return [{str(k): v for k, v in row.items()} for row in out.to_dict(orient="records")]
 

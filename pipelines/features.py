@@ -42,7 +42,7 @@ def main() -> None:
     """Entry point of the DVC stage."""
     settings = get_settings()
     params = load_params(settings.project_dir / "params.yaml")
-    validated = settings.data_dir / "validated"
+    validated = settings.validated_dir
     table = build_feature_table(
         pd.read_parquet(validated / "transactions.parquet"),
         pd.read_parquet(validated / "labels.parquet"),

@@ -27,7 +27,16 @@ from core.registry import (
 from core.settings import Settings
 
 EXPERIMENT = "fraudops"
-PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "numpy==2.4.6", "pandas==3.0.6", "skops"]
+SERVING_PACKAGES = ("scikit-learn", "numpy", "pandas", "skops")
+
+
+def pip_requirements() -> list[str]:
+    """What loading the logged model needs, pinned to the versions installed here (from the lock)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in SERVING_PACKAGES]
+
+
 MODEL_DESCRIPTION = (
     "Card-fraud model: HistGradientBoosting on 15 point-in-time features (amount, weekend/night flags, "
     "customer counts and mean amounts, terminal counts and delayed fraud rates over 1/7/30 days). "
@@ -125,7 +134,7 @@ def log_and_register(
                 name="model",
                 registered_model_name=settings.model_name,
                 pyfunc_predict_fn="predict_proba",
-                pip_requirements=PIP_REQUIREMENTS,
+                pip_requirements=pip_requirements(),
                 skops_trusted_types=SKOPS_TRUSTED_TYPES,
                 input_example=reference[features].head(2).astype(np.float32),
             )

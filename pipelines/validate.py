@@ -165,8 +165,9 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 def main() -> None:
     """Entry point of the DVC stage."""
     settings = get_settings()
-    data = settings.data_dir
-    counts = validate_store(settings.raw_dir, settings.labels_dir, data / "validated", data / "quarantine")
+    counts = validate_store(
+        settings.raw_dir, settings.labels_dir, settings.validated_dir, settings.quarantine_dir
+    )
     log.info("validate: %s", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
 

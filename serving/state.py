@@ -143,7 +143,7 @@ def read_labels(path: Path) -> dict[str, int]:
 def load_state(settings: Settings, params: Params) -> FeatureState:
     """A state warm-started from ``data/validated`` when the training data is there, else empty."""
     state = FeatureState(params.features, params.data.label_delay_days)
-    folder = settings.data_dir / "validated"
+    folder = settings.validated_dir
     tx_file, labels_file = folder / "transactions.parquet", folder / "labels.parquet"
     if not tx_file.exists():
         logger.info("no %s: the feature state starts empty", tx_file)
