@@ -82,33 +82,14 @@ def git_commit(root: Path) -> str:
     return out.stdout.strip()
 
 
-def save_pr_curve(y: np.ndarray, scores: np.ndarray, path: Path, title: str) -> None:
-    """A precision-recall curve as PNG, with the random baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve
-
-    precision, recall, _ = precision_recall_curve(y, scores)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(recall, precision, label="model")
-    ax.axhline(float(np.mean(y)), color="grey", linestyle="--", label="random baseline")
-    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def log_and_register(
     settings: Settings,
     model: Any,
     run_data: dict[str, Any],
     reference: pd.DataFrame,
-    test_scores: tuple[np.ndarray, np.ndarray],
+    report_files: list[Path],
 ) -> ModelInfo:
-    """Log one training run (params, metrics, tags, curves, reference sample, model) and register it."""
+    """Log one training run (params, metrics, tags, report files, reference sample, model); register it."""
     import mlflow
     import mlflow.sklearn
 
@@ -123,9 +104,8 @@ def log_and_register(
             ref_path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
             reference.to_parquet(ref_path, index=False)
             mlflow.log_artifact(str(ref_path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
-            png = Path(tmp) / "pr_curve.png"
-            save_pr_curve(*test_scores, png, f"Precision-recall on {run_data['tags']['test_window']}")
-            mlflow.log_artifact(str(png), artifact_path="plots")
+        for path in report_files:
+            mlflow.log_artifact(str(path), artifact_path="report")
         with warnings.catch_warnings():
             # the hint concerns integer inputs; ours are float32, the hint fires on the output schema
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")

@@ -7,10 +7,13 @@ every path runs the same code. The alias moves last: a failure anywhere leaves t
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from core.features import feature_names
 from core.params import Params
@@ -18,6 +21,7 @@ from core.registry import CHAMPION, MISSING_CODES, ModelInfo, load_model, read_m
 from core.settings import Settings
 from pipelines.features import read_feature_table
 from pipelines.gate import GateDecision, apply_decision, judge
+from pipelines.report import save_confusion, save_curves, save_importance, write_model_card
 from pipelines.tracking import client_for, git_commit, log_and_register, use_store
 from pipelines.train import (
     Windows,
@@ -60,6 +64,20 @@ def current_champion(client: Any, name: str) -> tuple[ModelInfo, Any] | None:
     return info, load_model(info)
 
 
+def write_report(
+    folder: Path, model: Any, test: pd.DataFrame, run_data: dict[str, Any], params: Params
+) -> list[Path]:
+    """Curves, confusion matrix, importances and the model card for the run's artifacts."""
+    features, threshold = run_data["features"], run_data["threshold"]
+    y, scores = test["tx_fraud"].to_numpy(), score_frame(model, test, features)
+    return [
+        *save_curves(y, scores, folder, run_data["tags"]["test_window"]),
+        *save_confusion(y, scores, threshold, folder),
+        *save_importance(model, test, features, folder, params.seed),
+        write_model_card(run_data, folder),
+    ]
+
+
 def run_training(settings: Settings, params: Params, reason: str) -> TrainingOutcome:
     """Reproduce the DVC stages, train, evaluate both models on the held-out window, register, gate."""
     if not any(settings.raw_dir.glob("*.parquet")):
@@ -92,8 +110,9 @@ def run_training(settings: Settings, params: Params, reason: str) -> TrainingOut
     reference = train[features].sample(
         n=min(len(train), params.monitoring.reference_rows), random_state=params.seed
     )
-    test_scores = (test["tx_fraud"].to_numpy(), score_frame(model, test, features))
-    registered = log_and_register(settings, model, run_data, reference, test_scores)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = write_report(Path(tmp), model, test, run_data, params)
+        registered = log_and_register(settings, model, run_data, reference, report)
     alias = apply_decision(client, settings.model_name, registered.version, decision)
     return TrainingOutcome(
         version=registered.version,

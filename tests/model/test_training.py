@@ -262,3 +262,37 @@ def test_an_unreachable_registry_is_not_an_empty_one(
     down = Settings(project_dir=trained_project.root, mlflow_tracking_uri=f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(MlflowException, match="API request to"):
         current_champion(client_for(down), settings.model_name)
+
+
+def test_the_run_keeps_its_lineage_and_report(trained_project: TrainedProject) -> None:
+    import mlflow
+
+    first, settings = trained_project.first, trained_project.settings
+    run = client(settings).get_run(first.run_id)
+    tags = run.data.tags
+    assert (
+        tags["data_version"] == first.data_version
+        and tags["test_window"] == first.windows.as_tags()["test_window"]
+    )
+    assert {"git_commit", "train_window", "features", "reason", "gate.promote"} <= set(tags)
+    assert run.data.metrics["test_average_precision"] == pytest.approx(first.metrics["average_precision"])
+    with mlflow_uris_restored():
+        folder = Path(
+            mlflow.artifacts.download_artifacts(run_id=first.run_id, tracking_uri=settings.tracking_uri)
+        )
+    report = folder / "report"
+    assert {p.name for p in report.iterdir()} == {
+        "pr_curve.png",
+        "roc_curve.png",
+        "confusion_matrix.json",
+        "confusion_matrix.png",
+        "feature_importance.csv",
+        "feature_importance.png",
+        "model_card.md",
+    }
+    counts = json.loads((report / "confusion_matrix.json").read_text(encoding="utf-8"))
+    assert sum(v for k, v in counts.items() if k != "threshold") == first.metrics["rows"]
+    importance = pd.read_csv(report / "feature_importance.csv")
+    assert len(importance) == 15 and importance["importance"].max() > 0
+    assert first.data_version in (report / "model_card.md").read_text(encoding="utf-8")
+    assert (folder / "reference" / "reference.parquet").exists()

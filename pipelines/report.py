@@ -1,0 +1,137 @@
+"""What a training run leaves for people to look at: curves, confusion matrix, importances, a model card.
+
+Every file is written into one folder, which the training run logs to MLflow as artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_curves(y: np.ndarray, scores: np.ndarray, folder: Path, window: str) -> list[Path]:
+    """Precision-recall and ROC curves as PNG, each with its random baseline."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    plt = _pyplot()
+    precision, recall, _ = precision_recall_curve(y, scores)
+    fpr, tpr, _ = roc_curve(y, scores)
+    paths = []
+    for name, (xs, ys), baseline, labels in (
+        ("pr_curve", (recall, precision), ([0, 1], [np.mean(y)] * 2), ("recall", "precision")),
+        ("roc_curve", (fpr, tpr), ([0, 1], [0, 1]), ("false positive rate", "true positive rate")),
+    ):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.plot(xs, ys, label="model")
+        ax.plot(*baseline, color="grey", linestyle="--", label="random baseline")
+        ax.set(xlabel=labels[0], ylabel=labels[1], title=f"{name.replace('_', ' ')} — test {window}")
+        ax.set(xlim=(0, 1), ylim=(0, 1.02))
+        ax.legend()
+        fig.tight_layout()
+        paths.append(folder / f"{name}.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
+
+
+def save_confusion(y: np.ndarray, scores: np.ndarray, threshold: float, folder: Path) -> list[Path]:
+    """The confusion matrix at the decision threshold, as JSON and PNG."""
+    from sklearn.metrics import confusion_matrix
+
+    (tn, fp), (fn, tp) = confusion_matrix(y, (scores >= threshold).astype(int), labels=[0, 1])
+    counts = {"threshold": threshold, "true_negative": int(tn), "false_positive": int(fp)}
+    counts |= {"false_negative": int(fn), "true_positive": int(tp)}
+    (folder / "confusion_matrix.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4, 3.5))
+    ax.imshow([[tn, fp], [fn, tp]], cmap="Blues")
+    for (row, col), value in np.ndenumerate(np.array([[tn, fp], [fn, tp]])):
+        ax.text(col, row, f"{value:,}", ha="center", va="center")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["genuine", "fraud"], yticklabels=["genuine", "fraud"])
+    ax.set(xlabel="predicted", ylabel="actual", title=f"at threshold {threshold}")
+    fig.tight_layout()
+    fig.savefig(folder / "confusion_matrix.png", dpi=100)
+    plt.close(fig)
+    return [folder / "confusion_matrix.json", folder / "confusion_matrix.png"]
+
+
+def save_importance(
+    model: Any, test: pd.DataFrame, features: list[str], folder: Path, seed: int
+) -> list[Path]:
+    """Permutation importance on (a sample of) the test window, scored by average precision."""
+    from sklearn.inspection import permutation_importance
+
+    sample = test.sample(n=min(len(test), 20_000), random_state=seed)
+    result = permutation_importance(
+        model,
+        sample[features].astype(np.float32),
+        sample["tx_fraud"].to_numpy(),
+        scoring="average_precision",
+        n_repeats=3,
+        random_state=seed,
+    )
+    table = pd.DataFrame(
+        {"feature": features, "importance": result.importances_mean, "std": result.importances_std}
+    )
+    table = table.sort_values("importance", ascending=True)
+    table.to_csv(folder / "feature_importance.csv", index=False)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.barh(table["feature"], table["importance"], xerr=table["std"])
+    ax.set(xlabel="drop in average precision when shuffled", title="Permutation importance (test window)")
+    fig.tight_layout()
+    fig.savefig(folder / "feature_importance.png", dpi=100)
+    plt.close(fig)
+    return [folder / "feature_importance.csv", folder / "feature_importance.png"]
+
+
+def write_model_card(run_data: dict[str, Any], folder: Path) -> Path:
+    """A short model card in markdown: what, trained on what, how good, how decided."""
+    m, tags = run_data["metrics"], run_data["tags"]
+    rows = "\n".join(
+        f"| {label} | {m.get(f'test_{key}', float('nan')):.3f} | {m.get(f'test_{key}_random', float('nan')):.3f} |"
+        for key, label in (
+            ("average_precision", "average precision"),
+            ("roc_auc", "ROC AUC"),
+            ("card_precision_at_k", "card precision@k"),
+        )
+    )
+    text = f"""# Model card — fraud-detector
+
+**What**: a HistGradientBoosting classifier scoring card transactions for fraud, from the
+{len(run_data["features"])} features computed by `core.features` ({", ".join(run_data["features"])}).
+
+**Trained because**: {tags["reason"]}
+
+**Data**: DVC version `{tags["data_version"]}`; training window {tags["train_window"]}, test window
+{tags["test_window"]} (a label-delay gap between them). Code: git `{tags["git_commit"]}`.
+
+**Decision threshold**: {run_data["threshold"]} (a probability at or above it flags the transaction).
+
+**Test-window metrics** (random baseline beside each):
+
+| metric | model | random |
+|---|---|---|
+{rows}
+
+**Gate**: {"promoted" if tags["gate.promote"] == "True" else "not promoted"} — {tags["gate.reasons"]}
+
+**Limits**: trained on simulated transactions; terminal-risk features need labels older than the
+label delay ({run_data["label_delay_days"]} days); monitor drift and delayed-label performance.
+"""
+    path = folder / "model_card.md"
+    path.write_text(text, encoding="utf-8")
+    return path
