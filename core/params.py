@@ -24,6 +24,7 @@ class EvaluationParams(BaseModel):
     gap_days: int
     test_days: int
     k_per_5000_customers: int
+    prequential_folds: int
 
 
 class ModelParams(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -112,6 +113,31 @@ def fit_model(train: pd.DataFrame, params: Params) -> HistGradientBoostingClassi
     )
     features = feature_names(params.features)
     return model.fit(feature_matrix(train, features), train["tx_fraud"].to_numpy())
+
+
+def fit_baseline(train: pd.DataFrame, params: Params) -> Any:
+    """The logistic-regression baseline every candidate is compared with (scaled features)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = feature_names(params.features)
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(class_weight=params.model.class_weight, max_iter=1000)
+    )
+    return model.fit(feature_matrix(train, features), train["tx_fraud"].to_numpy())
+
+
+def prequential_windows(last_labelled: dt.date, params: Params, first_day: dt.date) -> list[Windows]:
+    """The protocol's windows, then the same shifted back a test window at a time (as far as data allow)."""
+    folds = []
+    for fold in range(params.evaluation.prequential_folds):
+        shifted = last_labelled - dt.timedelta(days=fold * params.evaluation.test_days)
+        try:
+            folds.append(plan_windows(shifted, params, first_day))
+        except NotEnoughData:
+            break
+    return folds
 
 
 def score_frame(model: object, frame: pd.DataFrame, features: list[str]) -> np.ndarray:

@@ -26,9 +26,11 @@ from pipelines.train import (
     NotEnoughData,
     Windows,
     evaluate_model,
+    fit_baseline,
     fit_model,
     last_labelled_in,
     plan_windows,
+    prequential_windows,
     score_frame,
     split_windows,
 )
@@ -36,6 +38,7 @@ from pipelines.train import (
 log = logging.getLogger(__name__)
 MODEL_FILE, TRAINING_FILE = "model.skops", "training.json"
 METRICS_FILE, PR_CURVE_FILE = "metrics.json", "pr_curve.csv"
+SUMMARY_KEYS = ("average_precision", "roc_auc", "card_precision_at_k")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,32 @@ def pr_curve(y: np.ndarray, scores: np.ndarray, max_points: int = 500) -> pd.Dat
     return pd.DataFrame({"recall": recall[keep].round(6), "precision": precision[keep].round(6)})
 
 
+def compare_folds(table: pd.DataFrame, windows: Windows, params: Params, population: int) -> dict[str, float]:
+    """The model and the logistic baseline over the prequential folds: mean and std of each metric.
+
+    Fold 0 is the protocol's own windows; each next fold moves train, gap and test back by one test
+    window. The baseline's fold-0 metrics are also reported on their own.
+    """
+    features, threshold = feature_names(params.features), params.model.threshold
+    runs: dict[str, list[dict[str, float]]] = {"model": [], "baseline": []}
+    folds = prequential_windows(windows.test_end, params, table["tx_datetime"].min().date())
+    for fold in folds:
+        train, test = split_windows(table, fold)
+        for name, fit in (("model", fit_model), ("baseline", fit_baseline)):
+            runs[name].append(
+                evaluate_model(fit(train, params), test, features, threshold, params, population)
+            )
+    out: dict[str, float] = {"prequential_folds": float(len(folds))}
+    out |= {f"baseline_{key}": runs["baseline"][0][key] for key in SUMMARY_KEYS}
+    for name, results in runs.items():
+        prefix = "prequential" if name == "model" else "baseline_prequential"
+        for key in SUMMARY_KEYS:
+            values = np.array([r[key] for r in results], dtype=float)
+            out[f"{prefix}_{key}_mean"] = float(np.nanmean(values))
+            out[f"{prefix}_{key}_std"] = float(np.nanstd(values))
+    return out
+
+
 def run_stage(data_dir: Path, metrics_dir: Path, params: Params) -> TrainedModel:
     """Fit on the training window, evaluate on the test window, write model, metrics and curve."""
     import skops.io as sio
@@ -68,6 +97,7 @@ def run_stage(data_dir: Path, metrics_dir: Path, params: Params) -> TrainedModel
     features = feature_names(params.features)
     population = int(table["customer_id"].nunique())  # customers seen in all the data
     metrics = evaluate_model(model, test, features, params.model.threshold, params, population)
+    metrics |= compare_folds(table, windows, params, population)
     model_dir = data_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)

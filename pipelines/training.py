@@ -107,6 +107,11 @@ def run_training(settings: Settings, params: Params, reason: str) -> TrainingOut
         settings, params, reason, windows, metrics, champion_metrics, decision, version_of_data
     )
     run_data["metrics"]["n_iter"] = float(trained.n_iter)
+    run_data["metrics"] |= {  # the stage's comparisons: logistic baseline and prequential folds
+        f"test_{k}": float(v)
+        for k, v in trained.metrics.items()
+        if k.startswith(("baseline_", "prequential_"))
+    }
     reference = train[features].sample(
         n=min(len(train), params.monitoring.reference_rows), random_state=params.seed
     )

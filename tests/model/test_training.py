@@ -296,3 +296,16 @@ def test_the_run_keeps_its_lineage_and_report(trained_project: TrainedProject) -
     assert len(importance) == 15 and importance["importance"].max() > 0
     assert first.data_version in (report / "model_card.md").read_text(encoding="utf-8")
     assert (folder / "reference" / "reference.parquet").exists()
+
+
+def test_folds_compare_the_model_with_the_logistic_baseline(small_world: SmallWorld, params: Params) -> None:
+    from pipelines.train_stage import compare_folds
+
+    population = int(small_world.table["customer_id"].nunique())
+    compared = compare_folds(small_world.table, small_world.windows, params, population)
+    assert compared["prequential_folds"] == params.evaluation.prequential_folds  # 84 days hold all four
+    random_ap = small_world.test["tx_fraud"].mean()
+    for prefix in ("prequential", "baseline_prequential"):
+        assert compared[f"{prefix}_average_precision_mean"] > random_ap
+        assert compared[f"{prefix}_average_precision_std"] >= 0
+    assert compared["baseline_average_precision"] > random_ap

@@ -52,7 +52,9 @@ def make_params() -> Params:
         seed=0,
         data=DataParams(label_delay_days=7),
         features=FEATURES,
-        evaluation=EvaluationParams(train_days=21, gap_days=7, test_days=7, k_per_5000_customers=100),
+        evaluation=EvaluationParams(
+            train_days=21, gap_days=7, test_days=7, k_per_5000_customers=100, prequential_folds=4
+        ),
         model=ModelParams(
             learning_rate=0.1,
             max_iter=10,
