@@ -38,7 +38,7 @@ from core.registry import (
     read_model_info,
     registry_client,
 )
-from pipelines.tracking import PIP_REQUIREMENTS
+from pipelines.tracking import pip_requirements
 
 pytestmark = pytest.mark.postgres
 
@@ -324,7 +324,7 @@ def test_mlflow_server_on_postgres_registers_and_serves_a_champion(
         assert client.get_experiment(experiment_id).artifact_location.startswith("mlflow-artifacts:")
         with mlflow.start_run(experiment_id=experiment_id):
             logged = mlflow.sklearn.log_model(
-                model, name="model", registered_model_name=MODEL_NAME, pip_requirements=PIP_REQUIREMENTS
+                model, name="model", registered_model_name=MODEL_NAME, pip_requirements=pip_requirements()
             )
         version = str(logged.registered_model_version)
         for key, value in {
