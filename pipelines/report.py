@@ -57,9 +57,11 @@ def save_confusion(y: np.ndarray, scores: np.ndarray, threshold: float, folder: 
     (folder / "confusion_matrix.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4, 3.5))
-    ax.imshow([[tn, fp], [fn, tp]], cmap="Blues")
-    for (row, col), value in np.ndenumerate(np.array([[tn, fp], [fn, tp]])):
-        ax.text(col, row, f"{value:,}", ha="center", va="center")
+    cells = np.array([[tn, fp], [fn, tp]])
+    ax.imshow(cells, cmap="Blues")
+    for (row, col), value in np.ndenumerate(cells):
+        colour = "white" if value > cells.max() / 2 else "black"  # readable on dark and light cells
+        ax.text(col, row, f"{value:,}", ha="center", va="center", color=colour)
     ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["genuine", "fraud"], yticklabels=["genuine", "fraud"])
     ax.set(xlabel="predicted", ylabel="actual", title=f"at threshold {threshold}")
     fig.tight_layout()
