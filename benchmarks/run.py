@@ -23,11 +23,11 @@ BOOK_CUSTOMERS, BOOK_TERMINALS, BOOK_DAYS = 5000, 10000, 183
 app = typer.Typer(add_completion=False)
 
 
-def bench_simulate() -> dict[str, float]:
-    """Simulate book scale in memory (183 days, 5,000 customers, 10,000 terminals)."""
+def time_simulation(customers: int, terminals: int, days: int) -> dict[str, float]:
+    """Simulate a world in memory (population and transactions) and time it."""
     from core.simulator import SimulationConfig, make_population, simulate
 
-    cfg = SimulationConfig(customers=BOOK_CUSTOMERS, terminals=BOOK_TERMINALS, days=BOOK_DAYS, seed=0)
+    cfg = SimulationConfig(customers=customers, terminals=terminals, days=days, seed=0)
     start = time.perf_counter()
     pop = make_population(cfg.customers, cfg.terminals, cfg.radius, cfg.population_seed)
     tx, _ = simulate(cfg, pop)
@@ -36,21 +36,16 @@ def bench_simulate() -> dict[str, float]:
         "rows": len(tx),
         "fraud_rate": float(tx["tx_fraud"].mean()),
     }
+
+
+def bench_simulate() -> dict[str, float]:
+    """Simulate book scale in memory (183 days, 5,000 customers, 10,000 terminals)."""
+    return time_simulation(BOOK_CUSTOMERS, BOOK_TERMINALS, BOOK_DAYS)
 
 
 def bench_simulate_demo() -> dict[str, float]:
     """Simulate the demo's world in memory: 2,000 customers, 4,000 terminals, 133 days (84 + 14 + 35)."""
-    from core.simulator import SimulationConfig, make_population, simulate
-
-    cfg = SimulationConfig(customers=2000, terminals=4000, days=133, seed=0)
-    start = time.perf_counter()
-    pop = make_population(cfg.customers, cfg.terminals, cfg.radius, cfg.population_seed)
-    tx, _ = simulate(cfg, pop)
-    return {
-        "seconds": time.perf_counter() - start,
-        "rows": len(tx),
-        "fraud_rate": float(tx["tx_fraud"].mean()),
-    }
+    return time_simulation(2000, 4000, 133)
 
 
 def bench_features() -> dict[str, float]:

@@ -39,6 +39,7 @@ from core.registry import (
     registry_client,
 )
 from pipelines.tracking import pip_requirements
+from tests.model.world import mlflow_uris_restored
 
 pytestmark = pytest.mark.postgres
 
@@ -280,23 +281,11 @@ def team_servers(databases: Databases, tmp_path_factory: pytest.TempPathFactory)
 def mlflow_uris(uri: str) -> Iterator[None]:
     """Point MLflow's process-wide tracking and registry URIs at ``uri``, then put them back."""
     import mlflow
-    from mlflow.tracking._model_registry import utils as registry
-    from mlflow.tracking._tracking_service import utils as tracking
 
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    env = {name: os.environ.get(name) for name in names}
-    uris = tracking._tracking_uri, registry._registry_uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
+    with mlflow_uris_restored():
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
         yield
-    finally:
-        tracking._tracking_uri, registry._registry_uri = uris
-        for name, value in env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 # --------------------------------------------------------------------------------------------------
