@@ -22,6 +22,9 @@ from core.settings import get_settings
 log = logging.getLogger(__name__)
 
 
+INTEGER_COLUMNS = frozenset({"customer_id", "terminal_id", "tx_fraud", "tx_fraud_scenario"})
+
+
 class BatchRejected(ValueError):
     """A whole batch is unusable (unreadable, missing columns, empty): nothing downstream changes."""
 
@@ -61,6 +64,11 @@ def validate_rows(
     With ``day``, a transaction timestamped on another day is quarantined too.
     """
     reasons = _schema_failures(frame, schema)
+    for column in sorted(INTEGER_COLUMNS.intersection(frame.columns)):
+        # coercion would truncate 1.5 to 1 without a word: a fractional id or label is an error
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        for idx in np.flatnonzero((numbers.notna() & (numbers % 1 != 0)).to_numpy()):
+            reasons.setdefault(int(frame.index[int(idx)]), []).append(f"{column}: not a whole number")
     if day is not None and "tx_datetime" in frame.columns:
         stamps = pd.to_datetime(frame["tx_datetime"], utc=True, errors="coerce")
         for idx in np.flatnonzero((stamps.notna() & (stamps.dt.date != day)).to_numpy()):

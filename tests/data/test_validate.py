@@ -194,3 +194,11 @@ def test_unknown_columns_reject_the_batch(tmp_path: Path) -> None:
     transactions(["T1"], [1.0]).assign(tx_fraud=[1]).to_parquet(path)
     with pytest.raises(BatchRejected, match=r"unexpected column\(s\) tx_fraud; expected transaction_id"):
         read_batch(path, TRANSACTION_COLUMNS)
+
+
+def test_fractional_ids_are_quarantined_not_truncated() -> None:
+    frame = transactions(["T1", "T2"], [1.0, 2.0]).astype({"customer_id": float})
+    frame.loc[1, "customer_id"] = 1.5
+    result = validate_rows(frame, TransactionSchema)
+    assert result.valid["transaction_id"].tolist() == ["T1"]
+    assert result.quarantined["reason"].tolist() == ["customer_id: not a whole number"]
