@@ -60,4 +60,4 @@ prefect-ui: setup ## Open the Prefect UI on the project's flow runs (http://127.
 		$(BIN)/prefect server start --host 127.0.0.1
 
 clean: ## Remove generated data, stores and reports (keeps .venv)
-	rm -rf stores reports demo data/raw data/labels data/validated data/features data/quarantine
+	rm -rf stores reports demo data/raw data/labels data/validated data/features data/quarantine data/model

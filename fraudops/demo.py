@@ -37,6 +37,7 @@ GENERATED = (
     "data/validated",
     "data/features",
     "data/quarantine",
+    "data/model",
     "stores",
     "reports",
 )
@@ -50,7 +51,7 @@ class DemoConfig:
     terminals: int = 4000
     seed: int = 7
     port: int = 8000
-    start_date: dt.date = dt.date(2026, 1, 1)
+    start_date: dt.date = SimulationConfig().start_date
     history_days: int = 84
     normal_days: int = 14
     drift_days: int = 35
