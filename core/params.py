@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 
 class DataParams(BaseModel):
@@ -27,14 +28,52 @@ class EvaluationParams(BaseModel):
     prequential_folds: int
 
 
-class ModelParams(BaseModel):
+class HyperParams(BaseModel):
+    """HistGradientBoosting's hyperparameters; ``fraud_weight`` weighs fraud rows against genuine ones."""
+
     learning_rate: float
     max_iter: int
     max_leaf_nodes: int
     min_samples_leaf: int
     l2_regularization: float
-    class_weight: Literal["balanced"] | None
-    threshold: float
+    fraud_weight: float
+
+
+class ThresholdParams(BaseModel):
+    """The decision threshold's target, met on the validation folds' scores."""
+
+    objective: Literal["precision", "cost"]
+    target_precision: float  # precision: the lowest threshold whose alerts reach this precision
+    missed_fraud_cost: float  # cost: a missed fraud costs this much ...
+    review_cost: float  # ... and every alert costs a review
+
+
+class ModelParams(BaseModel):
+    hyperparameters: HyperParams
+    search: dict[str, list[float]]  # a grid over some hyperparameters, judged on the validation folds
+    validation_folds: int
+    baseline_class_weight: Literal["balanced"] | None
+    threshold: ThresholdParams
+
+    @model_validator(mode="after")
+    def _search_names_hyperparameters(self) -> ModelParams:
+        unknown = sorted(set(self.search) - set(HyperParams.model_fields))
+        if unknown:
+            raise ValueError(f"model.search names unknown hyperparameters {unknown}")
+        if any(not values for values in self.search.values()):
+            raise ValueError("model.search: every hyperparameter needs at least one value")
+        return self
+
+    def candidates(self) -> list[HyperParams]:
+        """Every combination of the grid (the fixed hyperparameters when the grid is empty)."""
+        names = list(self.search)
+        combos = itertools.product(*(self.search[name] for name in names))
+        return [
+            HyperParams.model_validate(
+                self.hyperparameters.model_dump() | dict(zip(names, combo, strict=True))
+            )
+            for combo in combos
+        ]
 
 
 class GateParams(BaseModel):

@@ -14,10 +14,12 @@ from typing import Any
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_ARTIFACT = "model"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
+ONNX_ARTIFACT = "onnx/model.onnx"  # the same model as ONNX, checked against scikit-learn at training
 TAG_THRESHOLD = "fraudops.threshold"
 TAG_FEATURES = "fraudops.features"
 TAG_DATA_VERSION = "fraudops.data_version"
 TAG_LABEL_DELAY = "fraudops.label_delay_days"
+TAG_ONNX_SHA256 = "fraudops.onnx_sha256"
 # MLflow error codes meaning "no such model or alias" (as opposed to an unreachable registry)
 MISSING_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]

@@ -12,6 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.params import HyperParams
+
+HYPERPARAMETERS = frozenset(HyperParams.model_fields)
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -63,7 +67,7 @@ def save_confusion(y: np.ndarray, scores: np.ndarray, threshold: float, folder: 
         colour = "white" if value > cells.max() / 2 else "black"  # readable on dark and light cells
         ax.text(col, row, f"{value:,}", ha="center", va="center", color=colour)
     ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["genuine", "fraud"], yticklabels=["genuine", "fraud"])
-    ax.set(xlabel="predicted", ylabel="actual", title=f"at threshold {threshold}")
+    ax.set(xlabel="predicted", ylabel="actual", title=f"at threshold {threshold:.4f}")
     fig.tight_layout()
     fig.savefig(folder / "confusion_matrix.png", dpi=100)
     plt.close(fig)
@@ -109,7 +113,25 @@ def write_model_card(run_data: dict[str, Any], folder: Path) -> Path:
             ("average_precision", "average precision"),
             ("roc_auc", "ROC AUC"),
             ("card_precision_at_k", "card precision@k"),
+            ("precision_at_threshold", "precision at the threshold"),
+            ("recall_at_threshold", "recall at the threshold"),
         )
+    )
+    folds = "\n".join(
+        f"| {label} | {m.get(f'test_prequential_{key}_mean', float('nan')):.3f} ± "
+        f"{m.get(f'test_prequential_{key}_std', float('nan')):.3f} | "
+        f"{m.get(f'test_baseline_prequential_{key}_mean', float('nan')):.3f} ± "
+        f"{m.get(f'test_baseline_prequential_{key}_std', float('nan')):.3f} |"
+        for key, label in (
+            ("average_precision", "average precision"),
+            ("roc_auc", "ROC AUC"),
+            ("card_precision_at_k", "card precision@k"),
+        )
+    )
+    hyper = ", ".join(
+        f"{k}={v:g}"
+        for k, v in run_data["params"].items()
+        if k in HYPERPARAMETERS and isinstance(v, int | float)
     )
     text = f"""# Model card — fraud-detector
 
@@ -121,13 +143,23 @@ def write_model_card(run_data: dict[str, Any], folder: Path) -> Path:
 **Data**: DVC version `{tags["data_version"]}`; training window {tags["train_window"]}, test window
 {tags["test_window"]} (a label-delay gap between them). Code: git `{tags["git_commit"]}`.
 
-**Decision threshold**: {run_data["threshold"]} (a probability at or above it flags the transaction).
+**Hyperparameters** (chosen on the validation folds inside the training window): {hyper}.
+
+**Decision threshold**: {run_data["threshold"]:.4f}, a probability at or above it flags the transaction;
+{run_data["threshold_note"]}.
 
 **Test-window metrics** (random baseline beside each):
 
 | metric | model | random |
 |---|---|---|
 {rows}
+
+**Prequential folds** ({m.get("test_prequential_folds", float("nan")):.0f} folds, mean ± std), beside the
+logistic-regression baseline on the same folds:
+
+| metric | model | logistic baseline |
+|---|---|---|
+{folds}
 
 **Gate**: {"promoted" if tags["gate.promote"] == "True" else "not promoted"} — {tags["gate.reasons"]}
 

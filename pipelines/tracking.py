@@ -14,17 +14,20 @@ import numpy as np
 import pandas as pd
 
 from core.registry import (
+    ONNX_ARTIFACT,
     REFERENCE_ARTIFACT,
     SKOPS_TRUSTED_TYPES,
     TAG_DATA_VERSION,
     TAG_FEATURES,
     TAG_LABEL_DELAY,
+    TAG_ONNX_SHA256,
     TAG_THRESHOLD,
     ModelInfo,
     model_info_from_version,
     registry_client,
 )
 from core.settings import Settings
+from pipelines.export import sha256
 
 EXPERIMENT = "fraudops"
 SERVING_PACKAGES = ("scikit-learn", "numpy", "pandas", "skops")
@@ -88,8 +91,12 @@ def log_and_register(
     run_data: dict[str, Any],
     reference: pd.DataFrame,
     report_files: list[Path],
+    onnx_model: bytes,
 ) -> ModelInfo:
-    """Log one training run (params, metrics, tags, report files, reference sample, model); register it."""
+    """Log one training run (params, metrics, tags, report files, reference sample, model); register it.
+
+    The ONNX form of the model is an artifact of the same run; its sha256 is a tag of the version.
+    """
     import mlflow
     import mlflow.sklearn
 
@@ -104,6 +111,9 @@ def log_and_register(
             ref_path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
             reference.to_parquet(ref_path, index=False)
             mlflow.log_artifact(str(ref_path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+            onnx_path = Path(tmp) / Path(ONNX_ARTIFACT).name
+            onnx_path.write_bytes(onnx_model)
+            mlflow.log_artifact(str(onnx_path), artifact_path=str(Path(ONNX_ARTIFACT).parent))
         for path in report_files:
             mlflow.log_artifact(str(path), artifact_path="report")
         with warnings.catch_warnings():
@@ -125,6 +135,7 @@ def log_and_register(
         TAG_FEATURES: json.dumps(features),
         TAG_LABEL_DELAY: str(run_data["label_delay_days"]),
         TAG_DATA_VERSION: run_data["tags"]["data_version"],
+        TAG_ONNX_SHA256: sha256(onnx_model),
     }
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)

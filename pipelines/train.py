@@ -17,7 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from core.features import feature_names, horizon_days
 from core.metrics import card_k, evaluate_scores
-from core.params import Params
+from core.params import HyperParams, Params, ThresholdParams
 
 
 class NotEnoughData(ValueError):
@@ -99,20 +99,22 @@ def feature_matrix(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     return frame[features].astype(np.float32)
 
 
-def fit_model(train: pd.DataFrame, params: Params) -> HistGradientBoostingClassifier:
-    """Fit the fraud model on the training window."""
-    mp = params.model
+def fit_model(
+    train: pd.DataFrame, params: Params, hyper: HyperParams | None = None
+) -> HistGradientBoostingClassifier:
+    """Fit the fraud model on the training window (``hyper``: the search's choice, else params.yaml's)."""
+    hp = hyper or params.model.hyperparameters
     model = HistGradientBoostingClassifier(
-        learning_rate=mp.learning_rate,
-        max_iter=mp.max_iter,
-        max_leaf_nodes=mp.max_leaf_nodes,
-        min_samples_leaf=mp.min_samples_leaf,
-        l2_regularization=mp.l2_regularization,
-        class_weight=mp.class_weight,
+        learning_rate=hp.learning_rate,
+        max_iter=hp.max_iter,
+        max_leaf_nodes=hp.max_leaf_nodes,
+        min_samples_leaf=hp.min_samples_leaf,
+        l2_regularization=hp.l2_regularization,
         random_state=params.seed,
     )
     features = feature_names(params.features)
-    return model.fit(feature_matrix(train, features), train["tx_fraud"].to_numpy())
+    y = train["tx_fraud"].to_numpy()
+    return model.fit(feature_matrix(train, features), y, sample_weight=np.where(y == 1, hp.fraud_weight, 1.0))
 
 
 def fit_baseline(train: pd.DataFrame, params: Params) -> Any:
@@ -123,7 +125,7 @@ def fit_baseline(train: pd.DataFrame, params: Params) -> Any:
 
     features = feature_names(params.features)
     model = make_pipeline(
-        StandardScaler(), LogisticRegression(class_weight=params.model.class_weight, max_iter=1000)
+        StandardScaler(), LogisticRegression(class_weight=params.model.baseline_class_weight, max_iter=1000)
     )
     return model.fit(feature_matrix(train, features), train["tx_fraud"].to_numpy())
 
@@ -157,3 +159,102 @@ def evaluate_model(
     population = n_customers if n_customers is not None else frame["customer_id"].nunique()
     k = card_k(population, params.evaluation.k_per_5000_customers)
     return evaluate_scores(frame, score_frame(model, frame, features), threshold, k)
+
+
+def validation_windows(windows: Windows, params: Params, first_day: dt.date) -> list[Windows]:
+    """The protocol replayed inside the training window: the search and the threshold never see the test.
+
+    Validation fold 0 tests on the training window's last ``test_days``, as if training had ended
+    there; each next fold moves back one test window (as far as the feature warm-up allows).
+    """
+    folds = []
+    for fold in range(params.model.validation_folds):
+        last = windows.train_end - dt.timedelta(days=fold * params.evaluation.test_days)
+        try:
+            folds.append(plan_windows(last, params, first_day))
+        except NotEnoughData:
+            break
+    return folds
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The search's outcome: the chosen hyperparameters, the threshold and every candidate's score."""
+
+    hyper: HyperParams
+    threshold: float
+    threshold_note: str
+    candidates: list[dict[str, Any]]
+    folds: int
+
+
+def select_model(table: pd.DataFrame, windows: Windows, params: Params) -> Selection:
+    """Fit every candidate on each validation fold; keep the best mean AP; set the threshold on its scores."""
+    from sklearn.metrics import average_precision_score
+
+    folds = validation_windows(windows, params, table["tx_datetime"].min().date())
+    splits = []
+    for fold in folds:
+        try:
+            splits.append(split_windows(table, fold))
+        except NotEnoughData:
+            continue
+    if not splits:
+        raise NotEnoughData(
+            f"no validation fold fits before the training window {windows.as_tags()['train_window']}: "
+            "simulate and ingest more days (or lower model.validation_folds' needs in params.yaml)"
+        )
+    features = feature_names(params.features)
+    candidates: list[dict[str, Any]] = []
+    best: tuple[float, HyperParams, list[np.ndarray], list[np.ndarray]] | None = None
+    for hyper in params.model.candidates():
+        ys, scores = [], []
+        for train, test in splits:
+            ys.append(test["tx_fraud"].to_numpy())
+            scores.append(score_frame(fit_model(train, params, hyper), test, features))
+        aps = [float(average_precision_score(y, s)) for y, s in zip(ys, scores, strict=True)]
+        mean_ap = float(np.mean(aps))
+        candidates.append(
+            {**hyper.model_dump(), "validation_ap_mean": mean_ap, "validation_ap_std": float(np.std(aps))}
+        )
+        if best is None or mean_ap > best[0]:
+            best = (mean_ap, hyper, ys, scores)
+    assert best is not None  # the grid always holds at least one candidate
+    _, hyper, ys, scores = best
+    threshold, note = choose_threshold(np.concatenate(ys), np.concatenate(scores), params.model.threshold)
+    return Selection(hyper, threshold, note, candidates, len(splits))
+
+
+def choose_threshold(y: np.ndarray, scores: np.ndarray, target: ThresholdParams) -> tuple[float, str]:
+    """The decision threshold meeting ``target`` on out-of-sample scores, and a sentence saying how.
+
+    ``precision``: the lowest threshold whose alerts reach the target precision (the most frauds
+    caught at that precision); when no threshold reaches it, the most precise one. ``cost``: the
+    threshold minimising missed frauds x ``missed_fraud_cost`` + alerts x ``review_cost``.
+    """
+    order = np.argsort(-scores, kind="stable")
+    s, hits = scores[order], y[order].astype(float)
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # alerting on the top i+1 rows, ties kept together
+    alerts = last + 1.0
+    caught = np.cumsum(hits)[last]
+    thresholds = s[last]
+    if target.objective == "precision":
+        precision = caught / alerts
+        ok = np.flatnonzero(precision >= target.target_precision)
+        if ok.size:
+            i = int(ok[-1])
+            note = f"lowest threshold with validation precision >= {target.target_precision}"
+        else:
+            i = int(np.argmax(precision))
+            note = f"no threshold reached precision {target.target_precision} on validation: the most precise one"
+        recall = caught[i] / max(hits.sum(), 1.0)
+        return float(thresholds[i]), f"{note} (precision {precision[i]:.3f}, recall {recall:.3f})"
+    cost = (hits.sum() - caught) * target.missed_fraud_cost + alerts * target.review_cost
+    nothing = hits.sum() * target.missed_fraud_cost
+    i = int(np.argmin(cost))
+    prices = f"missed fraud {target.missed_fraud_cost:g}, review {target.review_cost:g}"
+    if nothing <= cost[i]:  # no alert at all is cheapest: a threshold above every score
+        return float(np.nextafter(s[0], np.inf)), f"no alert is cheapest on validation ({prices})"
+    return float(thresholds[i]), (
+        f"minimum validation cost {cost[i]:,.0f} against {nothing:,.0f} without alerts ({prices})"
+    )

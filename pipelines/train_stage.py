@@ -18,25 +18,29 @@ import numpy as np
 import pandas as pd
 
 from core.features import feature_names
-from core.params import Params, load_params
+from core.params import HyperParams, Params, load_params
 from core.registry import SKOPS_TRUSTED_TYPES
 from core.settings import get_settings
+from pipelines.export import export_checked
 from pipelines.features import read_feature_table
 from pipelines.train import (
     NotEnoughData,
+    Selection,
     Windows,
     evaluate_model,
+    feature_matrix,
     fit_baseline,
     fit_model,
     last_labelled_in,
     plan_windows,
     prequential_windows,
     score_frame,
+    select_model,
     split_windows,
 )
 
 log = logging.getLogger(__name__)
-MODEL_FILE, TRAINING_FILE = "model.skops", "training.json"
+MODEL_FILE, ONNX_FILE, TRAINING_FILE = "model.skops", "model.onnx", "training.json"
 METRICS_FILE, PR_CURVE_FILE = "metrics.json", "pr_curve.csv"
 SUMMARY_KEYS = ("average_precision", "roc_auc", "card_precision_at_k")
 
@@ -49,6 +53,10 @@ class TrainedModel:
     windows: Windows
     metrics: dict[str, float]
     n_iter: int
+    threshold: float
+    hyperparameters: dict[str, float]
+    training: dict[str, Any]  # training.json: windows, search candidates, threshold note, ONNX check
+    onnx_path: Path
 
 
 def pr_curve(y: np.ndarray, scores: np.ndarray, max_points: int = 500) -> pd.DataFrame:
@@ -60,21 +68,30 @@ def pr_curve(y: np.ndarray, scores: np.ndarray, max_points: int = 500) -> pd.Dat
     return pd.DataFrame({"recall": recall[keep].round(6), "precision": precision[keep].round(6)})
 
 
-def compare_folds(table: pd.DataFrame, windows: Windows, params: Params, population: int) -> dict[str, float]:
+def compare_folds(
+    table: pd.DataFrame,
+    windows: Windows,
+    params: Params,
+    population: int,
+    hyper: HyperParams,
+    threshold: float,
+) -> dict[str, float]:
     """The model and the logistic baseline over the prequential folds: mean and std of each metric.
 
     Fold 0 is the protocol's own windows; each next fold moves train, gap and test back by one test
     window. The baseline's fold-0 metrics are also reported on their own.
     """
-    features, threshold = feature_names(params.features), params.model.threshold
+    features = feature_names(params.features)
+    fits = {
+        "model": lambda train: fit_model(train, params, hyper),
+        "baseline": lambda train: fit_baseline(train, params),
+    }
     runs: dict[str, list[dict[str, float]]] = {"model": [], "baseline": []}
     folds = prequential_windows(windows.test_end, params, table["tx_datetime"].min().date())
     for fold in folds:
         train, test = split_windows(table, fold)
-        for name, fit in (("model", fit_model), ("baseline", fit_baseline)):
-            runs[name].append(
-                evaluate_model(fit(train, params), test, features, threshold, params, population)
-            )
+        for name, fit in fits.items():
+            runs[name].append(evaluate_model(fit(train), test, features, threshold, params, population))
     out: dict[str, float] = {"prequential_folds": float(len(folds))}
     out |= {f"baseline_{key}": runs["baseline"][0][key] for key in SUMMARY_KEYS}
     for name, results in runs.items():
@@ -86,30 +103,71 @@ def compare_folds(table: pd.DataFrame, windows: Windows, params: Params, populat
     return out
 
 
+def train_on_table(
+    table: pd.DataFrame, params: Params, folds: bool = True
+) -> tuple[Any, Windows, Selection, dict[str, float]]:
+    """The stage in memory: plan, search on the validation folds, fit, evaluate (and compare folds)."""
+    windows = plan_windows(last_labelled_in(table), params, first_day=table["tx_datetime"].min().date())
+    train, test = split_windows(table, windows)
+    selection = select_model(table, windows, params)
+    model = fit_model(train, params, selection.hyper)
+    features = feature_names(params.features)
+    population = int(table["customer_id"].nunique())  # customers seen in all the data
+    metrics = evaluate_model(model, test, features, selection.threshold, params, population)
+    if folds:
+        metrics |= compare_folds(table, windows, params, population, selection.hyper, selection.threshold)
+    metrics["threshold"] = selection.threshold
+    return model, windows, selection, metrics
+
+
 def run_stage(data_dir: Path, metrics_dir: Path, params: Params) -> TrainedModel:
-    """Fit on the training window, evaluate on the test window, write model, metrics and curve."""
+    """Search on the validation folds, fit on the training window, evaluate on the test window, export."""
     import skops.io as sio
 
     table = read_feature_table(data_dir)
-    windows = plan_windows(last_labelled_in(table), params, first_day=table["tx_datetime"].min().date())
-    train, test = split_windows(table, windows)
-    model = fit_model(train, params)
+    model, windows, selection, metrics = train_on_table(table, params)
     features = feature_names(params.features)
-    population = int(table["customer_id"].nunique())  # customers seen in all the data
-    metrics = evaluate_model(model, test, features, params.model.threshold, params, population)
-    metrics |= compare_folds(table, windows, params, population)
+    _, test = split_windows(table, windows)
+    onnx_model, gap = export_checked(model, feature_matrix(test, features).to_numpy())
+    metrics["onnx_max_abs_diff"] = gap
     model_dir = data_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     sio.dump(model, model_dir / MODEL_FILE)
-    training = {"windows": {k: str(v) for k, v in windows.__dict__.items()}, "n_iter": int(model.n_iter_)}
+    (model_dir / ONNX_FILE).write_bytes(onnx_model)
+    training = {
+        "windows": {k: str(v) for k, v in windows.__dict__.items()},
+        "n_iter": int(model.n_iter_),
+        "hyperparameters": selection.hyper.model_dump(),
+        "threshold": selection.threshold,
+        "threshold_note": selection.threshold_note,
+        "validation_folds": selection.folds,
+        "search": selection.candidates,
+        "onnx_max_abs_diff": gap,
+    }
     (model_dir / TRAINING_FILE).write_text(json.dumps(training, indent=2), encoding="utf-8")
     finite = {k: round(v, 6) for k, v in metrics.items() if np.isfinite(v)}
     (metrics_dir / METRICS_FILE).write_text(json.dumps(finite, indent=2), encoding="utf-8")
     pr_curve(test["tx_fraud"].to_numpy(), score_frame(model, test, features)).to_csv(
         metrics_dir / PR_CURVE_FILE, index=False
     )
-    return TrainedModel(model, windows, metrics, int(model.n_iter_))
+    return _trained(model, metrics, training, model_dir / ONNX_FILE)
+
+
+def _trained(
+    model: Any, metrics: dict[str, float], training: dict[str, Any], onnx_path: Path
+) -> TrainedModel:
+    windows = Windows(**{k: dt.date.fromisoformat(v) for k, v in training["windows"].items()})
+    return TrainedModel(
+        model=model,
+        windows=windows,
+        metrics=metrics,
+        n_iter=int(training["n_iter"]),
+        threshold=float(training["threshold"]),
+        hyperparameters=training["hyperparameters"],
+        training=training,
+        onnx_path=onnx_path,
+    )
 
 
 def read_stage(data_dir: Path, metrics_dir: Path) -> TrainedModel:
@@ -121,9 +179,8 @@ def read_stage(data_dir: Path, metrics_dir: Path) -> TrainedModel:
         raise FileNotFoundError(f"{model_dir / MODEL_FILE} is missing: run `dvc repro` (or `fraudops train`)")
     model = sio.load(model_dir / MODEL_FILE, trusted=SKOPS_TRUSTED_TYPES)
     training = json.loads((model_dir / TRAINING_FILE).read_text(encoding="utf-8"))
-    windows = Windows(**{k: dt.date.fromisoformat(v) for k, v in training["windows"].items()})
     metrics = json.loads((metrics_dir / METRICS_FILE).read_text(encoding="utf-8"))
-    return TrainedModel(model, windows, metrics, int(training["n_iter"]))
+    return _trained(model, metrics, training, model_dir / ONNX_FILE)
 
 
 def main() -> None:
@@ -137,11 +194,13 @@ def main() -> None:
         raise SystemExit(1) from None
     ap, ap_random = trained.metrics["average_precision"], trained.metrics["average_precision_random"]
     log.info(
-        "train: test %s, AP %.3f (random %.3f), %d trees",
+        "train: test %s, AP %.3f (random %.3f), %d trees, threshold %.4f (%s)",
         trained.windows.as_tags()["test_window"],
         ap,
         ap_random,
         trained.n_iter,
+        trained.threshold,
+        trained.training["threshold_note"],
     )
 
 

@@ -6,6 +6,7 @@ every path runs the same code. The alias moves last: a failure anywhere leaves t
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pipelines.train import (
     score_frame,
     split_windows,
 )
-from pipelines.train_stage import read_stage
+from pipelines.train_stage import TrainedModel, read_stage
 from pipelines.versioning import data_version, reproduce
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def run_training(settings: Settings, params: Params, reason: str) -> TrainingOut
     train, test = split_windows(table, windows)
     features = feature_names(params.features)
     population = int(table["customer_id"].nunique())  # customers seen in all the data: k as in the stage
-    metrics = evaluate_model(model, test, features, params.model.threshold, params, population)
+    metrics = evaluate_model(model, test, features, trained.threshold, params, population)
     use_store(settings)  # the champion is loaded through MLflow's process-wide URIs
     client = client_for(settings)
     champion = current_champion(client, settings.model_name)
@@ -104,20 +105,19 @@ def run_training(settings: Settings, params: Params, reason: str) -> TrainingOut
     decision = judge(metrics, champion_metrics, params.gate)
     version_of_data = data_version(settings.project_dir)
     run_data = _run_data(
-        settings, params, reason, windows, metrics, champion_metrics, decision, version_of_data
+        settings, params, reason, trained, metrics, champion_metrics, decision, version_of_data
     )
-    run_data["metrics"]["n_iter"] = float(trained.n_iter)
-    run_data["metrics"] |= {  # the stage's comparisons: logistic baseline and prequential folds
-        f"test_{k}": float(v)
-        for k, v in trained.metrics.items()
-        if k.startswith(("baseline_", "prequential_"))
-    }
     reference = train[features].sample(
         n=min(len(train), params.monitoring.reference_rows), random_state=params.seed
     )
     with tempfile.TemporaryDirectory() as tmp:
         report = write_report(Path(tmp), model, test, run_data, params)
-        registered = log_and_register(settings, model, run_data, reference, report)
+        training_json = Path(tmp) / "training.json"  # search candidates, threshold note, windows
+        training_json.write_text(json.dumps(trained.training, indent=2), encoding="utf-8")
+        report.append(training_json)
+        registered = log_and_register(
+            settings, model, run_data, reference, report, trained.onnx_path.read_bytes()
+        )
     alias = apply_decision(client, settings.model_name, registered.version, decision)
     return TrainingOutcome(
         version=registered.version,
@@ -137,21 +137,36 @@ def _run_data(
     settings: Settings,
     params: Params,
     reason: str,
-    windows: Windows,
+    trained: TrainedModel,
     metrics: dict[str, float],
     champion_metrics: dict[str, float] | None,
     decision: GateDecision,
     version_of_data: str,
 ) -> dict[str, Any]:
+    windows = trained.windows
     logged = {f"test_{k}": v for k, v in metrics.items()}
+    logged |= {  # the stage's comparisons: logistic baseline, prequential folds, ONNX check
+        f"test_{k}": float(v)
+        for k, v in trained.metrics.items()
+        if k.startswith(("baseline_", "prequential_", "onnx_"))
+    }
+    logged |= {"n_iter": float(trained.n_iter), "threshold": trained.threshold}
     if champion_metrics:
         logged |= {f"champion_{k}": v for k, v in champion_metrics.items()}
     return {
         "run_name": f"train-{windows.test_end}",
         "features": feature_names(params.features),
-        "threshold": params.model.threshold,
+        "threshold": trained.threshold,
+        "threshold_note": trained.training["threshold_note"],
         "label_delay_days": params.data.label_delay_days,
-        "params": {**params.model.model_dump(), **params.evaluation.model_dump(), "seed": params.seed},
+        "params": {
+            **trained.hyperparameters,  # the search's choice
+            **{f"search.{k}": str(v) for k, v in params.model.search.items()},
+            "validation_folds": params.model.validation_folds,
+            **{f"threshold.{k}": v for k, v in params.model.threshold.model_dump().items()},
+            **params.evaluation.model_dump(),
+            "seed": params.seed,
+        },
         "metrics": {k: float(v) for k, v in logged.items() if np.isfinite(v)},
         "tags": {
             **windows.as_tags(),

@@ -34,7 +34,7 @@ from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS
 from core.settings import Settings
 from core.simulator import SimulationConfig, write_simulation
 from serving.app import create_app
-from tests.api.factories import ADMIN_KEY, REPO_PARAMS
+from tests.api.factories import ADMIN_KEY, REPO_PARAMS, THRESHOLD
 
 SIM = {"customers": 300, "terminals": 600}
 
@@ -61,7 +61,7 @@ class Project:
 
     def version_tags(self) -> dict[str, str]:
         return {
-            TAG_THRESHOLD: str(self.params.model.threshold),
+            TAG_THRESHOLD: str(THRESHOLD),
             TAG_FEATURES: json.dumps(feature_names(self.params.features)),
             TAG_LABEL_DELAY: str(self.params.data.label_delay_days),
             TAG_DATA_VERSION: "test-data-v1",

@@ -11,6 +11,7 @@ from core.schemas import TRANSACTION_COLUMNS
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 ADMIN_KEY = "test-admin-key"
+THRESHOLD = 0.5  # the decision threshold the tests' registered versions carry
 
 
 def transaction(tid: str, when: str, customer: int, terminal: int, amount: float = 42.0) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from core.features import feature_names
 from core.settings import Settings
 from serving.app import create_app
 from serving.model_store import NO_CHAMPION
-from tests.api.factories import ADMIN_KEY, REPO_PARAMS, transaction
+from tests.api.factories import ADMIN_KEY, REPO_PARAMS, THRESHOLD, transaction
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
@@ -43,7 +43,7 @@ def test_metadata_describes_the_champion(client: TestClient, project: Project) -
     assert (meta["version"], meta["alias"]) == ("1", "champion")
     assert meta["data_version"] == "test-data-v1"
     assert meta["features"] == feature_names(project.params.features)
-    assert meta["threshold"] == project.params.model.threshold
+    assert meta["threshold"] == THRESHOLD
     assert meta["label_delay_days"] == project.params.data.label_delay_days
 
 

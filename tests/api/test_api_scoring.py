@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from core.features import feature_names
 from core.predlog import prediction_columns
-from tests.api.factories import transaction
+from tests.api.factories import THRESHOLD, transaction
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
@@ -25,7 +25,7 @@ def test_score_one_returns_a_verdict(client: TestClient, project: Project) -> No
     assert set(score) == {"transaction_id", "fraud_probability", "is_fraud", "threshold", "model_version"}
     assert score["transaction_id"] == "one-1"
     assert 0.0 <= score["fraud_probability"] <= 1.0
-    assert score["threshold"] == project.params.model.threshold
+    assert score["threshold"] == THRESHOLD
     assert score["is_fraud"] == (score["fraud_probability"] >= score["threshold"])
     assert score["model_version"] == "1"
 

@@ -100,7 +100,8 @@ def test_split_windows_keeps_labelled_rows_of_each_window(params: Params) -> Non
 
 def test_model_beats_the_random_baseline(small_world: SmallWorld, params: Params) -> None:
     features = feature_names(params.features)
-    m = evaluate_model(small_world.model, small_world.test, features, params.model.threshold, params)
+    threshold = small_world.selection.threshold
+    m = evaluate_model(small_world.model, small_world.test, features, threshold, params)
     assert m["average_precision"] > m["average_precision_random"] + params.gate.first_model_ap_margin
     assert m["average_precision"] > 10 * m["average_precision_random"]
     assert m["roc_auc"] > m["roc_auc_random"] + 0.2
@@ -183,12 +184,13 @@ def test_first_training_registers_the_champion(
     # the pipeline (ingest, DVC stages, delayed labels) reproduces the in-memory windows and model
     assert first.windows == small_world.windows
     features = feature_names(params.features)
-    assert first.metrics == evaluate_model(small_world.model, small_world.test, features, 0.5, params)
+    threshold = small_world.selection.threshold
+    assert first.metrics == evaluate_model(small_world.model, small_world.test, features, threshold, params)
     assert first.data_version == data_version(trained_project.root)
     assert alias_version(settings, CHAMPION) == "1"
     tags = client(settings).get_model_version(settings.model_name, "1").tags
     assert {k: tags[k] for k in (TAG_THRESHOLD, TAG_FEATURES, TAG_LABEL_DELAY, TAG_DATA_VERSION)} == {
-        TAG_THRESHOLD: str(params.model.threshold),
+        TAG_THRESHOLD: str(threshold),
         TAG_FEATURES: json.dumps(features),
         TAG_LABEL_DELAY: str(params.data.label_delay_days),
         TAG_DATA_VERSION: first.data_version,

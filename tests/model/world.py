@@ -16,7 +16,15 @@ from core.params import Params
 from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS
 from core.simulator import SimulationConfig, write_simulation
 from pipelines.features import build_feature_table
-from pipelines.train import Windows, fit_model, last_labelled_in, plan_windows, split_windows
+from pipelines.train import (
+    Selection,
+    Windows,
+    fit_model,
+    last_labelled_in,
+    plan_windows,
+    select_model,
+    split_windows,
+)
 
 # 84 days: a 37-day feature warm-up, 21 training + 7 gap + 7 test days, 6 whose labels TODAY has not
 # released, and a few days to spare
@@ -33,17 +41,20 @@ class SmallWorld:
     windows: Windows
     train: pd.DataFrame
     test: pd.DataFrame
+    selection: Selection  # the hyperparameter search's choice and the threshold, as training makes them
     model: Any
 
 
 def make_world(sim_dir: Path, params: Params) -> SmallWorld:
-    """Simulate into ``sim_dir``, build the feature table with every label known, plan the windows, fit."""
+    """Simulate into ``sim_dir``, build the feature table with every label known, plan, search and fit."""
     _, tx = write_simulation(sim_dir, SIM)
     table = build_feature_table(tx[TRANSACTION_COLUMNS], tx[LABEL_COLUMNS], params)
     last = last_labelled_in(table, TODAY, params.data.label_delay_days)
     windows = plan_windows(last, params, first_day=SIM.start_date)
     train, test = split_windows(table, windows)
-    return SmallWorld(sim_dir, table, windows, train, test, fit_model(train, params))
+    selection = select_model(table, windows, params)
+    model = fit_model(train, params, selection.hyper)
+    return SmallWorld(sim_dir, table, windows, train, test, selection, model)
 
 
 @contextmanager

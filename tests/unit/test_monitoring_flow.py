@@ -21,9 +21,11 @@ from core.params import (
     EvaluationParams,
     FeatureParams,
     GateParams,
+    HyperParams,
     ModelParams,
     MonitoringParams,
     Params,
+    ThresholdParams,
 )
 from core.predlog import append_feedback, append_predictions
 from core.registry import (
@@ -56,13 +58,20 @@ def make_params() -> Params:
             train_days=21, gap_days=7, test_days=7, k_per_5000_customers=100, prequential_folds=4
         ),
         model=ModelParams(
-            learning_rate=0.1,
-            max_iter=10,
-            max_leaf_nodes=8,
-            min_samples_leaf=20,
-            l2_regularization=0.0,
-            class_weight=None,
-            threshold=0.5,
+            hyperparameters=HyperParams(
+                learning_rate=0.1,
+                max_iter=10,
+                max_leaf_nodes=8,
+                min_samples_leaf=20,
+                l2_regularization=0.0,
+                fraud_weight=1.0,
+            ),
+            search={},
+            validation_folds=1,
+            baseline_class_weight=None,
+            threshold=ThresholdParams(
+                objective="precision", target_precision=0.5, missed_fraud_cost=100.0, review_cost=5.0
+            ),
         ),
         gate=GateParams(ap_margin=0.01, cpk_tolerance=0.0, first_model_ap_margin=0.05),
         monitoring=MonitoringParams(
