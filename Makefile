@@ -45,6 +45,7 @@ lint: setup ## Run exactly what CI lints with: ruff and mypy
 
 bench: setup ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.quality
 
 serve: setup ## Serve the champion model on 127.0.0.1:8000
 	$(BIN)/fraudops serve
