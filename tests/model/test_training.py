@@ -7,6 +7,7 @@ session's simulated days are ingested, versioned and reproduced, then ``run_trai
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import socket
@@ -28,9 +29,11 @@ from core.registry import (
     TAG_DATA_VERSION,
     TAG_FEATURES,
     TAG_LABEL_DELAY,
+    TAG_ONNX_SHA256,
     TAG_THRESHOLD,
 )
 from core.settings import Settings
+from pipelines.export import TOLERANCE
 from pipelines.ingest import find_batches, ingest_batch
 from pipelines.tracking import client_for
 from pipelines.train import NotEnoughData, Windows, evaluate_model, plan_windows, score_frame, split_windows
@@ -152,6 +155,16 @@ def trained_project(
         ensure_dvc_repo(root)
         track_data(root)
         yield TrainedProject(root, settings, run_training(settings, params, "first"))
+
+
+def params_candidates(project: TrainedProject) -> list[Any]:
+    from core.params import load_params
+
+    return load_params(project.root / "params.yaml").model.candidates()
+
+
+def tags_of(settings: Settings, version: str) -> dict[str, str]:
+    return dict(client(settings).get_model_version(settings.model_name, version).tags)
 
 
 def client(settings: Settings) -> Any:
@@ -291,7 +304,22 @@ def test_the_run_keeps_its_lineage_and_report(trained_project: TrainedProject) -
         "feature_importance.csv",
         "feature_importance.png",
         "model_card.md",
+        "training.json",
     }
+    card = (report / "model_card.md").read_text(encoding="utf-8")
+    assert "logistic baseline" in card and "Decision threshold" in card
+    training = json.loads((report / "training.json").read_text(encoding="utf-8"))
+    assert len(training["search"]) == len(params_candidates(trained_project))
+    # the chosen hyperparameters and the threshold are the run's params and metric
+    assert {k: float(v) for k, v in training["hyperparameters"].items()} == {
+        k: float(run.data.params[k]) for k in training["hyperparameters"]
+    }
+    assert run.data.metrics["threshold"] == pytest.approx(training["threshold"])
+    assert float(tags_of(settings, first.version)[TAG_THRESHOLD]) == pytest.approx(training["threshold"])
+    # the ONNX form is an artifact of the same run, with its sha256 on the version, and agrees
+    onnx_model = (folder / "onnx" / "model.onnx").read_bytes()
+    assert tags_of(settings, first.version)[TAG_ONNX_SHA256] == hashlib.sha256(onnx_model).hexdigest()
+    assert run.data.metrics["test_onnx_max_abs_diff"] <= TOLERANCE
     counts = json.loads((report / "confusion_matrix.json").read_text(encoding="utf-8"))
     assert sum(v for k, v in counts.items() if k != "threshold") == first.metrics["rows"]
     importance = pd.read_csv(report / "feature_importance.csv")
@@ -304,7 +332,10 @@ def test_folds_compare_the_model_with_the_logistic_baseline(small_world: SmallWo
     from pipelines.train_stage import compare_folds
 
     population = int(small_world.table["customer_id"].nunique())
-    compared = compare_folds(small_world.table, small_world.windows, params, population)
+    sel = small_world.selection
+    compared = compare_folds(
+        small_world.table, small_world.windows, params, population, sel.hyper, sel.threshold
+    )
     assert compared["prequential_folds"] == params.evaluation.prequential_folds  # 84 days hold all four
     random_ap = small_world.test["tx_fraud"].mean()
     for prefix in ("prequential", "baseline_prequential"):

@@ -1,0 +1,176 @@
+"""Model selection: the search and the threshold see only validation folds; ONNX agrees with scikit-learn.
+
+Also the quality claim on small data: on a 2,000-customer world the selected model beats both the
+logistic baseline and the random baseline on the held-out week.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from core.features import compute_features, feature_names
+from core.params import ModelParams, Params, ThresholdParams
+from core.simulator import SimulationConfig, make_population, simulate
+from pipelines import export
+from pipelines.export import TOLERANCE, ExportMismatch, export_checked, onnx_fraud_probability
+from pipelines.train import (
+    choose_threshold,
+    evaluate_model,
+    feature_matrix,
+    fit_baseline,
+    select_model,
+    split_windows,
+    validation_windows,
+)
+from tests.model.world import SmallWorld
+
+PRECISION = ThresholdParams(objective="precision", target_precision=0.5, missed_fraud_cost=100, review_cost=5)
+COST = PRECISION.model_copy(update={"objective": "cost"})
+
+
+# --- the threshold -------------------------------------------------------------------------------
+
+
+def test_precision_target_takes_the_lowest_threshold_that_reaches_it() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    y = np.array([1, 0, 1, 0, 0, 1, 0])
+    # alerting on the top 1..7: precision 1, .5, .67, .5, .4, .5, .43 -> lowest threshold with >= .5 is 0.4
+    threshold, note = choose_threshold(y, scores, PRECISION)
+    assert threshold == 0.4
+    assert "precision 0.500, recall 1.000" in note
+
+
+def test_tied_scores_are_alerted_together() -> None:
+    scores = np.array([0.9, 0.5, 0.5, 0.5, 0.1])
+    y = np.array([1, 1, 0, 0, 0])
+    # 0.9 alone: precision 1; 0.5 brings three rows at once: 2/4 = 0.5 still meets the target
+    assert choose_threshold(y, scores, PRECISION)[0] == 0.5
+    strict = PRECISION.model_copy(update={"target_precision": 0.6})
+    assert choose_threshold(y, scores, strict)[0] == 0.9
+
+
+def test_an_unreachable_precision_takes_the_most_precise_threshold() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    y = np.array([0, 1, 0, 0])
+    threshold, note = choose_threshold(y, scores, PRECISION.model_copy(update={"target_precision": 0.9}))
+    assert threshold == 0.8 and "no threshold reached precision 0.9" in note
+
+
+def test_cost_target_minimises_missed_frauds_and_reviews() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    y = np.array([1, 1, 0, 0, 1])
+    # cost at each threshold (miss 100, review 5): 0.9: 205, 0.8: 110, 0.7: 115, 0.6: 120, 0.5: 25
+    threshold, note = choose_threshold(y, scores, COST)
+    assert threshold == 0.5 and "minimum validation cost 25" in note
+
+
+def test_cost_target_alerts_on_nothing_when_reviews_cost_more_than_frauds() -> None:
+    scores = np.array([0.9, 0.8, 0.7])
+    y = np.array([0, 1, 0])
+    expensive = COST.model_copy(update={"missed_fraud_cost": 1.0, "review_cost": 5.0})
+    threshold, note = choose_threshold(y, scores, expensive)
+    assert threshold > 0.9 and (scores >= threshold).sum() == 0 and "no alert" in note
+
+
+# --- the search ----------------------------------------------------------------------------------
+
+
+def test_search_must_name_known_hyperparameters(params: Params) -> None:
+    data = params.model.model_dump()
+    with pytest.raises(ValidationError, match="unknown hyperparameters"):
+        ModelParams.model_validate(data | {"search": {"max_depth": [3]}})
+    with pytest.raises(ValidationError, match="at least one value"):
+        ModelParams.model_validate(data | {"search": {"max_iter": []}})
+
+
+def test_candidates_are_the_grid_over_the_fixed_hyperparameters(params: Params) -> None:
+    model = params.model.model_copy(
+        update={"search": {"max_leaf_nodes": [7, 15, 31], "fraud_weight": [1, 5]}}
+    )
+    candidates = model.candidates()
+    assert len(candidates) == 6
+    assert {(c.max_leaf_nodes, c.fraud_weight) for c in candidates} == {
+        (n, w) for n in (7, 15, 31) for w in (1, 5)
+    }
+    assert {c.learning_rate for c in candidates} == {params.model.hyperparameters.learning_rate}
+    assert params.model.model_copy(update={"search": {}}).candidates() == [params.model.hyperparameters]
+
+
+def test_validation_folds_lie_inside_the_training_window(small_world: SmallWorld, params: Params) -> None:
+    windows = small_world.windows
+    folds = validation_windows(windows, params, small_world.table["tx_datetime"].min().date())
+    assert len(folds) == params.model.validation_folds
+    assert folds[0].test_end == windows.train_end
+    for fold in folds:
+        assert fold.test_end <= windows.train_end < windows.test_start
+        assert fold.test_end - fold.test_start == dt.timedelta(days=params.evaluation.test_days - 1)
+
+
+def test_selection_keeps_the_best_candidate(small_world: SmallWorld) -> None:
+    sel = small_world.selection
+    best = max(sel.candidates, key=lambda c: c["validation_ap_mean"])
+    assert {k: best[k] for k in sel.hyper.model_dump()} == sel.hyper.model_dump()
+    assert 0 < sel.threshold <= 1 and sel.folds >= 1
+
+
+def test_selection_never_sees_the_test_window(small_world: SmallWorld, params: Params) -> None:
+    """Flipping every label of the test week changes neither the hyperparameters nor the threshold."""
+    table = small_world.table.copy()
+    in_test = table["tx_datetime"].dt.date >= small_world.windows.test_start
+    table.loc[in_test, "tx_fraud"] = 1 - table.loc[in_test, "tx_fraud"]
+    again = select_model(table, small_world.windows, params)
+    assert (again.hyper, again.threshold) == (small_world.selection.hyper, small_world.selection.threshold)
+
+
+# --- ONNX ----------------------------------------------------------------------------------------
+
+
+def test_both_models_export_to_onnx_within_the_tolerance(small_world: SmallWorld, params: Params) -> None:
+    X = feature_matrix(small_world.test, feature_names(params.features)).to_numpy()
+    for model in (small_world.model, fit_baseline(small_world.train, params)):
+        onnx_model, gap = export_checked(model, X)
+        assert gap <= TOLERANCE
+        assert onnx_fraud_probability(onnx_model, X).shape == (len(X),)
+
+
+def test_a_disagreeing_export_is_refused(
+    small_world: SmallWorld, params: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X = feature_matrix(small_world.test, feature_names(params.features)).to_numpy()
+    real = export.onnx_fraud_probability
+    monkeypatch.setattr(export, "onnx_fraud_probability", lambda m, x: real(m, x) + 1e-3)
+    with pytest.raises(ExportMismatch, match="not registered"):
+        export_checked(small_world.model, X)
+
+
+# --- the quality claim on small data ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mid_table(params: Params) -> pd.DataFrame:
+    """84 days of 2,000 customers and 4,000 terminals (the demo's population), in memory."""
+    cfg = SimulationConfig(customers=2000, terminals=4000, days=84, seed=7, start_date=dt.date(2026, 1, 5))
+    tx, _ = simulate(cfg, make_population(cfg.customers, cfg.terminals, cfg.radius, cfg.population_seed))
+    feats = compute_features(
+        tx, tx["tx_fraud"].to_numpy(float), params.features, params.data.label_delay_days
+    )
+    return tx.join(feats.drop(columns=["tx_amount"])).assign(tx_fraud=tx["tx_fraud"].astype(float))
+
+
+def test_the_model_beats_the_logistic_and_random_baselines(mid_table: pd.DataFrame, params: Params) -> None:
+    from pipelines.train_stage import train_on_table
+
+    _, windows, selection, m = train_on_table(mid_table, params, folds=False)
+    train, test = split_windows(mid_table, windows)
+    features, population = feature_names(params.features), int(mid_table["customer_id"].nunique())
+    baseline = fit_baseline(train, params)
+    b = evaluate_model(baseline, test, features, selection.threshold, params, population)
+    assert m["average_precision"] > b["average_precision"]
+    assert m["average_precision"] > 10 * m["average_precision_random"]
+    assert m["roc_auc"] > m["roc_auc_random"] + 0.3
+    assert m["card_precision_at_k"] > 5 * m["card_precision_at_k_random"]
