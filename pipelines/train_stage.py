@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,19 @@ def compare_folds(
 def train_on_table(
     table: pd.DataFrame, params: Params, folds: bool = True
 ) -> tuple[Any, Windows, Selection, dict[str, float]]:
-    """The stage in memory: plan, search on the validation folds, fit, evaluate (and compare folds)."""
+    """The stage in memory: plan, search on the validation folds, fit, evaluate (and compare folds).
+
+    Training is a batch job: its fits use every core, whatever ``OMP_NUM_THREADS`` says for serving.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp"):
+        return _train_on_table(table, params, folds)
+
+
+def _train_on_table(
+    table: pd.DataFrame, params: Params, folds: bool
+) -> tuple[Any, Windows, Selection, dict[str, float]]:
     windows = plan_windows(last_labelled_in(table), params, first_day=table["tx_datetime"].min().date())
     train, test = split_windows(table, windows)
     selection = select_model(table, windows, params)

@@ -36,7 +36,7 @@ from core.settings import Settings
 from pipelines.export import TOLERANCE
 from pipelines.ingest import find_batches, ingest_batch
 from pipelines.tracking import client_for
-from pipelines.train import NotEnoughData, Windows, evaluate_model, plan_windows, score_frame, split_windows
+from pipelines.train import NotEnoughData, Windows, evaluate_model, plan_windows, split_windows
 from pipelines.training import TrainingOutcome, current_champion, run_training
 from pipelines.versioning import data_version, ensure_dvc_repo, track_data
 from tests.conftest import make_project
@@ -109,17 +109,6 @@ def test_model_beats_the_random_baseline(small_world: SmallWorld, params: Params
     assert m["average_precision"] > 10 * m["average_precision_random"]
     assert m["roc_auc"] > m["roc_auc_random"] + 0.2
     assert m["card_precision_at_k"] > m["card_precision_at_k_random"]
-
-
-def test_a_large_amount_raises_the_fraud_score(small_world: SmallWorld, params: Params) -> None:
-    features = feature_names(params.features)
-    genuine = small_world.test[small_world.test["tx_fraud"] == 0]
-    large = genuine.assign(tx_amount=500.0)  # the simulator's amounts above 220 are fraud
-    before = score_frame(small_world.model, genuine, features)
-    after = score_frame(small_world.model, large, features)
-    # most genuine transactions become fraud-like (amounts above 220 are always fraud in the simulator)
-    assert np.median(after) > 0.5
-    assert after.mean() > 10 * before.mean()
 
 
 # --- the training cycle in a throwaway project ---------------------------------------------------
