@@ -81,10 +81,27 @@ def select_days(table: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFra
     return part.assign(tx_fraud=part["tx_fraud"].astype(int))
 
 
+def drop_known_compromised(table: pd.DataFrame, windows: Windows, test: pd.DataFrame) -> pd.DataFrame:
+    """The test rows minus those of cards already known to be compromised on their day.
+
+    As in the handbook: a card is known once it has a labelled fraud from the training window's start
+    onward whose label has arrived, that is a gap + 1 days before the test day (the gap is as long as
+    the label delay). Such a card would already be blocked, so scoring it again flatters the model.
+    """
+    lag = (windows.test_start - windows.train_end).days
+    frauds = table[table["tx_fraud"] == 1]  # few rows: dates are cheap from here on
+    frauds = frauds[frauds["tx_datetime"].dt.date >= windows.train_start]
+    first = frauds.groupby("customer_id")["tx_datetime"].min().dt.date
+    known_since = test["customer_id"].map(first)  # NaN: never a fraud before
+    cutoff = test["tx_datetime"].dt.date - dt.timedelta(days=lag)
+    known = known_since.notna() & (known_since <= cutoff)
+    return test[~known.to_numpy(bool)]
+
+
 def split_windows(table: pd.DataFrame, windows: Windows) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training and test rows; refuses windows without both classes."""
+    """Training and test rows (known-compromised cards left out of the test); refuses one-class windows."""
     train = select_days(table, windows.train_start, windows.train_end)
-    test = select_days(table, windows.test_start, windows.test_end)
+    test = drop_known_compromised(table, windows, select_days(table, windows.test_start, windows.test_end))
     for name, part in (("training", train), ("test", test)):
         if part.empty or part["tx_fraud"].nunique() < 2:
             raise NotEnoughData(

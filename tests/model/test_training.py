@@ -63,13 +63,13 @@ def test_plan_windows_follows_params(params: Params) -> None:
 
 
 def labelled_days(start: dt.date, days: int, fraud_every: int) -> pd.DataFrame:
-    """Ten transactions a day; every ``fraud_every``-th one fraudulent (0: none)."""
+    """Ten transactions a day, each by another card; every ``fraud_every``-th one fraudulent (0: none)."""
     n = days * 10
     frauds = np.zeros(n) if fraud_every == 0 else (np.arange(n) % fraud_every == 0).astype(float)
     return pd.DataFrame(
         {
             "tx_datetime": pd.Timestamp(start, tz="UTC") + pd.to_timedelta(np.arange(n) * 8640, unit="s"),
-            "customer_id": np.arange(n) % 7,
+            "customer_id": np.arange(n),  # every card once: none is known to be compromised
             "tx_fraud": frauds,
         }
     )
@@ -331,3 +331,28 @@ def test_folds_compare_the_model_with_the_logistic_baseline(small_world: SmallWo
         assert compared[f"{prefix}_average_precision_mean"] > random_ap
         assert compared[f"{prefix}_average_precision_std"] >= 0
     assert compared["baseline_average_precision"] > random_ap
+
+
+def test_cards_known_to_be_compromised_leave_the_test_set(params: Params) -> None:
+    windows = plan_windows(dt.date(2026, 2, 11), params)  # train 01-08..01-28, test 02-05..02-11
+    rows = [  # (day, card, fraud)
+        (windows.train_start - dt.timedelta(days=1), 1, 1),  # before the training window: not counted
+        (windows.train_start, 2, 1),  # a fraud in training: card 2 is known throughout the test
+        (windows.train_end + dt.timedelta(days=1), 3, 1),  # in the gap: known 8 days later (02-06)
+        (windows.train_start, 4, 0),
+        *((windows.test_start + dt.timedelta(days=d), card, 0) for d in range(7) for card in (1, 2, 3, 4)),
+        (windows.test_start, 5, 1),
+    ]
+    table = pd.DataFrame(
+        {
+            "tx_datetime": [pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=12) for day, _, _ in rows],
+            "customer_id": [card for _, card, _ in rows],
+            "tx_fraud": [float(fraud) for _, _, fraud in rows],
+        }
+    )
+    _, test = split_windows(table, windows)
+    kept = test.groupby("customer_id")["tx_datetime"].apply(lambda t: sorted(t.dt.strftime("%m-%d")))
+    assert 2 not in kept.index  # known from the training window on
+    assert kept[1] == [f"02-{d:02d}" for d in range(5, 12)]  # its fraud predates the training window
+    assert kept[3] == ["02-05"]  # its gap fraud (01-29) became known on 02-06
+    assert len(kept[4]) == 7 and kept[5] == ["02-05"]
