@@ -346,7 +346,8 @@ def print_summary(story: Story, elapsed_s: float) -> None:
     models = Table(
         title="Model versions (metrics on each one's held-out test window; random baseline in brackets)"
     )
-    for col in ("version", "now", "trained because", "test window", "AP", "ROC AUC", "CP@k", "gate"):
+    columns = ("version", "now", "trained because", "test window", "AP", "ROC AUC", "CP@k")
+    for col in (*columns, "alerts: precision / recall", "gate"):
         models.add_column(col)
     for t in story.trainings:
         m = t["metrics"]
@@ -362,6 +363,7 @@ def print_summary(story: Story, elapsed_s: float) -> None:
             f"{m['average_precision']:.3f} ({m['average_precision_random']:.3f})",
             f"{m['roc_auc']:.3f}",
             f"{m['card_precision_at_k']:.3f} ({m['card_precision_at_k_random']:.3f})",
+            f"{m['precision_at_threshold']:.2f} / {m['recall_at_threshold']:.2f}",
             "promoted" if t["decision"]["promote"] else "kept champion",
         )
     console.print(models)

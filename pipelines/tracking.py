@@ -43,6 +43,9 @@ def pip_requirements() -> list[str]:
 MODEL_DESCRIPTION = (
     "Card-fraud model: HistGradientBoosting on 15 point-in-time features (amount, weekend/night flags, "
     "customer counts and mean amounts, terminal counts and delayed fraud rates over 1/7/30 days). "
+    "Hyperparameters and the decision threshold (tag fraudops.threshold) are chosen on validation folds "
+    "inside the training window; the same model as ONNX is the run's artifact onnx/model.onnx "
+    "(sha256 in tag fraudops.onnx_sha256). "
     "Alias `champion` serves; `challenger` is the latest candidate the gate did not promote."
 )
 
