@@ -192,7 +192,7 @@ def test_the_model_beats_the_logistic_and_random_baselines(mid_world: MidWorld, 
     b = evaluate_model(baseline, test, features, mid_world.selection.threshold, params, population)
     assert m["average_precision"] > b["average_precision"]
     assert m["average_precision"] > 10 * m["average_precision_random"]
-    assert m["roc_auc"] > m["roc_auc_random"] + 0.3
+    assert m["roc_auc"] > m["roc_auc_random"] + 0.2
     assert m["card_precision_at_k"] > 5 * m["card_precision_at_k_random"]
 
 
