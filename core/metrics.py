@@ -59,7 +59,10 @@ def evaluate_scores(frame: pd.DataFrame, scores: np.ndarray, threshold: float, k
         "card_precision_at_k_random": cpk_random,
         "card_precision_at_k_ceiling": cpk_ceiling,
         "precision_at_threshold": float(precision_score(y, predicted, zero_division=0)),
+        "precision_at_threshold_random": float(y.mean()) if len(y) else float("nan"),
         "recall_at_threshold": float(recall_score(y, predicted, zero_division=0)),
+        # as many alerts drawn at random catch this share of the frauds
+        "recall_at_threshold_random": float(predicted.mean()) if len(y) else float("nan"),
         "fraud_rate": float(y.mean()) if len(y) else float("nan"),
         "rows": float(len(y)),
         "k": float(k),

@@ -52,6 +52,9 @@ def test_evaluate_scores_reports_baselines() -> None:
     assert metrics["roc_auc"] == 1.0 and metrics["roc_auc_random"] == 0.5
     assert metrics["average_precision_random"] == pytest.approx(0.5)
     assert metrics["recall_at_threshold"] == 1.0
+    # three alerts out of six rows: random alerts would catch half the frauds, at the fraud rate
+    assert metrics["recall_at_threshold_random"] == pytest.approx(0.5)
+    assert metrics["precision_at_threshold"] == 1.0 and metrics["precision_at_threshold_random"] == 0.5
     assert card_k(5000, 100) == 100 and card_k(100, 100) == 10
 
 
