@@ -247,7 +247,7 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray, target: ThresholdParams)
     """The decision threshold meeting ``target`` on out-of-sample scores, and a sentence saying how.
 
     ``precision``: the lowest threshold whose alerts reach the target precision (the most frauds
-    caught at that precision); when no threshold reaches it, the most precise one. ``cost``: the
+    caught at that precision); when no threshold reaches it, the one with the best F1. ``cost``: the
     threshold minimising missed frauds x ``missed_fraud_cost`` + alerts x ``review_cost``.
     """
     order = np.argsort(-scores, kind="stable")
@@ -262,9 +262,10 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray, target: ThresholdParams)
         if ok.size:
             i = int(ok[-1])
             note = f"lowest threshold with validation precision >= {target.target_precision}"
-        else:
-            i = int(np.argmax(precision))
-            note = f"no threshold reached precision {target.target_precision} on validation: the most precise one"
+        else:  # the most precise threshold would alert on a handful of rows: balance the two instead
+            recall = caught / max(hits.sum(), 1.0)
+            i = int(np.argmax(2 * precision * recall / np.maximum(precision + recall, 1e-12)))
+            note = f"no threshold reached precision {target.target_precision} on validation: the best F1"
         recall = caught[i] / max(hits.sum(), 1.0)
         return float(thresholds[i]), f"{note} (precision {precision[i]:.3f}, recall {recall:.3f})"
     cost = (hits.sum() - caught) * target.missed_fraud_cost + alerts * target.review_cost

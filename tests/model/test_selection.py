@@ -59,11 +59,12 @@ def test_tied_scores_are_alerted_together() -> None:
     assert choose_threshold(y, scores, strict)[0] == 0.9
 
 
-def test_an_unreachable_precision_takes_the_most_precise_threshold() -> None:
-    scores = np.array([0.9, 0.8, 0.7, 0.6])
-    y = np.array([0, 1, 0, 0])
+def test_an_unreachable_precision_takes_the_best_f1() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    y = np.array([0, 1, 0, 1, 1, 0])
+    # precision at each threshold: 0, .5, .33, .5, .6, .5; F1: 0, .4, .33, .57, .75, .67 -> 0.5
     threshold, note = choose_threshold(y, scores, PRECISION.model_copy(update={"target_precision": 0.9}))
-    assert threshold == 0.8 and "no threshold reached precision 0.9" in note
+    assert threshold == 0.5 and "no threshold reached precision 0.9 on validation: the best F1" in note
 
 
 def test_cost_target_minimises_missed_frauds_and_reviews() -> None:
