@@ -54,7 +54,7 @@ def protocol(params: Params, train_days: int) -> Params:
 def run_folds(table: pd.DataFrame, params: Params, folds: int) -> list[dict[str, Any]]:
     """Train as the stage does on data ending one test week earlier each fold; score model and baseline."""
     from core.features import feature_names
-    from pipelines.train import evaluate_model, fit_baseline, split_windows
+    from pipelines.train import evaluate_model, fit_baseline
     from pipelines.train_stage import train_on_table
 
     features = feature_names(params.features)
@@ -66,11 +66,11 @@ def run_folds(table: pd.DataFrame, params: Params, folds: int) -> list[dict[str,
         end = last - dt.timedelta(days=fold * params.evaluation.test_days)
         part = table[days <= end]
         start = time.perf_counter()
-        _, windows, selection, metrics = train_on_table(part, params, folds=False)
+        result = train_on_table(part, params, folds=False, export=False)
         seconds = time.perf_counter() - start
-        train, test = split_windows(part, windows)
+        windows, selection, metrics = result.windows, result.selection, result.metrics
         baseline = evaluate_model(
-            fit_baseline(train, params), test, features, selection.threshold, params, population
+            fit_baseline(result.train, params), result.test, features, selection.threshold, params, population
         )
         out.append(
             {

@@ -257,17 +257,15 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray, target: ThresholdParams)
     caught = np.cumsum(hits)[last]
     thresholds = s[last]
     if target.objective == "precision":
-        precision = caught / alerts
+        precision, recall = caught / alerts, caught / max(hits.sum(), 1.0)
         ok = np.flatnonzero(precision >= target.target_precision)
         if ok.size:
             i = int(ok[-1])
             note = f"lowest threshold with validation precision >= {target.target_precision}"
         else:  # the most precise threshold would alert on a handful of rows: balance the two instead
-            recall = caught / max(hits.sum(), 1.0)
             i = int(np.argmax(2 * precision * recall / np.maximum(precision + recall, 1e-12)))
             note = f"no threshold reached precision {target.target_precision} on validation: the best F1"
-        recall = caught[i] / max(hits.sum(), 1.0)
-        return float(thresholds[i]), f"{note} (precision {precision[i]:.3f}, recall {recall:.3f})"
+        return float(thresholds[i]), f"{note} (precision {precision[i]:.3f}, recall {recall[i]:.3f})"
     cost = (hits.sum() - caught) * target.missed_fraud_cost + alerts * target.review_cost
     nothing = hits.sum() * target.missed_fraud_cost
     i = int(np.argmin(cost))

@@ -104,22 +104,33 @@ def compare_folds(
     return out
 
 
+@dataclass(frozen=True)
+class StageResult:
+    """The stage's work in memory, before anything is written."""
+
+    model: Any
+    windows: Windows
+    selection: Selection
+    metrics: dict[str, float]
+    train: pd.DataFrame
+    test: pd.DataFrame
+    onnx_model: bytes | None  # the checked export (None when not asked for)
+
+
 def train_on_table(
-    table: pd.DataFrame, params: Params, folds: bool = True
-) -> tuple[Any, Windows, Selection, dict[str, float]]:
-    """The stage in memory: plan, search on the validation folds, fit, evaluate (and compare folds).
+    table: pd.DataFrame, params: Params, folds: bool = True, export: bool = True
+) -> StageResult:
+    """The stage in memory: plan, search on the validation folds, fit, evaluate, compare folds, export.
 
     Training is a batch job: its fits use every core, whatever ``OMP_NUM_THREADS`` says for serving.
     """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp"):
-        return _train_on_table(table, params, folds)
+        return _train_on_table(table, params, folds, export)
 
 
-def _train_on_table(
-    table: pd.DataFrame, params: Params, folds: bool
-) -> tuple[Any, Windows, Selection, dict[str, float]]:
+def _train_on_table(table: pd.DataFrame, params: Params, folds: bool, export: bool) -> StageResult:
     windows = plan_windows(last_labelled_in(table), params, first_day=table["tx_datetime"].min().date())
     train, test = split_windows(table, windows)
     selection = select_model(table, windows, params)
@@ -130,37 +141,40 @@ def _train_on_table(
     if folds:
         metrics |= compare_folds(table, windows, params, population, selection.hyper, selection.threshold)
     metrics["threshold"] = selection.threshold
-    return model, windows, selection, metrics
+    onnx_model = None
+    if export:  # refuses (raises) when the ONNX form disagrees with the model
+        onnx_model, metrics["onnx_max_abs_diff"] = export_checked(
+            model, feature_matrix(test, features).to_numpy()
+        )
+    return StageResult(model, windows, selection, metrics, train, test, onnx_model)
 
 
 def run_stage(data_dir: Path, metrics_dir: Path, params: Params) -> TrainedModel:
     """Search on the validation folds, fit on the training window, evaluate on the test window, export."""
     import skops.io as sio
 
-    table = read_feature_table(data_dir)
-    model, windows, selection, metrics = train_on_table(table, params)
-    features = feature_names(params.features)
-    _, test = split_windows(table, windows)
-    onnx_model, gap = export_checked(model, feature_matrix(test, features).to_numpy())
-    metrics["onnx_max_abs_diff"] = gap
+    result = train_on_table(read_feature_table(data_dir), params)
+    model, selection, metrics, test = result.model, result.selection, result.metrics, result.test
+    assert result.onnx_model is not None  # asked for by default
     model_dir = data_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     sio.dump(model, model_dir / MODEL_FILE)
-    (model_dir / ONNX_FILE).write_bytes(onnx_model)
+    (model_dir / ONNX_FILE).write_bytes(result.onnx_model)
     training = {
-        "windows": {k: str(v) for k, v in windows.__dict__.items()},
+        "windows": {k: str(v) for k, v in result.windows.__dict__.items()},
         "n_iter": int(model.n_iter_),
         "hyperparameters": selection.hyper.model_dump(),
         "threshold": selection.threshold,
         "threshold_note": selection.threshold_note,
         "validation_folds": selection.folds,
         "search": selection.candidates,
-        "onnx_max_abs_diff": gap,
+        "onnx_max_abs_diff": metrics["onnx_max_abs_diff"],
     }
     (model_dir / TRAINING_FILE).write_text(json.dumps(training, indent=2), encoding="utf-8")
     finite = {k: round(v, 6) for k, v in metrics.items() if np.isfinite(v)}
     (metrics_dir / METRICS_FILE).write_text(json.dumps(finite, indent=2), encoding="utf-8")
+    features = feature_names(params.features)
     pr_curve(test["tx_fraud"].to_numpy(), score_frame(model, test, features)).to_csv(
         metrics_dir / PR_CURVE_FILE, index=False
     )

@@ -145,7 +145,7 @@ def _run_data(
 ) -> dict[str, Any]:
     windows = trained.windows
     logged = {f"test_{k}": v for k, v in metrics.items()}
-    logged |= {  # the stage's comparisons: logistic baseline, prequential folds, ONNX check
+    logged |= {  # the stage's comparisons: logistic baseline and prequential folds
         f"test_{k}": float(v)
         for k, v in trained.metrics.items()
         if k.startswith(("baseline_", "prequential_"))

@@ -7,11 +7,8 @@ logistic baseline and the random baseline on the held-out week.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 from pydantic import ValidationError
 
@@ -21,21 +18,20 @@ from core.simulator import SimulationConfig, make_population, simulate
 from pipelines import export
 from pipelines.export import TOLERANCE, ExportMismatch, export_checked, onnx_fraud_probability
 from pipelines.train import (
-    Selection,
-    Windows,
     choose_threshold,
     evaluate_model,
     feature_matrix,
     fit_baseline,
     score_frame,
     select_model,
-    split_windows,
     validation_windows,
 )
+from pipelines.train_stage import StageResult, train_on_table
 from tests.model.world import SmallWorld
 
 PRECISION = ThresholdParams(objective="precision", target_precision=0.5, missed_fraud_cost=100, review_cost=5)
 COST = PRECISION.model_copy(update={"objective": "cost"})
+MID_CUSTOMERS = 2000  # the demo's population
 
 
 # --- the threshold -------------------------------------------------------------------------------
@@ -157,50 +153,38 @@ def test_a_disagreeing_export_is_refused(
 # --- the quality claim on small data ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MidWorld:
-    table: pd.DataFrame
-    windows: Windows
-    selection: Selection
-    model: Any
-    metrics: dict[str, float]
-
-
 @pytest.fixture(scope="module")
-def mid_world(params: Params) -> MidWorld:
+def mid_world(params: Params) -> StageResult:
     """84 days of 2,000 customers and 4,000 terminals (the demo's population), trained as the stage does.
 
     The 300-customer world holds about a dozen frauds of the large-amount kind per training window:
     too few for the regularised model to isolate them, so the quality claims are checked here.
     """
-    from pipelines.train_stage import train_on_table
-
-    cfg = SimulationConfig(customers=2000, terminals=4000, days=84, seed=7, start_date=dt.date(2026, 1, 5))
+    cfg = SimulationConfig(
+        customers=MID_CUSTOMERS, terminals=2 * MID_CUSTOMERS, days=84, seed=7, start_date=dt.date(2026, 1, 5)
+    )
     tx, _ = simulate(cfg, make_population(cfg.customers, cfg.terminals, cfg.radius, cfg.population_seed))
     feats = compute_features(
         tx, tx["tx_fraud"].to_numpy(float), params.features, params.data.label_delay_days
     )
     table = tx.join(feats.drop(columns=["tx_amount"])).assign(tx_fraud=tx["tx_fraud"].astype(float))
-    model, windows, selection, metrics = train_on_table(table, params, folds=False)
-    return MidWorld(table, windows, selection, model, metrics)
+    return train_on_table(table, params, folds=False)
 
 
-def test_the_model_beats_the_logistic_and_random_baselines(mid_world: MidWorld, params: Params) -> None:
+def test_the_model_beats_the_logistic_and_random_baselines(mid_world: StageResult, params: Params) -> None:
     m = mid_world.metrics
-    train, test = split_windows(mid_world.table, mid_world.windows)
-    features, population = feature_names(params.features), int(mid_world.table["customer_id"].nunique())
-    baseline = fit_baseline(train, params)
-    b = evaluate_model(baseline, test, features, mid_world.selection.threshold, params, population)
+    features, threshold = feature_names(params.features), mid_world.selection.threshold
+    baseline = fit_baseline(mid_world.train, params)
+    b = evaluate_model(baseline, mid_world.test, features, threshold, params, MID_CUSTOMERS)
     assert m["average_precision"] > b["average_precision"]
     assert m["average_precision"] > 10 * m["average_precision_random"]
     assert m["roc_auc"] > m["roc_auc_random"] + 0.2
     assert m["card_precision_at_k"] > 5 * m["card_precision_at_k_random"]
 
 
-def test_a_large_amount_raises_the_fraud_score(mid_world: MidWorld, params: Params) -> None:
+def test_a_large_amount_raises_the_fraud_score(mid_world: StageResult, params: Params) -> None:
     features = feature_names(params.features)
-    _, test = split_windows(mid_world.table, mid_world.windows)
-    genuine = test[test["tx_fraud"] == 0]
+    genuine = mid_world.test[mid_world.test["tx_fraud"] == 0]
     before = score_frame(mid_world.model, genuine, features)
     after = score_frame(mid_world.model, genuine.assign(tx_amount=500.0), features)
     # most genuine transactions become fraud-like (amounts above 220 are always fraud in the simulator)
