@@ -73,12 +73,9 @@ class Settings(BaseSettings):
         return self.project_dir / "reports"
 
     @property
-    def predictions_dir(self) -> Path:
-        return self.stores_dir / "predictions"
-
-    @property
-    def feedback_dir(self) -> Path:
-        return self.stores_dir / "feedback"
+    def prediction_log(self) -> Path:
+        """SQLite database of the prediction and feedback logs (see :mod:`core.predlog`)."""
+        return self.stores_dir / "predictions.db"
 
     @property
     def prefect_home(self) -> Path:

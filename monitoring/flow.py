@@ -121,8 +121,8 @@ def check_performance(
 ) -> dict[str, Any]:
     """Live metrics of the champion on the labelled window (rows it scored itself), with its test's k."""
     window = windows["labelled"]
-    scored = read_predictions(settings.predictions_dir, window["start"], window["end"])
-    labelled = label_predictions(scored, read_feedback(settings.feedback_dir))
+    scored = read_predictions(settings.prediction_log, window["start"], window["end"])
+    labelled = label_predictions(scored, read_feedback(settings.prediction_log))
     if "model_version" in labelled.columns:
         # The champion's expected AP says nothing about rows an earlier model scored.
         labelled = labelled[labelled["model_version"].astype(str) == info.version]
@@ -159,7 +159,7 @@ def run_monitoring(
     day = resolve_today(settings, today)
     windows = plan_windows(day, params)
     champion = read_champion(settings)
-    predictions = read_predictions(settings.predictions_dir, windows["data"]["start"], windows["data"]["end"])
+    predictions = read_predictions(settings.prediction_log, windows["data"]["start"], windows["data"]["end"])
     out_dir = settings.reports_dir / "monitoring"
     html_path, summary_path = out_dir / f"{day}-drift.html", out_dir / f"{day}-summary.json"
     drift = check_drift(champion, predictions, html_path, params)

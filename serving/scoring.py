@@ -61,7 +61,7 @@ def score_transactions(
     features = services.state.record_batch(transactions_frame(transactions))[champion.info.features]
     probabilities = champion.predict_fraud(features)
     scores = build_scores([t.transaction_id for t in transactions], probabilities, champion)
-    append_predictions(services.settings.predictions_dir, prediction_records(transactions, features, scores))
+    append_predictions(services.settings.prediction_log, prediction_records(transactions, features, scores))
     n_fraud = sum(s.is_fraud for s in scores)
     services.telemetry.count_decisions(n_fraud, len(scores) - n_fraud)
     return scores
@@ -72,4 +72,4 @@ def record_feedback(services: Services, labels: list[LabelIn]) -> int:
     today = read_today(services.settings.clock_file) or dt.datetime.now(dt.UTC).date()
     services.state.add_labels({label.transaction_id: label.tx_fraud for label in labels})
     records = [{**label.model_dump(), "received_on": today.isoformat()} for label in labels]
-    return append_feedback(services.settings.feedback_dir, records)
+    return append_feedback(services.settings.prediction_log, records)

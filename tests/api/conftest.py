@@ -91,7 +91,7 @@ class Project:
 
     def logged_predictions(self, ids: list[str]) -> pd.DataFrame:
         """The newest prediction-log row of each id, in the order of ``ids``."""
-        frame = read_predictions(self.settings().predictions_dir).set_index("transaction_id")
+        frame = read_predictions(self.settings().prediction_log).set_index("transaction_id")
         return frame.loc[ids].reset_index()
 
     def set_champion(self, version: str) -> None:

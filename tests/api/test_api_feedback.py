@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi.testclient import TestClient
@@ -17,6 +20,13 @@ if TYPE_CHECKING:
 TERMINAL = 777_001  # outside the simulated population: no other transaction touches it
 
 
+def received_on(db: Path, transaction_id: str) -> list[str]:
+    """The days the feedback log filed the labels of ``transaction_id`` under."""
+    with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        rows = conn.execute("SELECT received_on FROM feedback WHERE transaction_id = ?", (transaction_id,))
+        return [str(day) for (day,) in rows]
+
+
 def test_feedback_is_accepted_and_logged_on_the_simulated_day(client: TestClient, project: Project) -> None:
     settings = project.settings()
     set_today(settings.clock_file, dt.date(2026, 2, 3))
@@ -27,8 +37,8 @@ def test_feedback_is_accepted_and_logged_on_the_simulated_day(client: TestClient
         settings.clock_file.unlink()
     assert response.status_code == 200, response.text
     assert response.json() == {"accepted": 1}
-    assert (settings.feedback_dir / "2026-02-03.jsonl").exists()
-    row = read_feedback(settings.feedback_dir).set_index("transaction_id").loc["fb-log-1"]
+    assert received_on(settings.prediction_log, "fb-log-1") == ["2026-02-03"]
+    row = read_feedback(settings.prediction_log).set_index("transaction_id").loc["fb-log-1"]
     assert (row["tx_fraud"], row["tx_fraud_scenario"]) == (1, 2)
 
 
@@ -36,7 +46,7 @@ def test_feedback_without_clock_is_filed_on_the_real_date(client: TestClient, pr
     response = client.post("/v1/feedback", json={"labels": [{"transaction_id": "fb-real-1", "tx_fraud": 0}]})
     assert response.json() == {"accepted": 1}
     today = dt.datetime.now(dt.UTC).date()
-    assert (project.settings().feedback_dir / f"{today}.jsonl").exists()
+    assert received_on(project.settings().prediction_log, "fb-real-1") == [today.isoformat()]
 
 
 def test_fraud_label_raises_terminal_risk_of_later_transactions(client: TestClient, project: Project) -> None:

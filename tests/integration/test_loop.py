@@ -52,10 +52,10 @@ def test_drift_retrains_and_the_running_api_serves_the_new_champion(
     assert "/v1/metadata now reports version 2" in out.getvalue()
 
     # every scored transaction is in the prediction log, every label sent is in the feedback log
-    scored = read_predictions(project_settings.predictions_dir)
+    scored = read_predictions(project_settings.prediction_log)
     assert len(scored) == len(set(scored["transaction_id"])) > 0
     assert set(scored["model_version"].astype(str)) >= {"1"}
-    assert len(read_feedback(project_settings.feedback_dir)) > 0
+    assert len(read_feedback(project_settings.prediction_log)) > 0
 
     # DVC versioned the data; the retrained model records the newest version
     assert (root / "data" / "raw.dvc").exists() and (root / "dvc.lock").exists()

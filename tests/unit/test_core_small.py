@@ -59,22 +59,20 @@ def test_evaluate_scores_reports_baselines() -> None:
 
 
 def test_prediction_log_round_trip(tmp_path: Path) -> None:
+    db = tmp_path / "stores" / "predictions.db"
     rec = {"transaction_id": "T1", "tx_datetime": "2026-01-05T10:00:00+00:00", "fraud_probability": 0.2}
     assert (
-        append_predictions(
-            tmp_path, [rec, {**rec, "transaction_id": "T2"}, {**rec, "fraud_probability": 0.3}]
-        )
-        == 3
+        append_predictions(db, [rec, {**rec, "transaction_id": "T2"}, {**rec, "fraud_probability": 0.3}]) == 3
     )
-    frame = read_predictions(tmp_path, dt.date(2026, 1, 5), dt.date(2026, 1, 5))
+    frame = read_predictions(db, dt.date(2026, 1, 5), dt.date(2026, 1, 5))
     assert sorted(frame["transaction_id"]) == ["T1", "T2"]
     assert frame.set_index("transaction_id").loc["T1", "fraud_probability"] == 0.3  # newest score wins
-    assert read_predictions(tmp_path, dt.date(2026, 1, 6)).empty
+    assert read_predictions(db, dt.date(2026, 1, 6)).empty
+    assert read_feedback(db).empty
     append_feedback(
-        tmp_path / "fb",
-        [{"transaction_id": "T1", "tx_fraud": 1, "tx_fraud_scenario": 2, "received_on": "2026-01-12"}],
+        db, [{"transaction_id": "T1", "tx_fraud": 1, "tx_fraud_scenario": 2, "received_on": "2026-01-12"}]
     )
-    assert read_feedback(tmp_path / "fb")["tx_fraud"].tolist() == [1]
+    assert read_feedback(db)["tx_fraud"].tolist() == [1]
 
 
 def test_admin_key_generated_in_development_and_placeholder_refused_elsewhere(

@@ -140,11 +140,11 @@ def log_scored_holiday(settings: Settings, tx: pd.DataFrame, features: pd.DataFr
         scored_at=rows["tx_datetime"],
     )
     log["tx_datetime"] = log["tx_datetime"].map(pd.Timestamp.isoformat)
-    append_predictions(settings.predictions_dir, log.to_dict("records"))
+    append_predictions(settings.prediction_log, log.to_dict("records"))
     labels = rows[["transaction_id", "tx_fraud", "tx_fraud_scenario"]].assign(
         received_on=(rows["tx_datetime"].dt.date + dt.timedelta(days=7)).astype(str)
     )
-    append_feedback(settings.feedback_dir, labels.to_dict("records"))
+    append_feedback(settings.prediction_log, labels.to_dict("records"))
     return len(log)
 
 

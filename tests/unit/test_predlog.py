@@ -1,0 +1,272 @@
+"""The prediction log: the API's batched writer, the synchronous helpers and the read-only readers."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.predlog import (
+    PredictionLogClosed,
+    PredictionLogError,
+    PredictionLogFull,
+    PredictionWriter,
+    append_feedback,
+    append_predictions,
+    format_tx_datetime,
+    prediction_columns,
+    read_feedback,
+    read_predictions,
+)
+from core.schemas import LABEL_COLUMNS
+
+FEATURES = ["a", "b"]
+DAY = dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)
+
+
+def row(i: int, features: int = len(FEATURES), day: int = 5) -> tuple[Any, ...]:
+    """Row ``i`` of the log in the writer's column order; values derive from ``i``."""
+    when = DAY.replace(day=day) + dt.timedelta(seconds=i, microseconds=i % 1000)
+    values = [i / (k + 2) for k in range(features)]
+    return (
+        f"T{i}",
+        format_tx_datetime(when),
+        i,
+        i + 1,
+        float(i) + 0.25,
+        *values,
+        (i % 100) / 100,
+        i % 2,
+        0.5,
+        "3",
+        "2026-01-05T10:00:00.000000+00:00",
+    )
+
+
+def writer(db: Path, **kwargs: Any) -> PredictionWriter:
+    return PredictionWriter(db, FEATURES, **{"flush_interval_s": 0.01, **kwargs})
+
+
+def test_rows_submitted_from_several_threads_are_read_back_once(tmp_path: Path) -> None:
+    db = tmp_path / "stores" / "predictions.db"
+    log = writer(db).start()
+    assert log.columns == prediction_columns(FEATURES) and log.columns[-1] == "scored_at"
+
+    def client(first: int) -> None:
+        for start in range(first, first + 500, 10):
+            log.submit([row(i) for i in range(start, start + 10)])
+
+    clients = [threading.Thread(target=client, args=(n * 500,)) for n in range(4)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    log.close()
+    log.close()  # idempotent
+    assert (log.written, log.pending) == (2000, 0)
+
+    frame = read_predictions(db)
+    assert list(frame.columns) == prediction_columns(FEATURES)
+    assert len(frame) == 2000 and frame["transaction_id"].is_unique
+    got = frame.set_index("transaction_id").loc["T1234"]
+    expected = dict(zip(log.columns, row(1234), strict=True))
+    assert got["tx_datetime"] == pd.Timestamp(expected["tx_datetime"])
+    assert got["tx_datetime"].microsecond == 234 and str(got["tx_datetime"].tz) == "UTC"
+    for column in ["customer_id", "terminal_id", "tx_amount", "f_a", "f_b", "fraud_probability", "threshold"]:
+        assert got[column] == expected[column], column
+    assert got["is_fraud"] == bool(expected["is_fraud"])
+    assert (got["model_version"], got["scored_at"]) == ("3", expected["scored_at"])
+    assert frame["customer_id"].dtype == np.int64 and frame["is_fraud"].dtype == bool
+
+
+def test_flush_returns_once_everything_submitted_before_is_committed(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    log = writer(db, flush_interval_s=30.0)  # only flush() makes it write within the test
+    log.submit([row(1)])
+    with pytest.raises(PredictionLogError, match="start"):
+        log.flush()
+    log.start()
+    assert not db.exists()  # submit never touches the disk
+    log.submit([row(2), row(3)])
+    assert log.pending == 3
+    assert log.flush(timeout=5)
+    assert (log.pending, log.written) == (0, 3)
+    assert sorted(read_predictions(db)["transaction_id"]) == ["T1", "T2", "T3"]
+    assert log.flush(timeout=0)  # nothing waiting
+    log.close()
+    with pytest.raises(PredictionLogClosed):
+        log.submit([row(4)])
+
+
+def test_database_is_in_wal_mode_with_a_window_index(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    with writer(db) as log:
+        log.submit([row(1)])
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM predictions WHERE tx_datetime >= ? AND tx_datetime < ?",
+            ("2026-01-05", "2026-01-06"),
+        ).fetchall()
+    assert "predictions_tx_datetime" in str(plan)
+
+
+def test_a_window_is_the_utc_transaction_days(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    base = {"customer_id": 1, "terminal_id": 2, "tx_amount": 3.0, "fraud_probability": 0.1}
+    records = [
+        {**base, "transaction_id": "late-4th", "tx_datetime": "2026-01-04T23:59:59.999999+00:00"},
+        {**base, "transaction_id": "utc-5th", "tx_datetime": "2026-01-05T23:30:00-02:00"},  # 6th in UTC
+        {**base, "transaction_id": "naive-5th", "tx_datetime": pd.Timestamp("2026-01-05 00:00")},
+        {**base, "transaction_id": "6th", "tx_datetime": dt.datetime(2026, 1, 6, 12, tzinfo=dt.UTC)},
+    ]
+    append_predictions(db, records)
+    ids = read_predictions(db, dt.date(2026, 1, 5), dt.date(2026, 1, 5))["transaction_id"]
+    assert ids.tolist() == ["naive-5th"]
+    assert sorted(read_predictions(db, start=dt.date(2026, 1, 6))["transaction_id"]) == ["6th", "utc-5th"]
+    assert read_predictions(db, end=dt.date(2026, 1, 4))["transaction_id"].tolist() == ["late-4th"]
+    assert len(read_predictions(db)) == 4
+
+
+def test_readers_read_while_the_writer_writes(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    log = writer(db, flush_interval_s=0.005).start()
+    log.submit([row(0)])
+    assert log.flush(timeout=5)
+    stop = threading.Event()
+
+    def produce() -> None:
+        i = 1
+        while not stop.is_set():
+            log.submit([row(n) for n in range(i, i + 20)])
+            i += 20
+            time.sleep(0.002)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    counts = []
+    try:
+        # a reader in the middle of a read transaction does not hold the writer up either
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as held:
+            held.execute("BEGIN")
+            snapshot = held.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+            deadline = time.monotonic() + 0.3
+            while time.monotonic() < deadline:
+                counts.append(len(read_predictions(db)))
+            assert held.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == snapshot
+    finally:
+        stop.set()
+        producer.join()
+    log.close()
+    assert counts == sorted(counts) and counts[-1] > counts[0]
+    assert len(read_predictions(db)) == log.written == log.pending + log.written
+
+
+def test_a_failed_write_keeps_the_rows_and_retries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "predictions.db"
+    log = writer(db, busy_timeout_s=0.01).start()
+    log.submit([row(0)])
+    assert log.flush(timeout=5)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+        with caplog.at_level(logging.ERROR, logger="core.predlog"):
+            log.submit([row(i) for i in range(1, 101)])
+            assert not log.flush(timeout=0.2)
+        assert log.pending == 100 and "locked" in repr(log.last_error)
+        assert "kept, retrying" in caplog.text
+        log.submit([row(i) for i in range(101, 111)])  # accepted while writes fail
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert log.flush(timeout=5)
+    log.close()
+    frame = read_predictions(db)
+    assert sorted(frame["transaction_id"]) == sorted(f"T{i}" for i in range(111))
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 111  # each row once
+
+
+def test_submit_refuses_rows_beyond_max_pending(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    log = writer(db, max_pending=5)  # not started: nothing leaves the queue
+    log.submit([row(i) for i in range(4)])
+    with pytest.raises(PredictionLogFull, match="5"):
+        log.submit([row(4), row(5)])
+    log.submit([row(4)])
+    with pytest.raises(PredictionLogFull):
+        log.submit([row(5)])
+    with pytest.raises(ValueError, match=r"order of \.columns"):
+        log.submit([row(6)[:-1]])
+    assert log.pending == 5
+    assert log.close(timeout=5)  # starts the thread to write what waits
+    assert sorted(read_predictions(db)["transaction_id"]) == [f"T{i}" for i in range(5)]
+
+
+def test_numpy_values_are_stored_as_numbers(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    values = list(row(7))
+    values[2], values[5], values[-4] = np.int64(7), np.float32(1.5), np.bool_(True)
+    with writer(db) as log:
+        log.submit([tuple(values)])
+    got = read_predictions(db).iloc[0]
+    assert (got["customer_id"], got["f_a"], got["is_fraud"]) == (7, 1.5, True)
+
+
+def test_new_feature_columns_are_added_and_nothing_is_dropped(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    with PredictionWriter(db, ["a"], flush_interval_s=0.01) as old:
+        old.submit([row(1, features=1), row(2, features=1)])
+    with PredictionWriter(db, ["a", "b"], flush_interval_s=0.01) as new:
+        new.submit([row(3)])
+    record = dict(zip(prediction_columns(["a", "c"]), row(4), strict=True))
+    append_predictions(db, [record])
+    frame = read_predictions(db).set_index("transaction_id")
+    assert list(frame.columns[4:7]) == ["f_a", "f_b", "f_c"]
+    assert len(frame) == 4
+    assert frame.loc["T1", "f_a"] == 0.5 and np.isnan(frame.loc["T1", "f_b"])
+    assert frame.loc["T3", "f_b"] == 1.0 and np.isnan(frame.loc["T3", "f_c"])
+    assert frame.loc["T4", "f_c"] == 4 / 3
+
+
+def test_readers_never_create_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "stores" / "predictions.db"
+    assert read_predictions(db).empty
+    assert read_predictions(db, dt.date(2026, 1, 1), dt.date(2026, 1, 7)).empty
+    feedback = read_feedback(db)
+    assert feedback.empty and list(feedback.columns) == LABEL_COLUMNS
+    assert not (tmp_path / "stores").exists()
+    db.parent.mkdir()
+    sqlite3.connect(db).close()  # a database without the tables
+    assert read_predictions(db).empty and read_feedback(db).empty
+
+
+def test_the_newest_label_wins(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    append_feedback(
+        db, [{"transaction_id": "T1", "tx_fraud": 0, "tx_fraud_scenario": 0, "received_on": "2026-01-10"}]
+    )
+    append_feedback(
+        db,
+        [
+            {
+                "transaction_id": "T1",
+                "tx_fraud": 1,
+                "tx_fraud_scenario": 3,
+                "received_on": dt.date(2026, 1, 11),
+            }
+        ],
+    )
+    frame = read_feedback(db)
+    assert frame.to_dict("records") == [{"transaction_id": "T1", "tx_fraud": 1, "tx_fraud_scenario": 3}]
+    with pytest.raises(ValueError, match="not a column"):
+        append_feedback(db, [{"transaction_id": "T2", "tx_fraud": 1, "comment": "x"}])
