@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 
@@ -30,3 +31,24 @@ def last_labelled_day(today: dt.date, delay_days: int) -> dt.date:
 def labels_released(day: dt.date, today: dt.date, delay_days: int) -> bool:
     """Whether the labels of ``day`` are known on ``today``."""
     return day <= last_labelled_day(today, delay_days)
+
+
+class ClockWatch:
+    """:func:`read_today` for a hot path: the file is read again only when it changed (one stat a call)."""
+
+    def __init__(self, clock_file: Path) -> None:
+        self._file = clock_file
+        self._stamp: tuple[int, int, int] | None = None
+        self._today: dt.date | None = None
+
+    def today(self) -> dt.date | None:
+        """The simulated date, or None before anything set it."""
+        try:
+            stat = os.stat(self._file)
+        except FileNotFoundError:
+            self._stamp, self._today = None, None
+            return None
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            self._today, self._stamp = read_today(self._file), stamp
+        return self._today

@@ -3,6 +3,10 @@
 Windows are ``(t - w, t]`` on event time and include the transaction itself. Terminal windows are
 shifted back by the label delay, ``(t - d - w, t - d]``, so terminal risk only uses labels that were
 known when the transaction happened. Counts and sums come from sorted arrays and cumulative sums.
+
+Sums are exact: amounts enter them as integers of ``1 / AMOUNT_SCALE`` currency units, so a window's
+sum does not depend on which other rows were summed with it. That is what lets the service's
+incremental state (:mod:`core.online`) reproduce these features to the last bit.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import pandas as pd
 from core.params import FeatureParams
 
 DAY_S = 86_400
+AMOUNT_SCALE = 10_000  # amounts are summed as integers of 1/10,000 currency unit (exact below 9e11)
+EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
 
 def feature_names(params: FeatureParams) -> list[str]:
@@ -34,18 +40,34 @@ def _epoch_seconds(ts: pd.Series) -> np.ndarray:
     return ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]").astype("int64").to_numpy() // 1_000_000
 
 
+def amount_units(amount: np.ndarray) -> np.ndarray:
+    """Amounts as int64 units of ``1 / AMOUNT_SCALE`` (round half to even, as Python's ``round``)."""
+    return np.rint(np.asarray(amount, dtype=np.float64) * AMOUNT_SCALE).astype(np.int64)
+
+
+def weekend_flags(seconds: np.ndarray) -> np.ndarray:
+    """1.0 for a Saturday or Sunday (UTC) epoch second, else 0.0."""
+    return ((seconds // DAY_S + EPOCH_WEEKDAY) % 7 >= 5).astype(np.float64)
+
+
+def night_flags(seconds: np.ndarray, night_end_hour: int) -> np.ndarray:
+    """1.0 for a UTC hour before ``night_end_hour``, else 0.0."""
+    return ((seconds % DAY_S) // 3600 < night_end_hour).astype(np.float64)
+
+
 def _window_sums(
     keys: np.ndarray, seconds: np.ndarray, values: np.ndarray, lo_s: int, hi_s: int, order: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, count and sum of ``values`` over rows with the same key and time in (t-lo, t-hi]."""
+    """Per row, count and (exact, int64) sum of ``values`` over rows with the same key and time in
+    (t-lo, t-hi]."""
     span = np.int64(10) ** 11  # wider than any timestamp in seconds, so keys never overlap
     dense = np.unique(keys, return_inverse=True)[1].astype(np.int64)  # small keys: no int64 overflow
     packed = dense * span + seconds
     sorted_packed = packed[order]
-    cum = np.concatenate([[0.0], np.cumsum(values[order], dtype=np.float64)])
+    cum = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(values[order], dtype=np.int64)])
     left = np.searchsorted(sorted_packed, packed - lo_s, side="right")
     right = np.searchsorted(sorted_packed, packed - hi_s, side="right")
-    return (right - left).astype(np.float64), cum[right] - cum[left]
+    return (right - left).astype(np.float64), (cum[right] - cum[left]).astype(np.float64)
 
 
 def compute_features(
@@ -58,24 +80,25 @@ def compute_features(
     """
     seconds = _epoch_seconds(transactions["tx_datetime"])
     amount = transactions["tx_amount"].to_numpy(dtype=np.float64)
-    local = transactions["tx_datetime"].dt.tz_convert("UTC")
     out: dict[str, np.ndarray] = {
         "tx_amount": amount,
-        "tx_during_weekend": (local.dt.weekday >= 5).to_numpy(dtype=np.float64),
-        "tx_during_night": (local.dt.hour < params.night_end_hour).to_numpy(dtype=np.float64),
+        "tx_during_weekend": weekend_flags(seconds),
+        "tx_during_night": night_flags(seconds, params.night_end_hour),
     }
     cust = transactions["customer_id"].to_numpy(dtype=np.int64)
     c_order = np.lexsort((seconds, cust))
+    units = amount_units(amount)
     for w in params.customer_windows_days:
-        n, total = _window_sums(cust, seconds, amount, w * DAY_S, 0, c_order)
+        n, total = _window_sums(cust, seconds, units, w * DAY_S, 0, c_order)
+        total /= AMOUNT_SCALE
         out[f"customer_nb_tx_{w}d"] = n
         out[f"customer_avg_amount_{w}d"] = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
     term = transactions["terminal_id"].to_numpy(dtype=np.int64)
     t_order = np.lexsort((seconds, term))
     delay_s = delay_days * DAY_S
-    fraud64 = np.asarray(fraud, dtype=np.float64)
+    fraud_int = np.asarray(fraud).astype(np.int64)
     for w in params.terminal_windows_days:
-        n, frauds = _window_sums(term, seconds, fraud64, delay_s + w * DAY_S, delay_s, t_order)
+        n, frauds = _window_sums(term, seconds, fraud_int, delay_s + w * DAY_S, delay_s, t_order)
         out[f"terminal_nb_tx_{w}d"] = n
         out[f"terminal_risk_{w}d"] = np.divide(frauds, n, out=np.zeros_like(frauds), where=n > 0)
     frame = pd.DataFrame(out, index=transactions.index)

@@ -37,6 +37,7 @@ class ModelInfo:
     features: list[str]
     label_delay_days: int
     data_version: str
+    onnx_sha256: str | None = None  # of the ONNX artifact, recorded at training
 
 
 def registry_client(tracking_uri: str) -> Any:
@@ -64,7 +65,32 @@ def model_info_from_version(mv: Any, alias: str | None) -> ModelInfo:
         features=json.loads(tags[TAG_FEATURES]),
         label_delay_days=int(tags[TAG_LABEL_DELAY]),
         data_version=tags.get(TAG_DATA_VERSION, "unknown"),
+        onnx_sha256=tags.get(TAG_ONNX_SHA256),
     )
+
+
+def download_onnx(client: Any, info: ModelInfo) -> bytes:
+    """The version's ONNX graph, refused unless its sha256 is the one recorded at training."""
+    import tempfile
+    from pathlib import Path
+
+    from core.runtime import sha256
+
+    if not info.onnx_sha256:
+        raise ValueError(
+            f"version {info.version} has no {TAG_ONNX_SHA256} tag, so its ONNX artifact cannot be "
+            "verified: retrain with `fraudops train`"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(info.run_id, ONNX_ARTIFACT, tmp)
+        data = Path(path).read_bytes()
+    digest = sha256(data)
+    if digest != info.onnx_sha256:
+        raise ValueError(
+            f"{ONNX_ARTIFACT} of run {info.run_id} has sha256 {digest[:12]}…, the version records "
+            f"{info.onnx_sha256[:12]}…: the artifact changed after training; retrain or restore it"
+        )
+    return data
 
 
 def load_model(info: ModelInfo) -> Any:

@@ -6,10 +6,11 @@ than ``TOLERANCE`` is refused, so it never reaches the registry.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
+
+from core.runtime import onnx_session, session_fraud_probability
 
 TOLERANCE = 1e-5  # largest accepted gap between scikit-learn's and ONNX Runtime's fraud probability
 OPSETS = {"": 17, "ai.onnx.ml": 3}
@@ -30,14 +31,7 @@ def to_onnx_bytes(model: Any, n_features: int) -> bytes:
 
 def onnx_fraud_probability(onnx_model: bytes, X: np.ndarray) -> np.ndarray:
     """Fraud probabilities from an ONNX graph (one thread: the caller owns the cores)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    probabilities = session.run(["probabilities"], {name: np.ascontiguousarray(X, dtype=np.float32)})[0]
-    return np.asarray(probabilities)[:, 1]
+    return session_fraud_probability(onnx_session(onnx_model), X)
 
 
 def export_checked(model: Any, X: np.ndarray) -> tuple[bytes, float]:
@@ -56,7 +50,3 @@ def export_checked(model: Any, X: np.ndarray) -> tuple[bytes, float]:
             "the model is not registered; check the skl2onnx version pinned in uv.lock"
         )
     return onnx_model, gap
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

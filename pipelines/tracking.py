@@ -26,8 +26,8 @@ from core.registry import (
     model_info_from_version,
     registry_client,
 )
+from core.runtime import sha256
 from core.settings import Settings
-from pipelines.export import sha256
 
 EXPERIMENT = "fraudops"
 SERVING_PACKAGES = ("scikit-learn", "numpy", "pandas", "skops")

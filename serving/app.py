@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from core.clock import ClockWatch
 from core.features import feature_names
 from core.params import load_params
+from core.predlog import PredictionWriter
 from core.settings import Settings, ensure_admin_key, get_settings
 from serving.deps import Services
 from serving.errors import add_error_handlers
@@ -30,8 +33,20 @@ def build_services(settings: Settings, telemetry: Telemetry) -> Services:
     """Read params, warm-start the feature state and try to load the champion."""
     params = load_params(settings.project_dir / "params.yaml")
     ensure_admin_key(settings)
-    store = ModelStore(settings, feature_names(params.features), params.data.label_delay_days, telemetry)
-    services = Services(settings, params, load_state(settings, params), store, telemetry)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the server log
+    names = feature_names(params.features)
+    store = ModelStore(settings, names, params.data.label_delay_days, telemetry)
+    predictions = PredictionWriter(settings.prediction_log, names)
+    services = Services(
+        settings,
+        params,
+        load_state(settings, params),
+        store,
+        telemetry,
+        predictions,
+        ClockWatch(settings.clock_file),
+    )
+    predictions.start()
     try:
         store.reload()
     except ModelStoreError as exc:
@@ -61,8 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await asyncio.to_thread(build_services, settings or get_settings(), telemetry)
         app.state.services = services
-        async with run_poller(services):
-            yield
+        try:
+            async with run_poller(services):
+                yield
+        finally:  # uvicorn waits for in-flight requests first: every acknowledged prediction is written
+            await asyncio.to_thread(services.predictions.close)
 
     app = FastAPI(
         title="fraudops scoring API",

@@ -1,4 +1,7 @@
-"""Request dependencies as ``Annotated`` aliases: the app's services, the champion, the admin key."""
+"""Request dependencies as ``Annotated`` aliases: the app's services, the champion, the admin key.
+
+They are ``async def`` because they do not block: FastAPI runs a plain ``def`` dependency in a thread.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,12 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
+from core.clock import ClockWatch
+from core.online import OnlineFeatures
 from core.params import Params
+from core.predlog import PredictionWriter
 from core.settings import Settings
 from serving.model_store import LoadedModel, ModelStore
-from serving.state import FeatureState
 from serving.telemetry import Telemetry
 
 
@@ -21,12 +26,14 @@ class Services:
 
     settings: Settings
     params: Params
-    state: FeatureState
+    state: OnlineFeatures
     store: ModelStore
     telemetry: Telemetry
+    predictions: PredictionWriter
+    clock: ClockWatch
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The services of the app serving this request."""
     return cast(Services, request.app.state.services)
 
@@ -34,7 +41,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_champion(services: ServicesDep) -> LoadedModel:
+async def get_champion(services: ServicesDep) -> LoadedModel:
     """The model serving now; 503 with the reason when there is none."""
     current = services.store.current
     if current is None:
@@ -45,7 +52,7 @@ def get_champion(services: ServicesDep) -> LoadedModel:
 ChampionDep = Annotated[LoadedModel, Depends(get_champion)]
 
 
-def require_admin_key(
+async def require_admin_key(
     services: ServicesDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
 ) -> None:
     """Refuse admin calls without the right ``X-API-Key`` header (constant-time comparison)."""

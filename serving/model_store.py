@@ -1,6 +1,8 @@
 """The champion model: resolved from the MLflow registry, loaded aside, smoke-tested, swapped atomically.
 
-A version that fails to load keeps the previous model serving; the failure is logged and counted.
+Serving runs the version's ONNX graph with ONNX Runtime (one thread); the graph's sha256 must match the
+one recorded at training, and loading it executes no pickled code. A version that fails to load keeps
+the previous model serving; the failure is logged and counted.
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.registry import (
     CHAMPION,
     MISSING_CODES,
     ModelInfo,
-    load_model,
+    download_onnx,
     model_info_from_version,
     registry_client,
 )
+from core.runtime import PROBABILITIES, onnx_session
 from core.settings import Settings
 from serving.telemetry import Telemetry
 
@@ -46,23 +48,38 @@ class ModelLoadError(ModelStoreError):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A smoke-tested model and its registry metadata."""
+    """A smoke-tested ONNX Runtime session and its registry metadata.
+
+    ``columns`` picks the model's features, in its order, out of the service's feature rows (None when
+    the model takes them all in the service's order).
+    """
 
     info: ModelInfo
-    model: Any
+    session: Any
+    input_name: str
+    columns: np.ndarray | None
 
-    def predict_fraud(self, features: pd.DataFrame) -> np.ndarray:
-        """Fraud probability of each row (columns in the model's feature order)."""
-        return np.asarray(self.model.predict_proba(features[self.info.features]))[:, 1]
+    @classmethod
+    def create(cls, info: ModelInfo, session: Any, computable: list[str]) -> LoadedModel:
+        """Bind a session to the service's feature order."""
+        columns = np.array([computable.index(name) for name in info.features], dtype=np.intp)
+        identity = len(columns) == len(computable) and bool((columns == np.arange(len(columns))).all())
+        return cls(info, session, str(session.get_inputs()[0].name), None if identity else columns)
+
+    def predict_fraud(self, features: np.ndarray) -> np.ndarray:
+        """Fraud probability of each float32 row of the service's features (service order)."""
+        X = features if self.columns is None else features[:, self.columns]
+        output = self.session.run(
+            [PROBABILITIES], {self.input_name: np.ascontiguousarray(X, dtype=np.float32)}
+        )
+        return np.asarray(output[0])[:, 1]
 
 
-def smoke_test(loaded: LoadedModel) -> None:
+def smoke_test(loaded: LoadedModel, n_features: int) -> None:
     """Refuse a model that cannot score one all-zero row into a probability."""
-    features = loaded.info.features
-    row = pd.DataFrame(np.zeros((1, len(features)), dtype=np.float32), columns=features)
-    proba = loaded.predict_fraud(row)
+    proba = loaded.predict_fraud(np.zeros((1, n_features), dtype=np.float32))
     if proba.shape != (1,) or not np.isfinite(proba).all() or not 0.0 <= float(proba[0]) <= 1.0:
-        raise ValueError(f"smoke test failed: predict_proba on a zero row gave {proba!r}")
+        raise ValueError(f"smoke test failed: the model scored a zero row as {proba!r}")
 
 
 def _sqlite_file_missing(uri: str) -> bool:
@@ -79,7 +96,7 @@ class ModelStore:
     ) -> None:
         self._uri = settings.tracking_uri
         self._name = settings.model_name
-        self._computable = set(computable)
+        self._computable = list(computable)
         self._delay_days = delay_days
         self._telemetry = telemetry
         self._client: Any = None
@@ -138,8 +155,9 @@ class ModelStore:
         try:
             info = model_info_from_version(version, CHAMPION)
             self._check_compatible(info)
-            loaded = LoadedModel(info=info, model=self._load_model(info))
-            smoke_test(loaded)
+            session = onnx_session(download_onnx(self._client, info))
+            loaded = LoadedModel.create(info, session, self._computable)
+            smoke_test(loaded, len(self._computable))
         except Exception as exc:
             reason = f"{self._name} version {version.version} cannot serve: {type(exc).__name__}: {exc}"
             raise self._fail(str(version.version), reason) from exc
@@ -154,14 +172,6 @@ class ModelStore:
                 f"model assumes a {info.label_delay_days}-day label delay, params.yaml says "
                 f"{self._delay_days}: retrain or align params.yaml"
             )
-
-    def _load_model(self, info: ModelInfo) -> Any:
-        import mlflow
-
-        # core.registry.load_model resolves models:/ URIs through MLflow's process-wide URIs.
-        mlflow.set_tracking_uri(self._uri)
-        mlflow.set_registry_uri(self._uri)
-        return load_model(info)
 
     def _fail(self, version: str | None, reason: str) -> ModelLoadError:
         if reason != self.last_error:

@@ -3,73 +3,76 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import cast
 
 import numpy as np
-import pandas as pd
 
-from core.clock import read_today
-from core.predlog import append_feedback, append_predictions
+from core.online import Row, epoch_seconds
+from core.predlog import append_feedback
 from serving.deps import Services
 from serving.model_store import LoadedModel
 from serving.schemas import LabelIn, ScoreOut, TransactionIn
 
 
-def transactions_frame(transactions: list[TransactionIn]) -> pd.DataFrame:
-    """The request's transactions as a frame with the transaction columns."""
-    return pd.DataFrame([t.model_dump() for t in transactions])
-
-
-def build_scores(ids: list[str], probabilities: np.ndarray, champion: LoadedModel) -> list[ScoreOut]:
-    """One verdict per transaction at the model's threshold."""
-    threshold, version = champion.info.threshold, champion.info.version
+def transaction_rows(transactions: list[TransactionIn]) -> list[Row]:
+    """The request's transactions as the feature state's rows."""
     return [
-        ScoreOut(
-            transaction_id=tid,
-            fraud_probability=float(p),
-            is_fraud=bool(p >= threshold),
-            threshold=threshold,
-            model_version=version,
-        )
-        for tid, p in zip(ids, probabilities, strict=True)
-    ]
-
-
-def prediction_records(
-    transactions: list[TransactionIn], features: pd.DataFrame, scores: list[ScoreOut]
-) -> list[dict[str, object]]:
-    """Prediction-log records (core.predlog.prediction_columns), features as the model saw them."""
-    scored_at = dt.datetime.now(dt.UTC).isoformat()
-    logged = features.astype(np.float64).rename(columns=lambda name: f"f_{name}")
-    feature_rows = cast(list[dict[str, object]], logged.to_dict("records"))
-    return [
-        {
-            **tx.model_dump(),
-            "tx_datetime": tx.tx_datetime.isoformat(),
-            **row,
-            **score.model_dump(exclude={"transaction_id"}),
-            "scored_at": scored_at,
-        }
-        for tx, row, score in zip(transactions, feature_rows, scores, strict=True)
+        (t.transaction_id, epoch_seconds(t.tx_datetime), t.customer_id, t.terminal_id, t.tx_amount)
+        for t in transactions
     ]
 
 
 def score_transactions(
     services: Services, champion: LoadedModel, transactions: list[TransactionIn]
 ) -> list[ScoreOut]:
-    """Score transactions in request order, log each prediction and count the decisions."""
-    features = services.state.record_batch(transactions_frame(transactions))[champion.info.features]
-    probabilities = champion.predict_fraud(features)
-    scores = build_scores([t.transaction_id for t in transactions], probabilities, champion)
-    append_predictions(services.settings.prediction_log, prediction_records(transactions, features, scores))
-    n_fraud = sum(s.is_fraud for s in scores)
-    services.telemetry.count_decisions(n_fraud, len(scores) - n_fraud)
-    return scores
+    """Score transactions in request order, queue each prediction for the log, count the decisions.
+
+    The prediction log is written off the request path (:class:`core.predlog.PredictionWriter`); a full
+    queue refuses the request (503) rather than losing a prediction.
+    """
+    rows = transaction_rows(transactions)
+    features = services.state.record(rows)
+    probabilities = champion.predict_fraud(features).tolist()
+    threshold, version = champion.info.threshold, champion.info.version
+    flags = [p >= threshold for p in probabilities]
+    scored_at = dt.datetime.now(dt.UTC).isoformat()
+    feature_rows = features.astype(np.float64).tolist()
+    services.predictions.submit(
+        [
+            (
+                tid,
+                t.tx_datetime.isoformat(timespec="microseconds"),
+                customer,
+                terminal,
+                amount,
+                *values,
+                p,
+                int(flag),
+                threshold,
+                version,
+                scored_at,
+            )
+            for (tid, _, customer, terminal, amount), t, values, p, flag in zip(
+                rows, transactions, feature_rows, probabilities, flags, strict=True
+            )
+        ]
+    )
+    n_fraud = sum(flags)
+    services.telemetry.count_decisions(n_fraud, len(flags) - n_fraud)
+    return [
+        ScoreOut(
+            transaction_id=row[0],
+            fraud_probability=p,
+            is_fraud=flag,
+            threshold=threshold,
+            model_version=version,
+        )
+        for row, p, flag in zip(rows, probabilities, flags, strict=True)
+    ]
 
 
 def record_feedback(services: Services, labels: list[LabelIn]) -> int:
     """Teach the feature state the labels and append them to the feedback log; returns rows written."""
-    today = read_today(services.settings.clock_file) or dt.datetime.now(dt.UTC).date()
+    today = services.clock.today() or dt.datetime.now(dt.UTC).date()
     services.state.add_labels({label.transaction_id: label.tx_fraud for label in labels})
     records = [{**label.model_dump(), "received_on": today.isoformat()} for label in labels]
     return append_feedback(services.settings.prediction_log, records)

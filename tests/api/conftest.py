@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,16 @@ from core.params import Params, load_params
 from core.predlog import read_predictions
 from core.registry import (
     CHAMPION,
+    ONNX_ARTIFACT,
     SKOPS_TRUSTED_TYPES,
     TAG_DATA_VERSION,
     TAG_FEATURES,
     TAG_LABEL_DELAY,
+    TAG_ONNX_SHA256,
     TAG_THRESHOLD,
     registry_client,
 )
+from core.runtime import sha256
 from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS
 from core.settings import Settings
 from core.simulator import SimulationConfig, write_simulation
@@ -48,6 +52,7 @@ class Project:
     history: pd.DataFrame  # the 21 simulated days behind data/validated (with labels)
     replay: pd.DataFrame  # the next simulated day, unseen by the app
     model_uri: str
+    onnx_sha256: str = ""
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -65,6 +70,7 @@ class Project:
             TAG_FEATURES: json.dumps(feature_names(self.params.features)),
             TAG_LABEL_DELAY: str(self.params.data.label_delay_days),
             TAG_DATA_VERSION: "test-data-v1",
+            TAG_ONNX_SHA256: self.onnx_sha256,
         }
 
     def register_version(self, tags: dict[str, str] | None = None) -> str:
@@ -89,16 +95,19 @@ class Project:
         features = compute_features(frame, fraud, self.params.features, self.params.data.label_delay_days)
         return features.iloc[len(self.history) :].reset_index(drop=True)
 
-    def logged_predictions(self, ids: list[str]) -> pd.DataFrame:
-        """The newest prediction-log row of each id, in the order of ``ids``."""
-        frame = read_predictions(self.settings().prediction_log).set_index("transaction_id")
-        return frame.loc[ids].reset_index()
-
     def set_champion(self, version: str) -> None:
 
         settings = self.settings()
         client = registry_client(settings.tracking_uri)
         client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+
+
+def logged_predictions(client: TestClient, ids: list[str]) -> pd.DataFrame:
+    """The newest prediction-log row of each id, in the order of ``ids``, once the app's writer flushed."""
+    services = client.app.state.services  # type: ignore[attr-defined]
+    services.predictions.flush()
+    frame = read_predictions(services.settings.prediction_log).set_index("transaction_id")
+    return frame.loc[ids].reset_index()
 
 
 def write_validated(project_dir: Path, history: pd.DataFrame) -> None:
@@ -108,11 +117,16 @@ def write_validated(project_dir: Path, history: pd.DataFrame) -> None:
     history[LABEL_COLUMNS].to_parquet(folder / "labels.parquet", index=False)
 
 
-def log_model(settings: Settings, params: Params, history: pd.DataFrame) -> str:
-    """Train a tiny model on the history and register it as version 1 (tags set by the caller)."""
+def log_model(settings: Settings, params: Params, history: pd.DataFrame) -> tuple[str, str]:
+    """Train a tiny model on the history, log it with its ONNX form and register it as version 1.
+
+    Returns the model URI and the ONNX artifact's sha256 (tags are set by the caller).
+    """
     import mlflow
     import mlflow.sklearn
     from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from pipelines.export import export_checked
 
     features = compute_features(
         history, history["tx_fraud"].to_numpy(), params.features, params.data.label_delay_days
@@ -123,7 +137,11 @@ def log_model(settings: Settings, params: Params, history: pd.DataFrame) -> str:
     # artifacts inside the project: MLflow's default (./mlruns) would land in the caller's working tree
     mlflow.create_experiment("api-tests", artifact_location=settings.artifact_root.as_uri())
     mlflow.set_experiment("api-tests")
-    with mlflow.start_run():
+    onnx_model, _ = export_checked(model, features.to_numpy(dtype=np.float32)[:1000])
+    with mlflow.start_run(), tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / Path(ONNX_ARTIFACT).name
+        onnx_path.write_bytes(onnx_model)
+        mlflow.log_artifact(str(onnx_path), artifact_path=str(Path(ONNX_ARTIFACT).parent))
         info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -132,7 +150,7 @@ def log_model(settings: Settings, params: Params, history: pd.DataFrame) -> str:
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
             pip_requirements=["scikit-learn==1.9.1"],
         )
-    return str(info.model_uri)
+    return str(info.model_uri), sha256(onnx_model)
 
 
 @pytest.fixture(scope="session")
@@ -154,7 +172,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         "MLFLOW_REGISTRY_URI": project.settings().tracking_uri,
     }.items():
         mp.setenv(key, value)
-    project.model_uri = log_model(project.settings(), params, history)
+    project.model_uri, project.onnx_sha256 = log_model(project.settings(), params, history)
     project.tag_version("1", project.version_tags())
     project.set_champion("1")
     yield project

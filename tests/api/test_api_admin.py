@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from fastapi.testclient import TestClient
 
-from core.registry import TAG_FEATURES, TAG_LABEL_DELAY
+from core.registry import TAG_FEATURES, TAG_LABEL_DELAY, TAG_ONNX_SHA256
 from serving.app import create_app
 from tests.api.factories import ADMIN_KEY, transaction
 
@@ -62,6 +62,8 @@ def test_reload_follows_the_champion_alias(client: TestClient, project: Project)
         ({TAG_FEATURES: "not json"}, "JSONDecodeError"),
         ({TAG_FEATURES: json.dumps(["tx_amount", "no_such_feature"])}, "does not compute"),
         ({TAG_LABEL_DELAY: "3"}, "3-day label delay"),
+        ({TAG_ONNX_SHA256: ""}, "has no fraudops.onnx_sha256 tag"),
+        ({TAG_ONNX_SHA256: "0" * 64}, "the artifact changed after training"),
     ],
 )
 def test_failed_load_keeps_the_old_model(

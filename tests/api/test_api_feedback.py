@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from core.clock import set_today
 from core.predlog import read_feedback
+from tests.api.conftest import logged_predictions
 from tests.api.factories import transaction
 
 if TYPE_CHECKING:
@@ -55,11 +56,11 @@ def test_fraud_label_raises_terminal_risk_of_later_transactions(client: TestClie
     late = transaction("fb-late", "2026-01-30T09:00:00Z", customer=777_102, terminal=TERMINAL)
     for body in (early, late):
         assert client.post("/v1/score", json=body).status_code == 200
-    before = project.logged_predictions(["fb-late"]).iloc[0]
+    before = logged_predictions(client, ["fb-late"]).iloc[0]
     labels = [{"transaction_id": "fb-early", "tx_fraud": 1, "tx_fraud_scenario": 2}]
     assert client.post("/v1/feedback", json={"labels": labels}).json() == {"accepted": 1}
     assert client.post("/v1/score", json=late).status_code == 200
-    after = project.logged_predictions(["fb-late"]).iloc[0]
+    after = logged_predictions(client, ["fb-late"]).iloc[0]
     assert (before["f_terminal_nb_tx_1d"], before["f_terminal_risk_1d"]) == (1.0, 0.0)
     assert (after["f_terminal_nb_tx_1d"], after["f_terminal_risk_1d"]) == (1.0, 1.0)
     assert after["f_customer_nb_tx_1d"] == 1.0  # rescoring fb-late replaced it, not counted twice

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from core.features import feature_names
 from core.predlog import prediction_columns
+from tests.api.conftest import logged_predictions
 from tests.api.factories import THRESHOLD, transaction
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def test_a_large_amount_scores_higher_than_a_small_one(client: TestClient, proje
 def test_unseen_customer_and_terminal_get_an_empty_history(client: TestClient, project: Project) -> None:
     body = transaction("unseen-1", WHEN, customer=123_456, terminal=654_321, amount=30.0)
     assert client.post("/v1/score", json=body).status_code == 200
-    row = project.logged_predictions(["unseen-1"]).iloc[0]
+    row = logged_predictions(client, ["unseen-1"]).iloc[0]
     assert row["f_customer_nb_tx_1d"] == 1.0  # the transaction itself
     assert row["f_customer_avg_amount_30d"] == pytest.approx(30.0)
     assert row["f_terminal_nb_tx_30d"] == 0.0
@@ -62,7 +63,7 @@ def test_unseen_customer_and_terminal_get_an_empty_history(client: TestClient, p
 def test_prediction_log_record_has_the_contract_columns(client: TestClient, project: Project) -> None:
     body = transaction("log-1", "2026-01-22T11:00:00+01:00", customer=3, terminal=4, amount=12.5)
     score = client.post("/v1/score", json=body).json()
-    row = project.logged_predictions(["log-1"]).iloc[0]
+    row = logged_predictions(client, ["log-1"]).iloc[0]
     assert list(row.index) == prediction_columns(feature_names(project.params.features))
     assert row["tx_datetime"].isoformat() == "2026-01-22T10:00:00+00:00"  # converted to UTC
     assert row["fraud_probability"] == pytest.approx(score["fraud_probability"])

@@ -1,0 +1,207 @@
+"""The features of :mod:`core.features`, kept up to date one transaction at a time for the service.
+
+Training computes features for a whole table at once with sorted arrays; the service cannot recompute
+a table per request. This state keeps, per customer and per terminal, the time-sorted transactions any
+window can still reach, and answers each window with two binary searches and an exact integer sum.
+The window bounds, the amount units and the flags are those of :mod:`core.features`, so a stream
+replayed through the service yields the offline features bit for bit (the parity test checks it).
+
+A batch is inserted before its rows are computed, so rows of one batch with the same key and timestamp
+count each other in, as they do offline. A transaction id seen before replaces its earlier row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+
+import numpy as np
+import pandas as pd
+
+from core.features import (
+    AMOUNT_SCALE,
+    DAY_S,
+    EPOCH_WEEKDAY,
+    _epoch_seconds,
+    feature_names,
+    horizon_days,
+)
+from core.params import FeatureParams
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+ONE_SECOND = dt.timedelta(seconds=1)
+PRUNE_STEP_S = 3600  # rows past the horizon are dropped once the cutoff moved an hour
+
+# (transaction id, epoch seconds, customer id, terminal id, amount)
+Row = tuple[str, int, int, int, float]
+
+
+def epoch_seconds(when: dt.datetime) -> int:
+    """Whole seconds since the epoch of an aware datetime, floored as :mod:`core.features` does."""
+    return (when - EPOCH) // ONE_SECOND
+
+
+@dataclass(slots=True)
+class _Series:
+    """One customer's or terminal's transactions, sorted by time (ties in arrival order)."""
+
+    times: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    units: list[int] = field(default_factory=list)  # amounts in 1/AMOUNT_SCALE units
+
+    def insert(self, seconds: int, tid: str, units: int) -> None:
+        at = bisect_right(self.times, seconds)
+        self.times.insert(at, seconds)
+        self.ids.insert(at, tid)
+        self.units.insert(at, units)
+
+    def remove(self, seconds: int, tid: str) -> None:
+        at = bisect_left(self.times, seconds)
+        while self.ids[at] != tid:
+            at += 1
+        del self.times[at], self.ids[at], self.units[at]
+
+
+class OnlineFeatures:
+    """Bounded per-customer and per-terminal history plus known labels; thread-safe."""
+
+    def __init__(self, params: FeatureParams, delay_days: int) -> None:
+        self.names = feature_names(params)
+        self._customer_windows = [w * DAY_S for w in params.customer_windows_days]
+        self._terminal_windows = [w * DAY_S for w in params.terminal_windows_days]
+        self._delay_s = delay_days * DAY_S
+        self._night_end_hour = params.night_end_hour
+        self._horizon_s = horizon_days(params, delay_days) * DAY_S
+        self._lock = threading.Lock()
+        self._clear()
+
+    def _clear(self) -> None:
+        self._customers: dict[int, _Series] = {}
+        self._terminals: dict[int, _Series] = {}
+        self._where: dict[str, tuple[int, int, int]] = {}  # id -> (seconds, customer, terminal)
+        self._labels: dict[str, int] = {}
+        self._expiry: list[tuple[int, str]] = []  # heap of (seconds, id)
+        self._newest: int | None = None
+        self._pruned_to: int | None = None
+
+    @property
+    def rows(self) -> int:
+        """Transactions held."""
+        return len(self._where)
+
+    @property
+    def known_labels(self) -> int:
+        """Labels held (only for transactions in the history)."""
+        return len(self._labels)
+
+    def warm_start(self, transactions: pd.DataFrame, labels: Mapping[str, int]) -> None:
+        """Replace the state with ``transactions`` (pruned to the horizon) and their known labels."""
+        seconds = _epoch_seconds(pd.to_datetime(transactions["tx_datetime"], utc=True))
+        cutoff = int(seconds.max()) - self._horizon_s if len(seconds) else 0
+        keep = np.flatnonzero(seconds > cutoff)
+        order = keep[np.argsort(seconds[keep], kind="stable")]
+        rows = zip(
+            transactions["transaction_id"].astype(str).to_numpy()[order].tolist(),
+            seconds[order].tolist(),
+            transactions["customer_id"].to_numpy(dtype=np.int64)[order].tolist(),
+            transactions["terminal_id"].to_numpy(dtype=np.int64)[order].tolist(),
+            transactions["tx_amount"].to_numpy(dtype=np.float64)[order].tolist(),
+            strict=True,
+        )
+        with self._lock:
+            self._clear()
+            self._insert(list(rows))
+            self._labels = {tid: int(v) for tid, v in labels.items() if tid in self._where}
+            self._pruned_to = cutoff if len(seconds) else None
+
+    def record(self, rows: Sequence[Row]) -> np.ndarray:
+        """Add ``rows`` to the history and return their features (float32, rows x :attr:`names`)."""
+        with self._lock:
+            self._insert(rows)
+            features = [self._features(row) for row in rows]
+            self._prune()
+        return np.asarray(features, dtype=np.float64).reshape(len(rows), len(self.names)).astype(np.float32)
+
+    def add_labels(self, labels: Mapping[str, int]) -> int:
+        """Record fraud labels; returns how many concern transactions in the history.
+
+        Labels of transactions outside the history cannot change any feature, so they are not kept.
+        """
+        with self._lock:
+            known = {tid: int(v) for tid, v in labels.items() if tid in self._where}
+            self._labels.update(known)
+        return len(known)
+
+    def _insert(self, rows: Sequence[Row]) -> None:
+        customers, terminals, where = self._customers, self._terminals, self._where
+        for tid, seconds, customer, terminal, amount in rows:
+            if tid in where:
+                self._forget(tid)
+            units = round(amount * AMOUNT_SCALE)
+            series = customers.get(customer)
+            if series is None:
+                series = customers[customer] = _Series()
+            series.insert(seconds, tid, units)
+            series = terminals.get(terminal)
+            if series is None:
+                series = terminals[terminal] = _Series()
+            series.insert(seconds, tid, 0)
+            where[tid] = (seconds, customer, terminal)
+            heapq.heappush(self._expiry, (seconds, tid))
+            if self._newest is None or seconds > self._newest:
+                self._newest = seconds
+
+    def _features(self, row: Row) -> list[float]:
+        _, seconds, customer, terminal, amount = row
+        day, second_of_day = divmod(seconds, DAY_S)
+        values = [
+            amount,
+            1.0 if (day + EPOCH_WEEKDAY) % 7 >= 5 else 0.0,
+            1.0 if second_of_day // 3600 < self._night_end_hour else 0.0,
+        ]
+        series = self._customers[customer]
+        times, units = series.times, series.units
+        hi = bisect_right(times, seconds)
+        for window in self._customer_windows:
+            lo = bisect_right(times, seconds - window, 0, hi)
+            n = hi - lo
+            values += (n, (sum(units[lo:hi]) / AMOUNT_SCALE) / n if n else 0.0)
+        series = self._terminals[terminal]
+        times, ids, labels = series.times, series.ids, self._labels
+        end = seconds - self._delay_s
+        hi = bisect_right(times, end)
+        for window in self._terminal_windows:
+            lo = bisect_right(times, end - window, 0, hi)
+            n = hi - lo
+            frauds = sum(map(labels.get, ids[lo:hi], repeat(0))) if labels else 0
+            values += (n, frauds / n if n else 0.0)
+        return values
+
+    def _forget(self, tid: str) -> None:
+        seconds, customer, terminal = self._where.pop(tid)
+        self._labels.pop(tid, None)
+        for entities, key in ((self._customers, customer), (self._terminals, terminal)):
+            series = entities[key]
+            series.remove(seconds, tid)
+            if not series.times:
+                del entities[key]
+
+    def _prune(self) -> None:
+        """Drop rows no future window reaches (behind the newest transaction by the horizon)."""
+        if self._newest is None:
+            return
+        cutoff = self._newest - self._horizon_s
+        if self._pruned_to is not None and cutoff < self._pruned_to + PRUNE_STEP_S:
+            return
+        self._pruned_to = cutoff
+        expiry, where = self._expiry, self._where
+        while expiry and expiry[0][0] <= cutoff:
+            seconds, tid = heapq.heappop(expiry)
+            held = where.get(tid)
+            if held is not None and held[0] == seconds:
+                self._forget(tid)

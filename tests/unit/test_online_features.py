@@ -1,0 +1,116 @@
+"""The service's incremental features (core.online) against the offline definition (core.features)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.features import compute_features
+from core.online import OnlineFeatures, Row, epoch_seconds
+from core.params import Params
+from core.simulator import SimulationConfig, write_simulation
+
+
+def rows_of(frame: pd.DataFrame) -> list[Row]:
+    return [
+        (str(tid), epoch_seconds(when.to_pydatetime()), int(c), int(t), float(a))
+        for tid, when, c, t, a in frame[
+            ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]
+        ].itertuples(index=False)
+    ]
+
+
+def row(tid: str, when: str, customer: int = 1, terminal: int = 1, amount: float = 42.0) -> Row:
+    return (tid, epoch_seconds(dt.datetime.fromisoformat(when)), customer, terminal, amount)
+
+
+def state_for(params: Params) -> OnlineFeatures:
+    return OnlineFeatures(params.features, params.data.label_delay_days)
+
+
+def test_stream_reproduces_offline_features_bit_for_bit(tmp_path: Path, params: Params) -> None:
+    """45 days streamed in batches after a 10-day warm start, labels fed after each day.
+
+    Labels are denser than the simulator's 1 % (as in test_features) so that terminal risk is not
+    always zero in so small a world.
+    """
+    cfg = SimulationConfig(customers=60, terminals=40, days=55, seed=3, start_date=dt.date(2026, 1, 1))
+    _, tx = write_simulation(tmp_path, cfg)
+    tx = tx.sort_values("tx_datetime", kind="stable").reset_index(drop=True)
+    days = tx["tx_datetime"].dt.date
+    warm = days < dt.date(2026, 1, 11)
+    fraud = (np.random.default_rng(0).random(len(tx)) < 0.2).astype(np.int64)
+    label = dict(zip(tx["transaction_id"], fraud.tolist(), strict=True))
+    state = state_for(params)
+    state.warm_start(tx[warm], {tid: label[tid] for tid in tx["transaction_id"][warm]})
+    stream = tx[~warm].reset_index(drop=True)
+    online = []
+    for _, part in stream.groupby(stream["tx_datetime"].dt.date, sort=True):
+        for start in range(0, len(part), 37):  # uneven batches, some of one row
+            online.append(state.record(rows_of(part.iloc[start : start + 37])))
+        state.add_labels({tid: label[tid] for tid in part["transaction_id"]})
+    offline = compute_features(tx, fraud, params.features, params.data.label_delay_days)
+    expected = offline[(~warm).to_numpy()].to_numpy()
+    got = np.concatenate(online)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    assert np.array_equal(got, expected)
+    assert expected[:, state.names.index("terminal_risk_30d")].max() > 0  # labels really fed risk
+    assert state.rows < len(tx)  # 55 days > the 37-day horizon: old rows were pruned
+
+
+def test_batch_rows_with_equal_time_count_each_other(params: Params) -> None:
+    state = state_for(params)
+    both = state.record([row("a", "2026-01-22T10:00:00+00:00"), row("b", "2026-01-22T10:00:00+00:00")])
+    assert both[:, state.names.index("customer_nb_tx_1d")].tolist() == [2.0, 2.0]
+
+
+def test_history_keeps_only_what_a_window_can_reach(params: Params) -> None:
+    state = state_for(params)
+    state.record([row("old", "2026-01-10T12:00:00+00:00"), row("recent", "2026-02-10T12:00:00+00:00", 2, 2)])
+    state.add_labels({"old": 1, "recent": 1})
+    assert (state.rows, state.known_labels) == (2, 2)
+    # 30-day terminal window + 7-day delay = 37 days: on March 10 nothing reaches back to January 10
+    state.record([row("far", "2026-03-10T12:00:00+00:00")])
+    assert (state.rows, state.known_labels) == (2, 1)
+
+
+def test_rescored_id_replaces_its_row(params: Params) -> None:
+    state = state_for(params)
+    first = state.record([row("a", "2026-01-22T10:00:00+00:00", amount=10.0)])
+    again = state.record([row("a", "2026-01-22T10:00:00+00:00", amount=30.0)])
+    n, avg = state.names.index("customer_nb_tx_1d"), state.names.index("customer_avg_amount_1d")
+    assert state.rows == 1
+    assert first[0, n] == again[0, n] == 1.0
+    assert again[0, avg] == 30.0
+
+
+def test_labels_of_unknown_transactions_are_not_kept(params: Params) -> None:
+    state = state_for(params)
+    state.record([row("known", "2026-01-22T10:00:00+00:00")])
+    assert state.add_labels({"known": 1, "never-seen": 1}) == 1
+    assert state.known_labels == 1
+
+
+def test_terminal_risk_waits_for_the_label_delay(params: Params) -> None:
+    """A fraud label counts in terminal risk only for transactions at least the delay later."""
+    state = state_for(params)
+    delay = params.data.label_delay_days
+    state.record([row("fraud", "2026-01-01T10:00:00+00:00", customer=1, terminal=9)])
+    state.add_labels({"fraud": 1})
+    risk = state.names.index("terminal_risk_7d")
+    early = state.record([row("early", f"2026-01-{delay:02d}T10:00:00+00:00", customer=2, terminal=9)])
+    late = state.record([row("late", f"2026-01-{delay + 1:02d}T10:00:00+00:00", customer=3, terminal=9)])
+    assert early[0, risk] == 0.0
+    assert late[0, risk] == 1.0
+
+
+def test_an_empty_warm_start_leaves_an_empty_state(params: Params) -> None:
+    state = state_for(params)
+    state.warm_start(
+        pd.DataFrame(columns=["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]), {}
+    )
+    assert state.rows == 0
+    assert state.record([row("a", "2026-01-22T10:00:00+00:00")]).shape == (1, len(state.names))
