@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -55,25 +56,59 @@ class Telemetry:
         return generate_latest(self.registry)
 
 
-def _route_of(request: Request) -> str:
-    route = request.scope.get("route")
-    return str(getattr(route, "path", "unmatched"))
+class RequestMetrics:
+    """Pure ASGI middleware: count and time every request by route template, method and status.
+
+    Route templates (not raw paths) keep label cardinality low. Plain ASGI rather than
+    ``@app.middleware("http")``, whose per-request task and stream cost more than the scoring itself.
+    """
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            self._metrics(scope, status).observe_and_count(time.perf_counter() - start)
+
+    def _metrics(self, scope: Scope, status: int) -> _RouteMetrics:
+        route = str(getattr(scope.get("route"), "path", "unmatched"))
+        key = (route, scope["method"], status)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = (
+                self.telemetry.requests.labels(route=route, method=key[1], status=str(status)),
+                self.telemetry.latency.labels(route=route, method=key[1]),
+            )
+        return _RouteMetrics(*found)
+
+
+class _RouteMetrics:
+    __slots__ = ("count", "latency")
+
+    def __init__(self, count: Any, latency: Any) -> None:
+        self.count, self.latency = count, latency
+
+    def observe_and_count(self, seconds: float) -> None:
+        self.count.inc()
+        self.latency.observe(seconds)
 
 
 def add_request_metrics(app: FastAPI, telemetry: Telemetry) -> None:
-    """Count and time every request by route template (not raw path, to keep label cardinality low)."""
-
-    @app.middleware("http")
-    async def record_request(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = _route_of(request)
-            telemetry.requests.labels(route=route, method=request.method, status=str(status)).inc()
-            telemetry.latency.labels(route=route, method=request.method).observe(time.perf_counter() - start)
+    """Install :class:`RequestMetrics` on ``app``."""
+    app.add_middleware(RequestMetrics, telemetry=telemetry)
