@@ -1,13 +1,39 @@
-"""Error responses: a client's mistake is a 4xx that says what to fix, never a 500."""
+"""Error responses: a client's mistake is a 4xx that says what to fix, never a 500.
+
+Every error body is an :class:`~serving.schemas.ErrorOut`; :func:`error_responses` declares the codes an
+operation can answer in its OpenAPI ``responses``, so clients (and the schema tests) know them all.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from serving.schemas import ErrorOut
+
+ERROR_DESCRIPTIONS = {
+    status.HTTP_400_BAD_REQUEST: "The body is not UTF-8",
+    status.HTTP_401_UNAUTHORIZED: "Missing or wrong X-API-Key header",
+    status.HTTP_413_CONTENT_TOO_LARGE: "Body over max_body_bytes or more rows than max_batch_rows: split the batch",
+    status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid request: pydantic's per-field errors, or a sentence",
+    status.HTTP_503_SERVICE_UNAVAILABLE: "No model can serve: the detail says why",
+}
+
+
+def error_responses(
+    *codes: int, descriptions: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for ``codes`` with the :class:`ErrorOut` body (``descriptions`` by code
+    replace the standard ones)."""
+    described = {**ERROR_DESCRIPTIONS, **(descriptions or {})}
+    return {code: {"model": ErrorOut, "description": described[code]} for code in codes}
 
 
 def make_json_safe(value: object) -> object:
@@ -28,6 +54,21 @@ async def explain_validation_error(request: Request, exc: Exception) -> JSONResp
     return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=content)
 
 
+async def explain_http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to an ``HTTPException``, with the reason when a body is not UTF-8.
+
+    FastAPI answers a body it cannot decode with a bare "There was an error parsing the body"; the
+    ``UnicodeDecodeError`` it chained says which byte is wrong.
+    """
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        raise exc
+    if exc.status_code == status.HTTP_400_BAD_REQUEST and isinstance(exc.__cause__, UnicodeDecodeError):
+        detail = f"{exc.detail}: it is not UTF-8 ({exc.__cause__})"
+        exc = HTTPException(exc.status_code, detail=detail, headers=exc.headers)
+    return await http_exception_handler(request, exc)
+
+
 def add_error_handlers(app: FastAPI) -> None:
     """Install the handlers above."""
     app.add_exception_handler(RequestValidationError, explain_validation_error)
+    app.add_exception_handler(HTTPException, explain_http_error)

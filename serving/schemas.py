@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -25,10 +25,10 @@ def _to_utc(value: dt.datetime) -> dt.datetime:
         raise ValueError(
             "tx_datetime needs a timezone, e.g. 2026-01-31T12:00:00Z or 2026-01-31T13:00:00+01:00"
         )
-    value = value.astimezone(dt.UTC)
+    # range first: converting 0001-01-01T00:00+00:01 to UTC would overflow (a 500, not a 422)
     if not MIN_TX_DATETIME <= value < MAX_TX_DATETIME:
         raise ValueError(f"tx_datetime must lie in [{MIN_TX_DATETIME:%Y-%m-%d}, {MAX_TX_DATETIME:%Y-%m-%d})")
-    return value
+    return value.astimezone(dt.UTC)
 
 
 TransactionId = Annotated[str, Field(min_length=1, max_length=64, examples=["T20260122-0000001"])]
@@ -132,3 +132,13 @@ class ReloadOut(BaseModel):
 
     changed: bool
     version: str | None
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: what is wrong and what to do.
+
+    A sentence, or for a request that does not match its schema, pydantic's list of per-field errors
+    (``loc`` the field's path, ``msg`` the problem, ``input`` the offending value).
+    """
+
+    detail: str | list[dict[str, Any]]

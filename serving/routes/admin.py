@@ -5,13 +5,23 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, status
 
 from serving.deps import ServicesDep, require_admin_key
+from serving.errors import error_responses
 from serving.model_store import ModelStoreError
 from serving.schemas import ReloadOut
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_key)])
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin_key)],
+    responses=error_responses(401, 422),
+)
 
 
-@router.post("/reload", response_model=ReloadOut, responses={503: {"description": "Reload failed"}})
+@router.post(
+    "/reload",
+    response_model=ReloadOut,
+    responses=error_responses(503, descriptions={503: "Reload failed: the old model keeps serving"}),
+)
 def reload_model(services: ServicesDep) -> ReloadOut:
     """Load the version now carrying the champion alias; on failure the old model keeps serving."""
     try:

@@ -6,10 +6,15 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.deps import ChampionDep, ServicesDep
+from serving.errors import error_responses
 from serving.schemas import StatusOut
 
 router = APIRouter(prefix="/health", tags=["health"])
 metrics_router = APIRouter(tags=["health"])
+PROMETHEUS_TEXT = {
+    "description": "Prometheus text format",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
 
 
 @router.get("/live", response_model=StatusOut, response_model_exclude_none=True)
@@ -18,13 +23,17 @@ def check_live() -> StatusOut:
     return StatusOut(status="alive")
 
 
-@router.get("/ready", response_model=StatusOut, responses={503: {"description": "No model loaded"}})
+@router.get("/ready", response_model=StatusOut, responses=error_responses(503))
 def check_ready(champion: ChampionDep) -> StatusOut:
     """A smoke-tested model is loaded (503 with the reason otherwise)."""
     return StatusOut(status="ready", model_version=champion.info.version)
 
 
-@metrics_router.get("/metrics", response_class=Response)
+@metrics_router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: PROMETHEUS_TEXT},
+)
 def read_metrics(services: ServicesDep) -> Response:
     """Prometheus metrics in text format."""
     return Response(content=services.telemetry.render(), media_type=CONTENT_TYPE_LATEST)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from serving.deps import ChampionDep
+from serving.errors import error_responses
 from serving.schemas import MetadataOut
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
 
-@router.get("/metadata", response_model=MetadataOut)
+@router.get("/metadata", response_model=MetadataOut, responses=error_responses(503))
 def read_metadata(champion: ChampionDep) -> MetadataOut:
     """Name, version, alias, training data version, features and threshold of the served model."""
     info = champion.info

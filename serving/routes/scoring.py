@@ -9,11 +9,12 @@ from fastapi import APIRouter, HTTPException, status
 from core.clock import ClockWatch
 from core.predlog import PredictionLogError
 from serving.deps import ChampionDep, Services, ServicesDep
+from serving.errors import error_responses
 from serving.model_store import LoadedModel
 from serving.schemas import BatchIn, BatchOut, ScoreOut, TransactionIn
 from serving.scoring import score_transactions
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix="/v1", tags=["scoring"], responses=error_responses(400, 413, 422, 503))
 
 
 def check_batch_size(rows: int, limit: int) -> None:
