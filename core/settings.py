@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     admin_api_key: str = PLACEHOLDER_KEY
     reload_interval_s: float = Field(default=10.0, ge=0, description="Registry poll interval; 0 disables.")
     max_batch_rows: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes (413 above it, refused before parsing). A full batch of "
+        "max_batch_rows=10,000 transactions measures 1.4 MiB as compact JSON with short ids and 2.9 MiB "
+        "at worst (64-character ids, largest ids and amounts, offset timestamps, 4-space indent): "
+        "4 MiB leaves over a quarter to spare; raise both together.",
+    )
     request_timeout_s: float = Field(default=60.0, gt=0)
     task_retries: int = Field(default=2, ge=0, description="Retries of flow tasks that call other services.")
     retry_delay_s: float = Field(default=5.0, ge=0, description="Delay between those retries (0 in tests).")

@@ -21,6 +21,7 @@ from core.predlog import PredictionWriter
 from core.settings import Settings, ensure_admin_key, get_settings
 from serving.deps import Services
 from serving.errors import add_error_handlers
+from serving.limits import BodySizeLimit
 from serving.model_store import ModelStore, ModelStoreError, poll_champion
 from serving.routes import admin, feedback, health, model, scoring
 from serving.state import load_state
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         lifespan=lifespan,
     )
+    app.add_middleware(BodySizeLimit, settings=settings)  # inside the metrics: refusals are counted
     add_request_metrics(app, telemetry)
     add_error_handlers(app)
     routers = (
