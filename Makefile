@@ -43,9 +43,14 @@ lint: setup ## Run exactly what CI lints with: ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# options of the serving benchmark, e.g. `make bench SERVING_ARGS="--seconds 5 --rounds 1"`
+SERVING_ARGS ?=
 bench: setup ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.quality
+	@command -v wrk >/dev/null 2>&1 || { echo "wrk not found: installing it with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(BIN)/python -m benchmarks.serving $(SERVING_ARGS)
 
 serve: setup ## Serve the champion model on 127.0.0.1:8000
 	$(BIN)/fraudops serve

@@ -1,0 +1,1149 @@
+"""Serving throughput: our scoring API against ``mlflow models serve``, side by side in one run.
+
+``python -m benchmarks.serving`` (part of ``make bench``; ``--help`` lists the durations and sizes).
+
+1. Builds a throwaway project in a temporary folder (seeded, offline): a simulated history, ingested
+   and validated, then the ``train`` stage and registration through the project's own training code,
+   so the ``champion`` version carries the ONNX artifact and tags exactly as in production; the MLflow
+   store is a sqlite file inside that folder.
+2. Starts ``fraudops serve`` (one uvicorn worker) and ``mlflow models serve`` on the same champion,
+   both pinned to one core with ``OMP_NUM_THREADS=1``; wrk (loopback, pinned to another core) loads them.
+3. Alternates rounds (ours, mlflow, ours, mlflow, ...) with one transaction a request and with batches:
+   ours gets raw transactions with unique ids and timestamps moving forward from the history's end
+   (``/v1/score``, ``/v1/score/batch``), mlflow gets precomputed feature rows of the same simulated world
+   (``/invocations``). Reports per-target medians and the ratios against the goals.
+4. Swaps the model under load: while wrk scores on our API, the champion is registered again as new
+   versions, the alias moves to each and ``/admin/reload`` is called; counts failed requests and the
+   versions that answered.
+
+Figures go to a rich table and ``reports/bench_serving.json``. The wrk scripts are in ``benchmarks/wrk``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+WRK_DIR = ROOT / "benchmarks" / "wrk"
+BIN = Path(sys.executable).parent
+# what `dvc repro` runs inside the throwaway project (the stages are `python -m pipelines.*`)
+PROJECT_FILES = ("core", "pipelines", "dvc.yaml", "params.yaml")
+HISTORY_START = dt.date(2026, 1, 1)
+TRAFFIC_DAYS = 14  # simulated days after the history: the (customer, terminal, amount) traffic pool
+MLFLOW_SINGLE_BODIES = 20_000
+MLFLOW_BATCH_BODIES = 8
+# rows/s assumed before a kind was measured (its warm-up): how far the simulated clock must allow
+CLOCK_FLOOR_RATE = {"single": 3_000.0, "batch": 30_000.0}
+GOALS = {
+    "single_rps_ratio": 15.0,  # ours / mlflow requests/s, one transaction a request
+    "single_p99_ratio": 0.1,  # ours p99 / mlflow p99
+    "batch_rows_ratio": 1.5,  # ours / mlflow rows/s, 1,000-row batches
+}
+TARGETS = ("ours", "mlflow")
+
+app = typer.Typer(add_completion=False)
+console = Console()
+if not console.is_terminal:  # logs and pipes: wide enough for the tables
+    console.width = 150
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes and durations of one benchmark run."""
+
+    seconds: float = 15.0
+    warmup_seconds: float = 3.0
+    rounds: int = 2
+    swap_seconds: float = 30.0
+    swaps: int = 3
+    connections: int = 8
+    threads: int = 1
+    batch_rows: int = 1000
+    customers: int = 2000
+    terminals: int = 4000
+    history_days: int = 84
+    seed: int = 7
+    timeout_s: float = 30.0
+    server_cpu: int = 0
+    load_cpu: int = 1
+    mlflow_access_log: bool = False
+    reload_interval_s: float = 0.0
+    single: bool = True
+    batch: bool = True
+    swap: bool = True
+
+
+@dataclass
+class Project:
+    """The throwaway project, its champion and the traffic prepared for both servers."""
+
+    dir: Path
+    admin_key: str
+    tracking_uri: str
+    clock_file: Path
+    model_name: str
+    champion: str
+    features: list[str]
+    n_iter: int
+    threshold: float
+    data_version: str
+    history_rows: int
+    history_end_ts: int  # epoch seconds of the first instant after the simulated history
+    step_s: float  # simulated seconds between two transactions (the history's mean rate)
+    pool: Path  # "customer terminal amount" lines
+    mlflow_single: Path  # one /invocations body a line, one row each
+    mlflow_batch: Path  # one /invocations body a line, batch_rows rows each
+    build_s: float = 0.0
+
+
+# --------------------------------------------------------------------------- the throwaway project
+
+
+@contextlib.contextmanager
+def step(text: str) -> Iterator[None]:
+    """Show a step while it runs, then its duration."""
+    start = time.perf_counter()
+    with console.status(text + "..."):
+        yield
+    console.print(f"{text}: {time.perf_counter() - start:.1f} s")
+
+
+def copy_project(root: Path) -> Path:
+    """The project's pipeline code and files in their own git repository (DVC needs one)."""
+    project = root / "project"
+    project.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, project / name)
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "bench@fraudops.invalid"],
+        ["git", "config", "user.name", "fraudops benchmark"],
+    ):
+        subprocess.run(cmd, cwd=project, check=True, env=env)
+    return project
+
+
+def use_project(project: Path, admin_key: str, cfg: Config) -> Any:
+    """Point this process's settings and tools at the throwaway project; returns its settings."""
+    from core.settings import get_settings, tool_environment
+
+    os.environ.update(
+        {
+            "FRAUDOPS_PROJECT_DIR": str(project),
+            "FRAUDOPS_ADMIN_API_KEY": admin_key,
+            "FRAUDOPS_RELOAD_INTERVAL_S": str(cfg.reload_interval_s),
+            "FRAUDOPS_ENVIRONMENT": "development",
+        }
+    )
+    os.chdir(project)  # DVC resolves the local remote's relative url from the working directory
+    get_settings.cache_clear()
+    settings = get_settings()
+    os.environ.update(tool_environment(settings))  # the project's stores, never the user's
+    from fraudops.cli import configure
+
+    configure()  # quiet tool logging, as the command line does
+    return settings
+
+
+def build_project(cfg: Config, root: Path) -> Project:
+    """Simulate, ingest and validate, train and register a champion; prepare both servers' traffic."""
+    import pandas as pd
+
+    from core.clock import set_today
+    from core.params import load_params
+    from core.registry import CHAMPION, read_model_info, registry_client
+    from core.schemas import TRANSACTION_COLUMNS
+    from core.simulator import SimulationConfig, write_simulation
+    from pipelines.features import build_feature_table
+    from pipelines.ingest import find_batches, ingest_batch
+    from pipelines.training import run_training
+    from pipelines.versioning import ensure_dvc_repo, track_data
+
+    start = time.perf_counter()
+    admin_key = secrets.token_urlsafe(24)
+    project_dir = copy_project(root)
+    settings = use_project(project_dir, admin_key, cfg)
+    params = load_params(project_dir / "params.yaml")
+    world = root / "world"
+    sim = SimulationConfig(
+        customers=cfg.customers,
+        terminals=cfg.terminals,
+        days=cfg.history_days,
+        start_date=HISTORY_START,
+        seed=cfg.seed,
+    )
+    with step(f"simulate {cfg.history_days} days ({cfg.customers:,} customers, {cfg.terminals:,} terminals)"):
+        _, history = write_simulation(world, sim)
+    history_end = HISTORY_START + dt.timedelta(days=cfg.history_days)
+    set_today(settings.clock_file, history_end)
+    with step("ingest, validate and version the history (DVC)"):
+        delay = params.data.label_delay_days
+        for kind, path in find_batches([world]):  # the ingest flow's steps, without Prefect
+            dest = settings.raw_dir if kind == "transactions" else settings.labels_dir
+            batch = ingest_batch(kind, path, dest, history_end, delay)
+            if batch.status == "rejected":
+                raise RuntimeError(f"ingest rejected {path}: {batch.reason}")
+        ensure_dvc_repo(project_dir)
+        track_data(project_dir)
+    with step("train: dvc repro (validate, features, train stage), MLflow run, gate, registration"):
+        outcome = run_training(settings, params, "serving benchmark")
+    if not outcome.decision.promote:
+        raise RuntimeError(f"the model was not promoted ({outcome.decision.reasons}): try another --seed")
+    client = registry_client(settings.tracking_uri)
+    info = read_model_info(client, settings.model_name, CHAMPION)
+    n_iter = int(client.get_run(info.run_id).data.metrics["n_iter"])
+    console.print(
+        f"champion: {info.name} version {info.version}, {n_iter} trees, threshold {info.threshold:.4f}, "
+        f"{len(history):,} transactions of history ({cfg.history_days} days)"
+    )
+
+    with step(f"simulate {TRAFFIC_DAYS} more days as the traffic pool; their features for mlflow"):
+        _, traffic = write_simulation(world, replace(sim, seed=cfg.seed + 1, days=TRAFFIC_DAYS))
+        pool = root / "pool.txt"
+        pool.write_text(
+            "".join(
+                f"{c} {t} {a:.2f}\n"
+                for c, t, a in zip(
+                    traffic["customer_id"], traffic["terminal_id"], traffic["tx_amount"], strict=True
+                )
+            ),
+            encoding="utf-8",
+        )
+        validated = settings.validated_dir
+        frame = pd.concat(
+            [
+                pd.read_parquet(validated / "transactions.parquet", columns=TRANSACTION_COLUMNS),
+                traffic[TRANSACTION_COLUMNS],
+            ],
+            ignore_index=True,
+        )
+        table = build_feature_table(frame, pd.read_parquet(validated / "labels.parquet"), params)
+        rows = table[table["transaction_id"].isin(set(traffic["transaction_id"]))][info.features]
+        mlflow_single, mlflow_batch = root / "mlflow_single.txt", root / "mlflow_batch.txt"
+        write_invocation_bodies(mlflow_single, rows.head(MLFLOW_SINGLE_BODIES), info.features, 1)
+        batches = rows.head(cfg.batch_rows * MLFLOW_BATCH_BODIES)
+        write_invocation_bodies(mlflow_batch, batches, info.features, cfg.batch_rows)
+    return Project(
+        dir=project_dir,
+        admin_key=admin_key,
+        tracking_uri=settings.tracking_uri,
+        clock_file=settings.clock_file,
+        model_name=info.name,
+        champion=info.version,
+        features=info.features,
+        n_iter=n_iter,
+        threshold=info.threshold,
+        data_version=info.data_version,
+        history_rows=len(history),
+        history_end_ts=int(dt.datetime.combine(history_end, dt.time(), tzinfo=dt.UTC).timestamp()),
+        step_s=86_400 * cfg.history_days / len(history),
+        pool=pool,
+        mlflow_single=mlflow_single,
+        mlflow_batch=mlflow_batch,
+        build_s=time.perf_counter() - start,
+    )
+
+
+def write_invocation_bodies(path: Path, rows: Any, columns: list[str], per_body: int) -> None:
+    """``dataframe_split`` bodies of ``per_body`` feature rows each, one a line (float32 values)."""
+    values = [[float(str(v)) for v in row] for row in rows.to_numpy(dtype="float32")]
+    with path.open("w", encoding="utf-8") as fh:
+        for start in range(0, len(values) - per_body + 1, per_body):
+            body = {"dataframe_split": {"columns": columns, "data": values[start : start + per_body]}}
+            fh.write(json.dumps(body, separators=(",", ":")) + "\n")
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(cpu: int | None) -> Callable[[], None] | None:
+    """A preexec_fn binding the child to one core (None: no pinning)."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
+
+
+def cpu_busy() -> dict[str, float]:
+    """Busy CPU seconds so far, machine-wide ("cpu") and per core ("cpu0", ...), from /proc/stat."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            if not line.startswith("cpu"):
+                break
+            name, *fields = line.split()
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+            out[name] = (user + nice + system + irq + softirq + steal) / ticks
+    return out
+
+
+@dataclass
+class Server:
+    """A server process (session leader of its own process group) and where it answers."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    exit_code: int | None = None
+    peak_rss_mb: float = 0.0
+    killed: bool = False
+
+    def pids(self) -> list[int]:
+        """The process and its descendants."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
+                children.setdefault(int(stat[1]), []).append(int(entry.name))
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo += children.get(pid, [])
+        return out
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process tree so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.pids():
+            if (stat := _proc_stat(pid)) is not None:
+                total += (int(stat[11]) + int(stat[12])) / ticks
+        return total
+
+    def rss_mb(self) -> float:
+        """Peak resident memory (VmHWM) summed over the process tree."""
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) / 1024
+        return total
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """SIGTERM to the server's process group; wait for every process of it, else SIGKILL.
+
+        uvicorn shuts down gracefully on SIGTERM, then raises the signal again: exit code -15 is clean.
+        """
+        if self.proc.poll() is None:
+            self.peak_rss_mb = self.rss_mb()
+            pids = self.pids()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=timeout_s)
+            while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+                time.sleep(0.1)
+            if self.proc.poll() is None or any(_alive(pid) for pid in pids):
+                console.print(f"[yellow]{self.name} did not stop within {timeout_s:.0f} s: SIGKILL[/]")
+                self.killed = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.exit_code = self.proc.returncode
+        return self.exit_code
+
+
+def start_server(
+    name: str, cmd: list[str], env: dict[str, str], cwd: Path, port: int, ready: str, cfg: Config, logs: Path
+) -> Server:
+    """Start ``cmd`` pinned to the server core and wait until ``ready`` answers 200."""
+    import httpx
+
+    log_path = logs / f"{name}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=pinned(cpu_or_none(cfg.server_cpu)),
+        )
+    server = Server(name, proc, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}: {tail(log_path)}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(server.url + ready, timeout=2).status_code == 200:
+                return server
+        time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"{name} was not ready within 180 s: {tail(log_path)}")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def cpu_or_none(cpu: int) -> int | None:
+    """The core to pin to, or None when the machine does not have it (or pinning is off: -1)."""
+    return cpu if 0 <= cpu < (os.cpu_count() or 1) else None
+
+
+def server_env(project: Project) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MLFLOW_TRACKING_URI": project.tracking_uri,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow execs `uvicorn`
+    }
+    env.pop("MLFLOW_REGISTRY_URI", None)
+    return env
+
+
+def start_ours(project: Project, cfg: Config, logs: Path) -> Server:
+    """``fraudops serve`` in the project (its settings come from the FRAUDOPS_ environment)."""
+    port = free_port()
+    cmd = [str(BIN / "fraudops"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return start_server("ours", cmd, server_env(project), project.dir, port, "/health/ready", cfg, logs)
+
+
+def start_mlflow(project: Project, cfg: Config, logs: Path) -> Server:
+    """``mlflow models serve`` of the same champion (uvicorn; its access log as configured)."""
+    port = free_port()
+    uri = f"models:/{project.model_name}@champion"
+    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "--workers", "1"]
+    cmd += ["--port", str(port), "--host", "127.0.0.1"]
+    env = server_env(project)
+    env["UVICORN_ACCESS_LOG"] = "true" if cfg.mlflow_access_log else "false"  # uvicorn reads UVICORN_*
+    return start_server("mlflow", cmd, env, project.dir, port, "/ping", cfg, logs)
+
+
+# --------------------------------------------------------------------------- load generation
+
+
+class Timeline:
+    """Timestamps of our traffic: forward from the history's end at the history's rate.
+
+    The service refuses transactions after the simulated clock's tomorrow, so before each run the
+    clock moves far enough for the rows the run can send (at most 3x the fastest rate seen, or a
+    floor before any was measured); rows past it are clamped in the wrk script and counted.
+    """
+
+    def __init__(self, project: Project) -> None:
+        self.clock_file = project.clock_file
+        self.cursor = float(project.history_end_ts)
+        self.step = project.step_s
+        self.best: dict[str, float] = {}
+
+    def plan(self, kind: str, seconds: float) -> tuple[int, int]:
+        """(first timestamp, last allowed timestamp) of a run; moves the clock when needed."""
+        from core.clock import read_today, set_today
+
+        rate = max(CLOCK_FLOOR_RATE[kind], 3 * self.best.get(kind, 0.0))
+        planned_end = self.cursor + (seconds + 2) * rate * self.step
+        day = dt.datetime.fromtimestamp(planned_end, dt.UTC).date()
+        today = read_today(self.clock_file)
+        if today is None or day > today:
+            set_today(self.clock_file, day)
+            today = day
+        limit = dt.datetime.combine(today + dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC).timestamp()
+        return math.ceil(self.cursor), int(limit) - 3600
+
+    def advance(self, kind: str, result: dict[str, Any]) -> None:
+        """After a run: continue after its last timestamp; remember its rate."""
+        last = max((t.get("last_ts") or 0 for t in result["threads"]), default=0)
+        self.cursor = max(self.cursor, last + self.step)
+        self.best[kind] = max(self.best.get(kind, 0.0), result["rows_per_s"])
+
+
+def wrk_version() -> str:
+    out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0].split(" Copyright")[0].strip() if text else "unknown"
+
+
+def run_wrk(
+    cfg: Config,
+    server: Server,
+    script: str,
+    env_extra: dict[str, str],
+    seconds: float,
+    rows_per_request: int,
+    logs: Path,
+    tag: str,
+) -> dict[str, Any]:
+    """One wrk run against ``server``; the script's JSON summary plus CPU figures of both sides."""
+    cmd = ["wrk", "-t", str(cfg.threads), "-c", str(cfg.connections), "-d", f"{seconds:g}s"]
+    cmd += ["--timeout", f"{cfg.timeout_s:g}s", "-s", str(WRK_DIR / script), server.url]
+    env = {**os.environ, "BENCH_WRK_DIR": str(WRK_DIR), "BENCH_THREADS": str(cfg.threads), **env_extra}
+    before_wrk = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before_server = server.cpu_seconds()
+    before_busy = cpu_busy()
+    start = time.perf_counter()
+    out = subprocess.run(
+        cmd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=pinned(cpu_or_none(cfg.load_cpu)),
+    )
+    wall = time.perf_counter() - start
+    busy = {k: v - before_busy.get(k, 0.0) for k, v in cpu_busy().items()}
+    server_cpu = server.cpu_seconds() - before_server
+    after_wrk = resource.getrusage(resource.RUSAGE_CHILDREN)
+    (logs / f"wrk-{tag}.log").write_text(f"$ {' '.join(cmd)}\n{out.stdout}\n{out.stderr}")
+    lines = [line for line in out.stdout.splitlines() if line.startswith("BENCH_JSON ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
+    raw = json.loads(lines[-1].removeprefix("BENCH_JSON "))
+    wrk_cpu = (after_wrk.ru_utime - before_wrk.ru_utime) + (after_wrk.ru_stime - before_wrk.ru_stime)
+    result = summarize(raw, rows_per_request, wall, wrk_cpu, server_cpu)
+    # whatever else ran on the machine meanwhile (other processes compete for the same cores)
+    result["other_cpu_pct"] = 100 * max(0.0, busy.get("cpu", 0.0) - server_cpu - wrk_cpu) / wall
+    result["core_busy_pct"] = {k: round(100 * v / wall, 1) for k, v in busy.items() if k != "cpu"}
+    # others on the servers' core take time from the server measured (those on wrk's core do not)
+    server_core = busy.get(f"cpu{cfg.server_cpu}")
+    result["other_on_server_core_pct"] = (
+        100 * max(0.0, server_core - server_cpu) / wall if server_core is not None else None
+    )
+    result["loadavg_1m_after"] = os.getloadavg()[0]
+    return result
+
+
+def summarize(
+    raw: dict[str, Any], rows_per_request: int, wall: float, wrk_cpu: float, server_cpu: float
+) -> dict[str, Any]:
+    """Requests/s, rows/s, latency in ms, errors by kind, CPU use of wrk and of the server."""
+    seconds = raw["duration_us"] / 1e6
+    threads = list(raw["threads"].values()) if isinstance(raw["threads"], dict) else raw["threads"]
+    statuses: dict[str, int] = {}
+    versions: dict[str, int] = {}
+    first_seen: dict[str, int] = {}
+    for t in threads:
+        for key, n in (t.get("statuses") or {}).items():
+            statuses[key] = statuses.get(key, 0) + int(n)
+        for key, n in (t.get("versions") or {}).items():
+            versions[key] = versions.get(key, 0) + int(n)
+        for key, ts in (t.get("first_seen") or {}).items():
+            first_seen[key] = min(first_seen.get(key, ts), ts)
+    errors = {k: int(v) for k, v in raw["errors"].items()}
+    socket_errors = sum(errors[k] for k in ("connect", "read", "write", "timeout"))
+    non_2xx = sum(n for s, n in statuses.items() if not 200 <= int(s) < 300) if statuses else errors["status"]
+    ok = sum(n for s, n in statuses.items() if 200 <= int(s) < 300) if statuses else raw["requests"] - non_2xx
+    lat = raw["latency_us"]
+    return {
+        "seconds": seconds,
+        "requests": raw["requests"],
+        "ok_requests": ok,
+        "requests_per_s": raw["requests"] / seconds,
+        "rows_per_s": ok * rows_per_request / seconds,
+        "rows_per_request": rows_per_request,
+        "latency_ms": {k: (v / 1000 if v is not None else None) for k, v in lat.items()},
+        "non_2xx": non_2xx,
+        "socket_errors": socket_errors,
+        "errors": errors,
+        "statuses": statuses,
+        "versions": versions,
+        "first_seen_epoch": first_seen,
+        "first_error": next((t["first_error"] for t in threads if t.get("first_error")), ""),
+        "clamped_rows": sum(int(t.get("clamped") or 0) for t in threads),
+        "threads": [{"last_ts": t.get("last_ts"), "rows": t.get("rows")} for t in threads],
+        "wall_s": wall,
+        "wrk_cpu_s": wrk_cpu,
+        "wrk_cpu_pct": 100 * wrk_cpu / wall,
+        "server_cpu_s": server_cpu,
+        "server_cpu_pct": 100 * server_cpu / wall,
+        "bytes": raw["bytes"],
+    }
+
+
+@dataclass
+class Bench:
+    """Everything a run needs: config, project, both servers, the timeline, where logs go."""
+
+    cfg: Config
+    project: Project
+    servers: dict[str, Server]
+    timeline: Timeline
+    logs: Path
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    counter: int = 0
+
+    def load(
+        self, target: str, kind: str, seconds: float, phase: str, count_versions: bool = False
+    ) -> dict[str, Any]:
+        """One wrk run of ``kind`` (single or batch) against ``target``; recorded in ``runs``."""
+        self.counter += 1
+        tag = f"{self.counter:02d}-{phase.replace(' ', '')}-{target}-{kind}"
+        rows = 1 if kind == "single" else self.cfg.batch_rows
+        if target == "ours":
+            start_ts, max_ts = self.timeline.plan(kind, seconds)
+            env = {
+                "BENCH_MODE": kind,
+                "BENCH_BATCH_ROWS": str(rows),
+                "BENCH_START_TS": str(start_ts),
+                "BENCH_STEP_S": repr(self.project.step_s),
+                "BENCH_MAX_TS": str(max_ts),
+                "BENCH_RUN_TAG": f"b{self.counter}",
+                "BENCH_POOL": str(self.project.pool),
+                "BENCH_COUNT_VERSIONS": "1" if count_versions else "0",
+            }
+            script = "score.lua"
+        else:
+            bodies = self.project.mlflow_single if kind == "single" else self.project.mlflow_batch
+            env = {"BENCH_BODIES": str(bodies), "BENCH_ROWS": str(rows)}
+            script = "invocations.lua"
+        result = run_wrk(self.cfg, self.servers[target], script, env, seconds, rows, self.logs, tag)
+        if target == "ours":
+            self.timeline.advance(kind, result)
+            last = max((t.get("last_ts") or 0 for t in result["threads"]), default=0)
+            result["tx_datetime_range"] = [
+                dt.datetime.fromtimestamp(ts, dt.UTC).isoformat() for ts in (int(env["BENCH_START_TS"]), last)
+            ]
+        result |= {"target": target, "kind": kind, "phase": phase}
+        self.runs.append(result)
+        lat = result["latency_ms"]
+        bad = result["non_2xx"] + result["socket_errors"]
+        console.print(
+            f"  {phase:<7} {target:<6} {kind:<6} {result['requests_per_s']:>9,.1f} req/s "
+            f"{result['rows_per_s']:>10,.0f} rows/s  p50 {lat['p50']:>8.2f} ms  p99 {lat['p99']:>8.2f} ms  "
+            f"errors {bad}  CPU: server {result['server_cpu_pct']:.0f}%, wrk {result['wrk_cpu_pct']:.0f}%, "
+            f"others {result['other_cpu_pct']:.0f}% ({result['other_on_server_core_pct'] or 0:.0f}% on the servers' core)"
+            + (f"  [red]{result['first_error'][:120]}[/]" if result["first_error"] else "")
+            + (
+                f"  [yellow]{result['clamped_rows']:,} timestamps clamped[/]"
+                if result["clamped_rows"]
+                else ""
+            )
+        )
+        return result
+
+
+def alternate(bench: Bench, kind: str) -> None:
+    """Warm-up of each target, then rounds alternating ours, mlflow, ours, mlflow, ..."""
+    cfg = bench.cfg
+    if cfg.warmup_seconds > 0:
+        for target in TARGETS:
+            bench.load(target, kind, cfg.warmup_seconds, "warm-up")
+    for r in range(cfg.rounds):
+        for target in TARGETS:
+            bench.load(target, kind, cfg.seconds, f"round {r + 1}")
+
+
+# --------------------------------------------------------------------------- swap under load
+
+
+def register_copy(project: Project) -> str:
+    """Register the original champion's model again as a new version with the same tags."""
+    from core.registry import registry_client
+
+    client = registry_client(project.tracking_uri)
+    mv = client.get_model_version(project.model_name, project.champion)
+    new = client.create_model_version(
+        project.model_name,
+        source=mv.source,
+        run_id=mv.run_id,
+        tags=dict(mv.tags),
+        model_id=getattr(mv, "model_id", None),
+    )
+    return str(new.version)
+
+
+def swap_under_load(bench: Bench) -> dict[str, Any]:
+    """Load /v1/score for swap_seconds while the champion moves to new versions and /admin/reload runs."""
+    import httpx
+
+    from core.registry import CHAMPION, registry_client
+
+    cfg, project = bench.cfg, bench.project
+    url = bench.servers["ours"].url
+    events: list[dict[str, Any]] = []
+    started = threading.Event()
+
+    def swapper() -> None:
+        started.wait()
+        t0 = time.monotonic()
+        client = registry_client(project.tracking_uri)
+        for k in range(1, cfg.swaps + 1):
+            time.sleep(max(0.0, t0 + k * cfg.swap_seconds / (cfg.swaps + 1) - time.monotonic()))
+            event: dict[str, Any] = {"at_s": round(time.monotonic() - t0, 2)}
+            try:
+                t = time.perf_counter()
+                version = register_copy(project)
+                client.set_registered_model_alias(project.model_name, CHAMPION, version)
+                event |= {"version": version, "register_s": round(time.perf_counter() - t, 3)}
+                t = time.perf_counter()
+                resp = httpx.post(
+                    f"{url}/admin/reload", headers={"X-API-Key": project.admin_key}, timeout=120
+                )
+                event |= {
+                    "reload_s": round(time.perf_counter() - t, 3),
+                    "reload_status": resp.status_code,
+                    "reload_body": resp.json()
+                    if resp.headers.get("content-type", "").startswith("application/json")
+                    else resp.text[:200],
+                }
+            except Exception as exc:  # reported, never fatal: the figures say what happened
+                event["error"] = f"{type(exc).__name__}: {exc}"
+            events.append(event)
+
+    thread = threading.Thread(target=swapper, daemon=True)
+    thread.start()
+    start_epoch = time.time()
+    started.set()
+    result = bench.load("ours", "single", cfg.swap_seconds, "swap", count_versions=True)
+    thread.join(timeout=120)
+    served = httpx.get(f"{url}/v1/metadata", timeout=10).json().get("version")
+    return {
+        "seconds": cfg.swap_seconds,
+        "requests": result["requests"],
+        "failed_requests": result["non_2xx"] + result["socket_errors"],
+        "statuses": result["statuses"],
+        "versions_answered": result["versions"],
+        "version_first_seen_s": {
+            v: round(ts - start_epoch) for v, ts in sorted(result["first_seen_epoch"].items())
+        },
+        "reloads": events,
+        "served_after": served,
+        "requests_per_s": result["requests_per_s"],
+        "latency_ms": result["latency_ms"],
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def median_of(runs: list[dict[str, Any]], key: str, sub: str | None = None) -> float:
+    values = [r[key][sub] if sub else r[key] for r in runs]
+    values = [v for v in values if v is not None]
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def summarise_rounds(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per kind and target: medians over the measured rounds (warm-ups left out)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for kind in ("single", "batch"):
+        for target in TARGETS:
+            rounds = [
+                r
+                for r in runs
+                if r["kind"] == kind and r["target"] == target and r["phase"].startswith("round")
+            ]
+            if not rounds:
+                continue
+            out.setdefault(kind, {})[target] = {
+                "rounds": len(rounds),
+                "requests_per_s": median_of(rounds, "requests_per_s"),
+                "requests_per_s_rounds": [round(r["requests_per_s"], 1) for r in rounds],
+                "rows_per_s": median_of(rounds, "rows_per_s"),
+                "p50_ms": median_of(rounds, "latency_ms", "p50"),
+                "p99_ms": median_of(rounds, "latency_ms", "p99"),
+                "errors": sum(r["non_2xx"] + r["socket_errors"] for r in rounds),
+                "server_cpu_pct": median_of(rounds, "server_cpu_pct"),
+                "wrk_cpu_pct": median_of(rounds, "wrk_cpu_pct"),
+                "other_cpu_pct": median_of(rounds, "other_cpu_pct"),
+                "clamped_rows": sum(r["clamped_rows"] for r in rounds),
+            }
+    return out
+
+
+def goals(summary: dict[str, dict[str, dict[str, Any]]], swap: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each goal with its measured value and whether it is met."""
+    rows: list[dict[str, Any]] = []
+    single, batch = summary.get("single", {}), summary.get("batch", {})
+    if "ours" in single and "mlflow" in single:
+        o, m = single["ours"], single["mlflow"]
+        rows.append(
+            {
+                "goal": "single: ours req/s ≥ 15× mlflow's",
+                "measured": o["requests_per_s"] / m["requests_per_s"],
+                "target": GOALS["single_rps_ratio"],
+                "unit": "×",
+                "met": o["requests_per_s"] / m["requests_per_s"] >= GOALS["single_rps_ratio"],
+            }
+        )
+        rows.append(
+            {
+                "goal": "single: ours p99 ≤ a tenth of mlflow's",
+                "measured": o["p99_ms"] / m["p99_ms"],
+                "target": GOALS["single_p99_ratio"],
+                "unit": "×",
+                "met": o["p99_ms"] / m["p99_ms"] <= GOALS["single_p99_ratio"],
+            }
+        )
+        rows.append(
+            {
+                "goal": "single: zero errors (ours)",
+                "measured": o["errors"],
+                "target": 0,
+                "unit": "",
+                "met": o["errors"] == 0,
+            }
+        )
+    if "ours" in batch and "mlflow" in batch:
+        o, m = batch["ours"], batch["mlflow"]
+        rows.append(
+            {
+                "goal": "batch: ours rows/s ≥ 1.5× mlflow's",
+                "measured": o["rows_per_s"] / m["rows_per_s"],
+                "target": GOALS["batch_rows_ratio"],
+                "unit": "×",
+                "met": o["rows_per_s"] / m["rows_per_s"] >= GOALS["batch_rows_ratio"],
+            }
+        )
+        rows.append(
+            {
+                "goal": "batch: zero errors (ours)",
+                "measured": o["errors"],
+                "target": 0,
+                "unit": "",
+                "met": o["errors"] == 0,
+            }
+        )
+    if swap is not None:
+        rows.append(
+            {
+                "goal": "swap under load: zero failed requests",
+                "measured": swap["failed_requests"],
+                "target": 0,
+                "unit": "",
+                "met": swap["failed_requests"] == 0,
+            }
+        )
+    return rows
+
+
+def print_report(report: dict[str, Any]) -> None:
+    cfg, summary = report["config"], report["summary"]
+    table = Table(
+        title=f"Serving throughput — {report['date']} — {report['machine']['cpu']}, "
+        f"{report['machine']['cores']} cores — medians of {cfg['rounds']} × {cfg['seconds']:g} s rounds, "
+        f"wrk {cfg['connections']} connections × {cfg['threads']} thread(s)"
+    )
+    for col in (
+        "requests",
+        "target",
+        "req/s (rounds)",
+        "rows/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "server CPU",
+        "wrk CPU",
+        "others' CPU",
+    ):
+        table.add_column(col, justify="right" if col not in ("requests", "target") else "left")
+    for kind, label in (("single", "1 transaction"), ("batch", f"{cfg['batch_rows']:,}-row batches")):
+        for target, s in summary.get(kind, {}).items():
+            table.add_row(
+                label,
+                target,
+                f"{s['requests_per_s']:,.1f} ({', '.join(f'{v:,.0f}' for v in s['requests_per_s_rounds'])})",
+                f"{s['rows_per_s']:,.0f}",
+                f"{s['p50_ms']:.2f}",
+                f"{s['p99_ms']:.2f}",
+                str(s["errors"]),
+                f"{s['server_cpu_pct']:.0f}%",
+                f"{s['wrk_cpu_pct']:.0f}%",
+                f"{s['other_cpu_pct']:.0f}%",
+            )
+    console.print(table)
+    verdicts = Table(title="Goals (ours against mlflow models serve, same machine, same run)")
+    for col in ("goal", "measured", "target", "met"):
+        verdicts.add_column(col)
+    for g in report["goals"]:
+        measured = f"{g['measured']:.3g}{g['unit']}" if g["unit"] else str(g["measured"])
+        target = f"{g['target']:g}{g['unit']}" if g["unit"] else str(g["target"])
+        verdicts.add_row(g["goal"], measured, target, "[green]yes[/]" if g["met"] else "[red]no[/]")
+    console.print(verdicts)
+    swap = report.get("swap")
+    if swap:
+        reloads = ", ".join(
+            f"v{e.get('version', '?')} at {e['at_s']:.0f} s (reload {e.get('reload_s', float('nan')):.2f} s, "
+            f"HTTP {e.get('reload_status', e.get('error', '?'))})"
+            for e in swap["reloads"]
+        )
+        console.print(
+            f"swap under load ({swap['seconds']:g} s, {swap['requests']:,} requests, "
+            f"{swap['requests_per_s']:,.1f} req/s, p99 {swap['latency_ms']['p99']:.1f} ms): "
+            f"failed requests {swap['failed_requests']}; versions that answered "
+            f"{swap['versions_answered']}; reloads: {reloads}; serving v{swap['served_after']} afterwards"
+        )
+    measured_runs = [r for r in report["runs"] if r["phase"] != "warm-up"]
+    others = [r["other_cpu_pct"] for r in measured_runs]
+    on_core = [r["other_on_server_core_pct"] or 0.0 for r in measured_runs]
+    if others and max(others) > 10:
+        console.print(
+            f"[yellow]other processes used up to {max(others):.0f}% of a core during the measured runs "
+            f"(up to {max(on_core):.0f}% on the servers' core): the figures are noisy; "
+            "measure on an otherwise idle machine[/]"
+        )
+    for name, s in report["servers"].items():
+        clean = s["exit_code"] in (0, -signal.SIGTERM) and not s["killed"]
+        console.print(
+            f"{name}: exit code {s['exit_code']} ({'clean shutdown' if clean else '[red]not clean[/]'}), "
+            f"peak RSS {s['peak_rss_mb']:,.0f} MB"
+        )
+    m = report["model"]
+    console.print(
+        f"model: {m['name']} v{m['version']}, HistGradientBoosting n_iter_ = {m['n_iter']}, "
+        f"{len(m['features'])} features; project built in {report['project']['build_s']:.0f} s; "
+        f"report: {report['out']}"
+    )
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured and the files that differed from it (the servers ran the working tree)."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--porcelain").splitlines()}
+
+
+def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gb = 0.0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = int(line.split()[1]) / 1024**2
+    os_name = platform.platform()
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    packages = (
+        "mlflow",
+        "fastapi",
+        "uvicorn",
+        "scikit-learn",
+        "onnxruntime",
+        "pandas",
+        "numpy",
+        "uvloop",
+        "httptools",
+    )
+    return {
+        "cpu": cpu,
+        "arch": platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_gb, 1),
+        "os": os_name,
+        "python": platform.python_version(),
+        "wrk": wrk_version(),
+        "packages": {name: version(name) for name in packages},
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+@contextlib.contextmanager
+def workspace(keep: bool) -> Iterator[Path]:
+    """A temporary folder, removed afterwards unless ``keep``; the working directory restored."""
+    cwd = Path.cwd()
+    root = Path(tempfile.mkdtemp(prefix="fraudops-bench-serving-"))
+    try:
+        yield root
+    finally:
+        os.chdir(cwd)
+        if keep:
+            console.print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run(cfg: Config, out: Path, keep: bool) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise typer.BadParameter("wrk is not installed: `apt-get install -y wrk` (make bench does it)")
+    if cfg.connections < cfg.threads:
+        raise typer.BadParameter("--connections must be at least --threads")
+    started = time.perf_counter()
+    with workspace(keep) as root:
+        logs = root / "logs"
+        logs.mkdir()
+        project = build_project(cfg, root)
+        console.print(f"project built in {project.build_s:.0f} s in {root}")
+        if (cpu := cpu_or_none(cfg.load_cpu)) is not None:
+            os.sched_setaffinity(0, {cpu})  # this process (idle during runs) off the servers' core
+        servers: dict[str, Server] = {}
+        code = git_state()  # what the servers import: the working tree as it is now
+        try:
+            with console.status("starting both servers..."):
+                servers["ours"] = start_ours(project, cfg, logs)
+                servers["mlflow"] = start_mlflow(project, cfg, logs)
+            bench = Bench(cfg, project, servers, Timeline(project), logs)
+            if cfg.single:
+                console.print("[bold]one transaction a request[/]")
+                alternate(bench, "single")
+            if cfg.batch:
+                console.print(f"[bold]{cfg.batch_rows:,}-row batches[/]")
+                alternate(bench, "batch")
+            swap = None
+            if cfg.swap:
+                console.print(
+                    f"[bold]swap under load[/] ({cfg.swaps} new versions in {cfg.swap_seconds:g} s)"
+                )
+                swap = swap_under_load(bench)
+        finally:
+            for server in servers.values():
+                server.stop()
+            if any(s.killed or s.exit_code not in (0, -signal.SIGTERM) for s in servers.values()):
+                for server in servers.values():
+                    console.print(
+                        f"{server.name} exit code {server.exit_code}; log tail:\n{tail(server.log_path, 8)}"
+                    )
+        summary = summarise_rounds(bench.runs)
+        report: dict[str, Any] = {
+            "date": dt.date.today().isoformat(),
+            "command": "python -m benchmarks.serving " + " ".join(sys.argv[1:]),
+            "machine": machine(),
+            "config": cfg.__dict__,
+            "model": {
+                "name": project.model_name,
+                "version": project.champion,
+                "n_iter": project.n_iter,
+                "threshold": project.threshold,
+                "features": project.features,
+                "data_version": project.data_version,
+            },
+            "project": {
+                "customers": cfg.customers,
+                "terminals": cfg.terminals,
+                "history_days": cfg.history_days,
+                "history_rows": project.history_rows,
+                "simulated_s_per_transaction": project.step_s,
+                "build_s": project.build_s,
+            },
+            "servers": {
+                name: {"exit_code": s.exit_code, "killed": s.killed, "peak_rss_mb": round(s.peak_rss_mb, 1)}
+                for name, s in servers.items()
+            },
+            "code": code,
+            "summary": summary,
+            "goals": goals(summary, swap),
+            "swap": swap,
+            "runs": bench.runs,
+            "seconds_total": time.perf_counter() - started,
+            "out": str(out),
+        }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    print_report(report)
+    return report
+
+
+@app.command()
+def main(
+    seconds: Annotated[float, typer.Option(min=1, help="Seconds of each measured round.")] = 15.0,
+    warmup: Annotated[
+        float, typer.Option(min=0, help="Seconds of warm-up per target and kind (0: none).")
+    ] = 3.0,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds per target and kind, alternating.")] = 2,
+    swap_seconds: Annotated[float, typer.Option(min=1, help="Seconds of load while the model swaps.")] = 30.0,
+    swaps: Annotated[int, typer.Option(min=1, help="New champion versions during the swap run.")] = 3,
+    connections: Annotated[int, typer.Option(min=1, help="wrk connections.")] = 8,
+    threads: Annotated[int, typer.Option(min=1, max=2, help="wrk threads.")] = 1,
+    batch_rows: Annotated[int, typer.Option(min=1, help="Rows a batch request.")] = 1000,
+    customers: Annotated[int, typer.Option(min=50, help="Customers in the simulated world.")] = 2000,
+    terminals: Annotated[int, typer.Option(min=100, help="Terminals in the simulated world.")] = 4000,
+    history_days: Annotated[int, typer.Option(min=60, help="Days of history to train on.")] = 84,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 7,
+    timeout: Annotated[float, typer.Option(min=1, help="wrk request timeout in seconds.")] = 30.0,
+    server_cpu: Annotated[int, typer.Option(help="Core both servers are pinned to (-1: no pinning).")] = 0,
+    load_cpu: Annotated[int, typer.Option(help="Core wrk is pinned to (-1: no pinning).")] = 1,
+    mlflow_access_log: Annotated[
+        bool, typer.Option(help="Leave mlflow's uvicorn access log on (ours runs without one).")
+    ] = False,
+    reload_interval: Annotated[
+        float, typer.Option(min=0, help="Our API's registry poll interval (0: only /admin/reload swaps).")
+    ] = 0.0,
+    single: Annotated[bool, typer.Option(help="Run the one-transaction rounds.")] = True,
+    batch: Annotated[bool, typer.Option(help="Run the batch rounds.")] = True,
+    swap: Annotated[bool, typer.Option(help="Run the swap under load.")] = True,
+    out: Annotated[Path, typer.Option(help="JSON report.")] = ROOT / "reports" / "bench_serving.json",
+    keep: Annotated[bool, typer.Option(help="Keep the temporary project and the logs.")] = False,
+) -> None:
+    """Our scoring API against `mlflow models serve` on the same champion: throughput, latency, swap."""
+    cfg = Config(
+        seconds=seconds,
+        warmup_seconds=warmup,
+        rounds=rounds,
+        swap_seconds=swap_seconds,
+        swaps=swaps,
+        connections=connections,
+        threads=threads,
+        batch_rows=batch_rows,
+        customers=customers,
+        terminals=terminals,
+        history_days=history_days,
+        seed=seed,
+        timeout_s=timeout,
+        server_cpu=server_cpu,
+        load_cpu=load_cpu,
+        mlflow_access_log=mlflow_access_log,
+        reload_interval_s=reload_interval,
+        single=single,
+        batch=batch,
+        swap=swap,
+    )
+    run(cfg, out, keep)
+
+
+if __name__ == "__main__":
+    app()
