@@ -13,12 +13,11 @@ count each other in, as they do offline. A transaction id seen before replaces i
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import threading
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -48,23 +47,58 @@ def epoch_seconds(when: dt.datetime) -> int:
 
 @dataclass(slots=True)
 class _Series:
-    """One customer's or terminal's transactions, sorted by time (ties in arrival order)."""
+    """One customer's or terminal's transactions, sorted by time (ties in arrival order).
+
+    ``cum`` holds running totals of the rows' values (amount units for a customer, known fraud labels
+    for a terminal): the rows from ``lo`` to ``hi`` sum to ``cum[hi] - cum[lo]``, exactly, in O(1).
+    Appending and dropping the oldest row, the usual changes, keep the totals valid as they are.
+    """
 
     times: list[int] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
-    units: list[int] = field(default_factory=list)  # amounts in 1/AMOUNT_SCALE units
+    cum: list[int] = field(default_factory=lambda: [0])
 
-    def insert(self, seconds: int, tid: str, units: int) -> None:
-        at = bisect_right(self.times, seconds)
-        self.times.insert(at, seconds)
+    def insert(self, seconds: int, tid: str, value: int) -> None:
+        times, cum = self.times, self.cum
+        if not times or seconds >= times[-1]:
+            times.append(seconds)
+            self.ids.append(tid)
+            cum.append(cum[-1] + value)
+            return
+        at = bisect_right(times, seconds)
+        times.insert(at, seconds)
         self.ids.insert(at, tid)
-        self.units.insert(at, units)
+        cum.insert(at + 1, cum[at] + value)
+        if value:
+            cum[at + 2 :] = [total + value for total in cum[at + 2 :]]
+
+    def position(self, seconds: int, tid: str) -> int:
+        ids = self.ids
+        if ids[0] == tid:
+            return 0
+        at = bisect_left(self.times, seconds)
+        while ids[at] != tid:
+            at += 1
+        return at
 
     def remove(self, seconds: int, tid: str) -> None:
-        at = bisect_left(self.times, seconds)
-        while self.ids[at] != tid:
-            at += 1
-        del self.times[at], self.ids[at], self.units[at]
+        at = self.position(seconds, tid)
+        cum = self.cum
+        value = cum[at + 1] - cum[at]
+        del self.times[at], self.ids[at]
+        if at == 0:  # the oldest row: the totals after it stay valid differences
+            del cum[0]
+            return
+        del cum[at + 1]
+        if value:
+            cum[at + 1 :] = [total - value for total in cum[at + 1 :]]
+
+    def set_value(self, seconds: int, tid: str, value: int) -> None:
+        at = self.position(seconds, tid)
+        cum = self.cum
+        delta = value - (cum[at + 1] - cum[at])
+        if delta:
+            cum[at + 1 :] = [total + delta for total in cum[at + 1 :]]
 
 
 class OnlineFeatures:
@@ -85,7 +119,9 @@ class OnlineFeatures:
         self._terminals: dict[int, _Series] = {}
         self._where: dict[str, tuple[int, int, int]] = {}  # id -> (seconds, customer, terminal)
         self._labels: dict[str, int] = {}
-        self._expiry: list[tuple[int, str]] = []  # heap of (seconds, id)
+        # (seconds, id) in arrival order: nearly time order, so the oldest rows leave from the left; a
+        # late-arriving old row waits behind newer ones and leaves a little later, which changes nothing
+        self._expiry: deque[tuple[int, str]] = deque()
         self._newest: int | None = None
         self._pruned_to: int | None = None
 
@@ -115,8 +151,9 @@ class OnlineFeatures:
         )
         with self._lock:
             self._clear()
+            self._labels = {tid: int(v) for tid, v in labels.items()}
             self._insert(list(rows))
-            self._labels = {tid: int(v) for tid, v in labels.items() if tid in self._where}
+            self._labels = {tid: v for tid, v in self._labels.items() if tid in self._where}
             self._pruned_to = cutoff if len(seconds) else None
 
     def record(self, rows: Sequence[Row]) -> np.ndarray:
@@ -133,12 +170,18 @@ class OnlineFeatures:
         Labels of transactions outside the history cannot change any feature, so they are not kept.
         """
         with self._lock:
-            known = {tid: int(v) for tid, v in labels.items() if tid in self._where}
+            where, terminals = self._where, self._terminals
+            known = {tid: int(v) for tid, v in labels.items() if tid in where}
+            for tid, value in known.items():
+                if value != self._labels.get(tid, 0):
+                    seconds, _, terminal = where[tid]
+                    terminals[terminal].set_value(seconds, tid, value)
             self._labels.update(known)
         return len(known)
 
     def _insert(self, rows: Sequence[Row]) -> None:
-        customers, terminals, where = self._customers, self._terminals, self._where
+        customers, terminals, where, labels = self._customers, self._terminals, self._where, self._labels
+        expiry = self._expiry
         for tid, seconds, customer, terminal, amount in rows:
             if tid in where:
                 self._forget(tid)
@@ -150,9 +193,9 @@ class OnlineFeatures:
             series = terminals.get(terminal)
             if series is None:
                 series = terminals[terminal] = _Series()
-            series.insert(seconds, tid, 0)
+            series.insert(seconds, tid, labels.get(tid, 0))
             where[tid] = (seconds, customer, terminal)
-            heapq.heappush(self._expiry, (seconds, tid))
+            expiry.append((seconds, tid))
             if self._newest is None or seconds > self._newest:
                 self._newest = seconds
 
@@ -165,21 +208,20 @@ class OnlineFeatures:
             1.0 if second_of_day // 3600 < self._night_end_hour else 0.0,
         ]
         series = self._customers[customer]
-        times, units = series.times, series.units
+        times, cum = series.times, series.cum
         hi = bisect_right(times, seconds)
         for window in self._customer_windows:
             lo = bisect_right(times, seconds - window, 0, hi)
             n = hi - lo
-            values += (n, (sum(units[lo:hi]) / AMOUNT_SCALE) / n if n else 0.0)
+            values += (n, ((cum[hi] - cum[lo]) / AMOUNT_SCALE) / n if n else 0.0)
         series = self._terminals[terminal]
-        times, ids, labels = series.times, series.ids, self._labels
+        times, cum = series.times, series.cum
         end = seconds - self._delay_s
         hi = bisect_right(times, end)
         for window in self._terminal_windows:
             lo = bisect_right(times, end - window, 0, hi)
             n = hi - lo
-            frauds = sum(map(labels.get, ids[lo:hi], repeat(0))) if labels else 0
-            values += (n, frauds / n if n else 0.0)
+            values += (n, (cum[hi] - cum[lo]) / n if n else 0.0)
         return values
 
     def _forget(self, tid: str) -> None:
@@ -201,7 +243,7 @@ class OnlineFeatures:
         self._pruned_to = cutoff
         expiry, where = self._expiry, self._where
         while expiry and expiry[0][0] <= cutoff:
-            seconds, tid = heapq.heappop(expiry)
+            seconds, tid = expiry.popleft()
             held = where.get(tid)
             if held is not None and held[0] == seconds:
                 self._forget(tid)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
 
 from core.clock import ClockWatch
 from core.predlog import PredictionLogError
@@ -12,9 +16,41 @@ from serving.deps import ChampionDep, Services, ServicesDep
 from serving.errors import error_responses
 from serving.model_store import LoadedModel
 from serving.schemas import BatchIn, BatchOut, ScoreOut, TransactionIn
-from serving.scoring import score_transactions
+from serving.scoring import json_response, score_transactions
 
 router = APIRouter(prefix="/v1", tags=["scoring"], responses=error_responses(400, 413, 422, 503))
+
+
+def inline_schema(model: type[BatchIn]) -> dict[str, Any]:
+    """``model``'s JSON schema for an OpenAPI request body, its nested models referenced in components."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)  # TransactionIn is in the components already (POST /v1/score's body)
+    return schema
+
+
+async def read_batch(request: Request) -> BatchIn:
+    """The batch validated by pydantic straight from the body's bytes.
+
+    FastAPI would decode the JSON into Python objects first and validate those, three times slower for
+    a batch of 1,000 rows. Errors keep FastAPI's form: a 400 for a body that is not UTF-8, a 422 with
+    pydantic's per-field errors located under ``body``.
+    """
+    body = await request.body()
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"There was an error parsing the body: it is not UTF-8 ({exc})",
+        ) from exc
+    try:
+        return BatchIn.model_validate_json(text)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from exc
+
+
+BatchDep = Annotated[BatchIn, Depends(read_batch)]
 
 
 def check_batch_size(rows: int, limit: int) -> None:
@@ -46,7 +82,7 @@ def check_not_future(transactions: list[TransactionIn], clock: ClockWatch) -> No
 
 def score_logged(
     services: Services, champion: LoadedModel, transactions: list[TransactionIn]
-) -> list[ScoreOut]:
+) -> list[dict[str, Any]]:
     """Score and log; 503 when the prediction log cannot take more rows (nothing is lost)."""
     try:
         return score_transactions(services, champion, transactions)
@@ -59,15 +95,21 @@ def score_logged(
 
 
 @router.post("/score", response_model=ScoreOut)
-async def score_one(transaction: TransactionIn, services: ServicesDep, champion: ChampionDep) -> ScoreOut:
+async def score_one(transaction: TransactionIn, services: ServicesDep, champion: ChampionDep) -> Response:
     """Score one raw transaction (on the event loop: features and ONNX take tens of microseconds)."""
     check_not_future([transaction], services.clock)
-    return score_logged(services, champion, [transaction])[0]
+    return json_response(score_logged(services, champion, [transaction])[0])
 
 
-@router.post("/score/batch", response_model=BatchOut)
-def score_batch(batch: BatchIn, services: ServicesDep, champion: ChampionDep) -> BatchOut:
+@router.post(
+    "/score/batch",
+    response_model=BatchOut,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": inline_schema(BatchIn)}}}
+    },
+)
+def score_batch(batch: BatchDep, services: ServicesDep, champion: ChampionDep) -> Response:
     """Score a batch of raw transactions (verdicts in request order)."""
     check_batch_size(len(batch.transactions), services.settings.max_batch_rows)
     check_not_future(batch.transactions, services.clock)
-    return BatchOut(predictions=score_logged(services, champion, batch.transactions))
+    return json_response({"predictions": score_logged(services, champion, batch.transactions)})
