@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 INIT_SCRIPT = ROOT / "deploy" / "postgres" / "init-databases.sql"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-STARTUP_TIMEOUT_S = 60.0
+STARTUP_TIMEOUT_S = 180.0  # a cold `mlflow server` start took over a minute on a busy 2-core machine
 MODEL_NAME = "team-setup-check"
 
 
