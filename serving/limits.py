@@ -52,7 +52,10 @@ class BodySizeLimit:
             return
         limit = self.limit
         declared = _declared_length(scope)
-        if declared is not None and declared > limit:
+        if declared is not None:  # the server reads no more than Content-Length: nothing to count
+            if declared <= limit:
+                await self.app(scope, receive, send)
+                return
             detail = too_large(f"{declared} bytes", limit)
             await JSONResponse({"detail": detail}, CONTENT_TOO_LARGE)(scope, receive, send)
             return
