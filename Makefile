@@ -15,7 +15,7 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup demo test lint bench serve mlflow-ui prefect-ui clean
+.PHONY: help setup demo test lint bench serve schedule mlflow-ui prefect-ui clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ bench: setup ## Run the benchmarks and print their figures (see docs/benchmarks.
 
 serve: setup ## Serve the champion model on 127.0.0.1:8000
 	$(BIN)/fraudops serve
+
+schedule: setup ## Serve the flows with Prefect until Ctrl-C: monitoring on FRAUDOPS_MONITOR_CRON, training on demand
+	$(BIN)/fraudops schedule
 
 # the store locations come from the project's settings (core/settings.py), not from here
 SETTING = $(BIN)/python -c "from core.settings import get_settings; print(get_settings().$(1))"

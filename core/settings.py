@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=60.0, gt=0)
     task_retries: int = Field(default=2, ge=0, description="Retries of flow tasks that call other services.")
     retry_delay_s: float = Field(default=5.0, ge=0, description="Delay between those retries (0 in tests).")
+    monitor_cron: str = Field(
+        default="0 6 * * *", description="When `fraudops schedule` runs the monitoring flow (cron, UTC)."
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_outside_development(self) -> Settings:

@@ -6,16 +6,22 @@ import datetime as dt
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from core.params import load_params
-from core.settings import apply_tool_environment, get_settings
+from core.settings import Settings, apply_tool_environment, get_settings
 from core.simulator import SimulationConfig
 from fraudops.errors import UserError, ensure_port_free, err_console, friendly_errors
+from fraudops.schedule import DEFAULT_PORT as PREFECT_PORT
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+    from fraudops.schedule import PrefectApi
 
 console = Console()
 if not console.is_terminal:  # logs and pipes: wide enough for the summary tables
@@ -34,6 +40,7 @@ clock_app = typer.Typer(help="Show or move the simulated calendar (labels are re
 app.add_typer(clock_app, name="clock")
 
 SIM_DEFAULTS = SimulationConfig()
+MONITOR_CRON = Settings.model_fields["monitor_cron"].default
 QUIET_LOGGERS = ("mlflow", "dvc", "alembic", "urllib3", "httpx", "prefect", "distributed", "skops")
 
 
@@ -272,6 +279,66 @@ def monitor_history() -> None:
             "; ".join(rec.get("reasons", [])),
         )
     console.print(table)
+
+
+@app.command()
+def schedule(
+    cron: Annotated[
+        str | None,
+        typer.Option(
+            help=f"When monitoring runs, cron in UTC (default: FRAUDOPS_MONITOR_CRON, {MONITOR_CRON!r})."
+        ),
+    ] = None,
+    interval: Annotated[
+        int | None,
+        typer.Option(min=10, help="Run monitoring every N seconds instead (e.g. 300 to watch it work)."),
+    ] = None,
+    retrain: Annotated[bool, typer.Option(help="Scheduled runs retrain when the policy says so.")] = True,
+    prefect_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Port of the Prefect server to use or start on 127.0.0.1.")
+    ] = PREFECT_PORT,
+) -> None:
+    """Serve the flows with Prefect until Ctrl-C: monitoring on a schedule, training on demand.
+
+    Schedules need a Prefect server: the one PREFECT_API_URL names, else the one on
+    127.0.0.1:--prefect-port (`make prefect-ui`), else one started here and stopped on exit.
+    """
+    from fraudops import schedule as sched
+
+    settings = get_settings()
+    prepare_prefect()
+    cron = cron or settings.monitor_cron
+    timeout_s = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
+    with friendly_errors():
+        deployments = sched.build_deployments(cron, interval, retrain)  # a bad cron fails here, in one line
+        with console.status("connecting to the Prefect server (starting one if none runs)..."):
+            api = sched.find_or_start_server(settings, prefect_port, timeout_s)
+    with sched.prefect_api(api):
+        print_schedule(api, deployments, sched.describe_schedule(cron, interval))
+        sched.serve(deployments)
+    console.print("stopped: schedules paused" + (", Prefect server stopped" if api.process else ""))
+
+
+def print_schedule(api: PrefectApi, deployments: list[RunnerDeployment], when: str) -> None:
+    """What is served, how to run it by hand, where to watch it and how to stop."""
+    where = f"started by this command, log {api.log_path}" if api.process else "already running"
+    console.print(f"Prefect API {api.url} ({where})")
+    table = Table(title="Served deployments")
+    for col in ("deployment", "runs", "parameters", "run it now"):
+        table.add_column(col)
+    for deployment in deployments:
+        name = f"{deployment.flow_name}/{deployment.name}"
+        params = ", ".join(f"{k}={v!r}" for k, v in deployment.parameters.items())
+        runs = when if deployment.schedules else "on demand"
+        table.add_row(name, runs, params, f"prefect deployment run '{name}'")
+    console.print(table)
+    console.print(
+        f"Prefect UI: {api.ui_url}/deployments (flow runs, logs, 'Quick run'); "
+        f"from another shell: PREFECT_API_URL={api.url} .venv/bin/prefect deployment run '<deployment>'"
+    )
+    console.print(
+        "Stop with Ctrl-C: the schedules are paused" + (", the server stops" if api.process else "") + "."
+    )
 
 
 @clock_app.command("show")

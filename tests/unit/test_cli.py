@@ -26,7 +26,7 @@ def restore_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
-COMMANDS = ["demo", "simulate", "ingest", "train", "serve", "monitor", "clock"]
+COMMANDS = ["demo", "simulate", "ingest", "train", "serve", "monitor", "schedule", "clock"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

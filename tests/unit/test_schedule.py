@@ -1,0 +1,178 @@
+"""``fraudops schedule``: the deployments it serves, and a served run of the monitoring flow.
+
+The session's Prefect test server runs no scheduler service (Prefect's temporary servers never do), so
+the served test creates the run the scheduler would create (Scheduled, due now) and checks that the
+command's runner executes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.flows import load_flow_from_entrypoint
+from typer.testing import CliRunner
+
+from core.registry import (
+    CHAMPION,
+    TAG_DATA_VERSION,
+    TAG_FEATURES,
+    TAG_LABEL_DELAY,
+    TAG_THRESHOLD,
+    registry_client,
+)
+from core.settings import Settings
+from fraudops.cli import app
+from fraudops.schedule import MONITOR_DEPLOYMENT, TRAIN_DEPLOYMENT, TRAIN_REASON, build_deployments
+from monitoring.flow import monitoring_flow
+from monitoring.history import read_history
+from pipelines.flows import training_flow
+
+SERVE_TIMEOUT_S = 120.0
+
+
+def test_monitoring_runs_on_the_cron_and_training_on_demand() -> None:
+    monitor, train = build_deployments("15 4 * * *")
+    assert (monitor.flow_name, monitor.name) == ("monitor", MONITOR_DEPLOYMENT)
+    assert monitor.entrypoint == "monitoring.flow.monitoring_flow"
+    [schedule] = monitor.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == (
+        "15 4 * * *",
+        "UTC",
+        True,
+    )
+    assert monitor.parameters == {"today": None, "retrain": True}
+    assert (train.flow_name, train.name) == ("train", TRAIN_DEPLOYMENT)
+    assert train.entrypoint == "pipelines.flows.training_flow"
+    assert train.schedules == []
+    assert train.parameters == {"reason": TRAIN_REASON}
+    # a flow run loads the flow from its entrypoint: it must be the very flow object
+    assert load_flow_from_entrypoint(monitor.entrypoint) is monitoring_flow
+    assert load_flow_from_entrypoint(train.entrypoint) is training_flow
+
+
+def test_an_interval_replaces_the_cron_and_retraining_can_be_off() -> None:
+    monitor, _ = build_deployments("15 4 * * *", interval_s=300, retrain=False)
+    [schedule] = monitor.schedules
+    assert schedule.schedule.interval == dt.timedelta(seconds=300)
+    assert monitor.parameters == {"today": None, "retrain": False}
+    assert "retraining off" in (monitor.description or "")
+
+
+def test_a_bad_cron_is_refused_in_one_line(project_settings: Settings) -> None:
+    result = CliRunner().invoke(app, ["schedule", "--cron", "61 * * * *"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error:") and "61 * * * *" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def register_bare_champion(settings: Settings) -> None:
+    """A champion version with the tags monitoring reads and no artifacts (no reference: no drift check)."""
+    (settings.stores_dir / "mlflow").mkdir(parents=True, exist_ok=True)
+    client = registry_client(settings.tracking_uri)
+    experiment = client.create_experiment("fraudops", artifact_location=settings.artifact_root.as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    client.set_terminated(run_id)
+    client.create_registered_model(settings.model_name)
+    tags = {
+        TAG_THRESHOLD: "0.5",
+        TAG_FEATURES: json.dumps(["tx_amount"]),
+        TAG_LABEL_DELAY: "7",
+        TAG_DATA_VERSION: "d1",
+    }
+    version = client.create_model_version(
+        settings.model_name, f"runs:/{run_id}/model", run_id=run_id, tags=tags
+    )
+    client.set_registered_model_alias(settings.model_name, CHAMPION, version.version)
+
+
+def wait_for(
+    what: str, probe: Any, process: subprocess.Popen[str], timeout_s: float = SERVE_TIMEOUT_S
+) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail with the command's output if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"fraudops schedule exited ({process.returncode}) before {what}:\n{process.communicate()[0]}"
+            )
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.5)
+    process.kill()
+    pytest.fail(f"no {what} within {timeout_s:.0f} s:\n{process.communicate()[0]}")
+
+
+def test_schedule_serves_a_run_of_the_monitoring_flow_then_stops_on_ctrl_c(
+    project_settings: Settings, prefect_server: None
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL
+
+    register_bare_champion(project_settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= {
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),  # the session's server: no second one is started
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "FRAUDOPS_PROJECT_DIR": str(project_settings.project_dir),
+    }
+    command = [
+        str(Path(sys.executable).with_name("fraudops")),
+        "schedule",
+        "--interval",
+        "3600",
+        "--no-retrain",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=project_settings.project_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with get_client(sync_client=True) as client:
+
+            def served() -> Any:
+                try:
+                    return client.read_deployment_by_name(f"monitor/{MONITOR_DEPLOYMENT}")
+                except ObjectNotFound:
+                    return None
+
+            deployment = wait_for("the monitoring deployment", served, process)
+            assert deployment.parameters == {"today": None, "retrain": False}
+            assert deployment.schedules[0].schedule.interval == dt.timedelta(hours=1)
+            # what the scheduler service creates: a run of the deployment, Scheduled and due now
+            run = client.create_flow_run_from_deployment(deployment.id)
+            final = wait_for(
+                "the end of the served run",
+                lambda: (s := client.read_flow_run(run.id).state) and s.is_final() and s,
+                process,
+            )
+            assert final.is_completed(), final.message
+            [record] = read_history(project_settings)
+            assert record["model"]["version"] == "1"
+            assert record["retrain"] is None
+
+            process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            output, _ = process.communicate(timeout=60)
+            assert process.returncode == 0, output
+            assert client.read_deployment_by_name(f"monitor/{MONITOR_DEPLOYMENT}").paused, output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "monitor/scheduled" in output and "train/manual" in output
+    assert "every 1:00:00" in output and "Ctrl-C" in output
+    assert "stopped: schedules paused" in output
