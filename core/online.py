@@ -73,16 +73,27 @@ class _Series:
             cum[at + 2 :] = [total + value for total in cum[at + 2 :]]
 
     def position(self, seconds: int, tid: str) -> int:
-        ids = self.ids
-        if ids[0] == tid:
+        """Index of the row ``tid`` at ``seconds``, or -1 when the series no longer holds it."""
+        times, ids = self.times, self.ids
+        if ids and ids[0] == tid:
             return 0
-        at = bisect_left(self.times, seconds)
-        while ids[at] != tid:
+        at = bisect_left(times, seconds)
+        while at < len(ids) and times[at] == seconds:
+            if ids[at] == tid:
+                return at
             at += 1
-        return at
+        return -1
+
+    def trim(self, cutoff: int) -> None:
+        """Drop the rows at or before ``cutoff`` (the oldest: the totals after them stay valid)."""
+        drop = bisect_right(self.times, cutoff)
+        if drop:
+            del self.times[:drop], self.ids[:drop], self.cum[:drop]
 
     def remove(self, seconds: int, tid: str) -> None:
         at = self.position(seconds, tid)
+        if at < 0:
+            return
         cum = self.cum
         value = cum[at + 1] - cum[at]
         del self.times[at], self.ids[at]
@@ -95,6 +106,8 @@ class _Series:
 
     def set_value(self, seconds: int, tid: str, value: int) -> None:
         at = self.position(seconds, tid)
+        if at < 0:
+            return
         cum = self.cum
         delta = value - (cum[at + 1] - cum[at])
         if delta:
@@ -160,9 +173,11 @@ class OnlineFeatures:
         """Add ``rows`` to the history and return their features (float32, rows x :attr:`names`)."""
         with self._lock:
             self._insert(rows)
-            features = [self._features(row) for row in rows]
+            flat: list[float] = []
+            for row in rows:
+                self._features(row, flat)
             self._prune()
-        return np.asarray(features, dtype=np.float64).reshape(len(rows), len(self.names)).astype(np.float32)
+        return np.array(flat, dtype=np.float64).reshape(len(rows), len(self.names)).astype(np.float32)
 
     def add_labels(self, labels: Mapping[str, int]) -> int:
         """Record fraud labels; returns how many concern transactions in the history.
@@ -199,14 +214,15 @@ class OnlineFeatures:
             if self._newest is None or seconds > self._newest:
                 self._newest = seconds
 
-    def _features(self, row: Row) -> list[float]:
+    def _features(self, row: Row, values: list[float]) -> None:
+        """Append the row's features, in :attr:`names` order, to ``values``."""
         _, seconds, customer, terminal, amount = row
         day, second_of_day = divmod(seconds, DAY_S)
-        values = [
+        values += (
             amount,
             1.0 if (day + EPOCH_WEEKDAY) % 7 >= 5 else 0.0,
             1.0 if second_of_day // 3600 < self._night_end_hour else 0.0,
-        ]
+        )
         series = self._customers[customer]
         times, cum = series.times, series.cum
         hi = bisect_right(times, seconds)
@@ -222,16 +238,16 @@ class OnlineFeatures:
             lo = bisect_right(times, end - window, 0, hi)
             n = hi - lo
             values += (n, (cum[hi] - cum[lo]) / n if n else 0.0)
-        return values
 
     def _forget(self, tid: str) -> None:
         seconds, customer, terminal = self._where.pop(tid)
         self._labels.pop(tid, None)
         for entities, key in ((self._customers, customer), (self._terminals, terminal)):
-            series = entities[key]
-            series.remove(seconds, tid)
-            if not series.times:
-                del entities[key]
+            series = entities.get(key)
+            if series is not None:
+                series.remove(seconds, tid)
+                if not series.times:
+                    del entities[key]
 
     def _prune(self) -> None:
         """Drop rows no future window reaches (behind the newest transaction by the horizon)."""
@@ -241,9 +257,22 @@ class OnlineFeatures:
         if self._pruned_to is not None and cutoff < self._pruned_to + PRUNE_STEP_S:
             return
         self._pruned_to = cutoff
-        expiry, where = self._expiry, self._where
+        expiry, where, labels = self._expiry, self._where, self._labels
+        customers: set[int] = set()
+        terminals: set[int] = set()
         while expiry and expiry[0][0] <= cutoff:
             seconds, tid = expiry.popleft()
             held = where.get(tid)
             if held is not None and held[0] == seconds:
-                self._forget(tid)
+                del where[tid]
+                labels.pop(tid, None)
+                customers.add(held[1])
+                terminals.add(held[2])
+        # each series touched loses its expired rows at once, with one binary search
+        for entities, keys in ((self._customers, customers), (self._terminals, terminals)):
+            for key in keys:
+                series = entities.get(key)
+                if series is not None:
+                    series.trim(cutoff)
+                    if not series.times:
+                        del entities[key]
