@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 
 class DataParams(BaseModel):
@@ -82,14 +82,55 @@ class GateParams(BaseModel):
     first_model_ap_margin: float
 
 
+# Evidently's drift methods for numerical columns (the monitor declares every feature numerical);
+# tests/unit/test_monitoring_policy.py checks this list against Evidently's registry
+DRIFT_METHODS = frozenset(
+    {
+        "anderson",
+        "cramer_von_mises",
+        "ed",
+        "empirical_mmd",
+        "es",
+        "hellinger",
+        "jensenshannon",
+        "kl_div",
+        "ks",
+        "mannw",
+        "psi",
+        "t_test",
+        "wasserstein",
+    }
+)
+
+
 class MonitoringParams(BaseModel):
-    window_days: int
-    min_rows: int
-    drift_share: float
-    reference_rows: int
-    ap_drop: float
-    min_labelled_frauds: int
-    cooldown_days: int
+    """The monitor's policy: window, minimum evidence, drift tests, performance floor, cool-down."""
+
+    window_days: int = Field(ge=1)
+    min_rows: int = Field(ge=1)
+    drift_share: float = Field(gt=0, le=1)
+    drift_methods: dict[str, str]  # column -> Evidently method, where its default does not fit
+    drift_thresholds: dict[str, float]  # column -> that method's threshold
+    prediction_drift_method: str
+    prediction_drift_threshold: float = Field(gt=0)
+    prediction_drift_retrains: bool
+    reference_rows: int = Field(ge=1)
+    ap_drop_std: float = Field(gt=0)
+    ap_drop: float = Field(ge=0)
+    min_labelled_frauds: int = Field(ge=1)
+    cooldown_days: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _methods_exist(self) -> MonitoringParams:
+        methods = [*self.drift_methods.values(), self.prediction_drift_method]
+        unknown = sorted(set(methods) - DRIFT_METHODS)
+        if unknown:
+            raise ValueError(
+                f"monitoring: unknown drift method(s) {unknown}: choose from {', '.join(sorted(DRIFT_METHODS))}"
+            )
+        if any(value <= 0 for value in self.drift_thresholds.values()):
+            raise ValueError("monitoring.drift_thresholds: every threshold must be above 0")
+        return self
 
 
 class Params(BaseModel):
@@ -100,6 +141,18 @@ class Params(BaseModel):
     model: ModelParams
     gate: GateParams
     monitoring: MonitoringParams
+
+    @model_validator(mode="after")
+    def _monitored_columns_are_features(self) -> Params:
+        from core.features import feature_names  # core.features imports this module
+
+        named = set(self.monitoring.drift_methods) | set(self.monitoring.drift_thresholds)
+        unknown = sorted(named - set(feature_names(self.features)))
+        if unknown:
+            raise ValueError(
+                f"monitoring: drift_methods/drift_thresholds name columns that are not features: {unknown}"
+            )
+        return self
 
 
 def load_params(path: Path) -> Params:

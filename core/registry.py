@@ -11,9 +11,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from core.schemas import SCORE_COLUMNS
+
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_ARTIFACT = "model"
-REFERENCE_ARTIFACT = "reference/reference.parquet"
+REFERENCE_ARTIFACT = "reference/reference.parquet"  # training rows: the features and SCORE_COLUMN
+SCORE_COLUMN = SCORE_COLUMNS[0]  # the model's score, named as in the prediction log
 ONNX_ARTIFACT = "onnx/model.onnx"  # the same model as ONNX, checked against scikit-learn at training
 TAG_THRESHOLD = "fraudops.threshold"
 TAG_FEATURES = "fraudops.features"

@@ -8,13 +8,16 @@ its report shows the names the model uses.
 The decisions are Evidently's, read from its test results: the ``DriftedColumnsCount`` test (share of
 drifted columns less than ``drift_share``) fails when the dataset drifted, and each column's
 ``ValueDrift`` test fails when that column drifted. Nothing is recomputed here.
+
+Prediction drift is one more ``ValueDrift`` in the same report, on the model's score: the window's
+scores against the scores of the reference rows. It is kept out of the share of drifted features.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,22 @@ VALUE_DRIFT_METRIC = "evidently:metric_v2:ValueDrift"
 
 
 @dataclass(frozen=True)
+class DriftConfig:
+    """How Evidently judges drift: the dataset's share, per-column methods and thresholds, the score's test.
+
+    A method or threshold not named for a column is Evidently's default (Wasserstein distance, normed,
+    0.1 for numerical columns above 1,000 reference rows; Jensen-Shannon distance for five values or
+    fewer; KS or chi-squared below 1,000 rows).
+    """
+
+    drift_share: float = 0.5
+    methods: dict[str, str] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    score_method: str | None = None
+    score_threshold: float | None = None
+
+
+@dataclass(frozen=True)
 class DriftResult:
     """Evidently's verdict on one window: dataset drift, its share and each column's test."""
 
@@ -38,10 +57,11 @@ class DriftResult:
     drifted_columns: list[str]
     n_columns: int
     column_scores: dict[str, dict[str, Any]]
-    html_path: Path
+    html_path: Path | None
     drift_share: float = 0.5
     reference_rows: int = 0
     current_rows: int = 0
+    prediction: dict[str, Any] | None = None  # the score's ValueDrift test (None: not checked)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy."""
@@ -52,9 +72,10 @@ class DriftResult:
             "drifted_columns": self.drifted_columns,
             "n_columns": self.n_columns,
             "column_scores": self.column_scores,
+            "prediction": self.prediction,
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
-            "html_path": str(self.html_path),
+            "html_path": str(self.html_path) if self.html_path else None,
         }
 
 
@@ -74,33 +95,62 @@ def features_from_log(predictions: pd.DataFrame, features: list[str]) -> pd.Data
 
 
 def detect_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], html_path: Path, drift_share: float
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: list[str],
+    html_path: Path | None,
+    drift_share: float = 0.5,
+    config: DriftConfig | None = None,
+    score_column: str | None = None,
 ) -> DriftResult:
-    """Run Evidently's DataDriftPreset on ``columns``, save its HTML report and return its verdict."""
+    """Run Evidently's DataDriftPreset on ``columns`` (and ValueDrift on ``score_column``); return its verdict.
+
+    ``config`` (methods, thresholds, share) overrides ``drift_share``. The HTML report is saved when
+    ``html_path`` is given. The score is checked only when both frames have ``score_column``.
+    """
     from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
-    definition = DataDefinition(numerical_columns=columns)
-    report = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True)
-    snapshot = report.run(
-        current_data=Dataset.from_pandas(current[columns], data_definition=definition),
-        reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
+    config = config or DriftConfig(drift_share=drift_share)
+    checked = [*columns]
+    metrics: list[Any] = [
+        DataDriftPreset(
+            columns=columns,
+            drift_share=config.drift_share,
+            per_column_method={c: m for c, m in config.methods.items() if c in columns} or None,
+            per_column_threshold={c: t for c, t in config.thresholds.items() if c in columns} or None,
+        )
+    ]
+    if score_column and score_column in reference.columns and score_column in current.columns:
+        checked.append(score_column)
+        metrics.append(
+            ValueDrift(column=score_column, method=config.score_method, threshold=config.score_threshold)
+        )
+    definition = DataDefinition(numerical_columns=checked)
+    snapshot = Report(metrics, include_tests=True).run(
+        current_data=Dataset.from_pandas(current[checked], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference[checked], data_definition=definition),
     )
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(html_path))
-    result = read_verdict(json.loads(snapshot.json()), html_path, drift_share)
+    if html_path is not None:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.save_html(str(html_path))
+    result = read_verdict(json.loads(snapshot.json()), html_path, config.drift_share, score_column)
     log.info(
-        "drift: %d/%d columns drifted (share %.2f, dataset drift %s); report %s",
+        "drift: %d/%d columns drifted (share %.2f, dataset drift %s), prediction drift %s; report %s",
         len(result.drifted_columns),
         result.n_columns,
         result.share,
         result.drifted,
+        result.prediction["drifted"] if result.prediction else "not checked",
         html_path,
     )
     return replace(result, reference_rows=len(reference), current_rows=len(current))
 
 
-def read_verdict(results: dict[str, Any], html_path: Path, drift_share: float) -> DriftResult:
+def read_verdict(
+    results: dict[str, Any], html_path: Path | None, drift_share: float, score_column: str | None = None
+) -> DriftResult:
     """Build a :class:`DriftResult` from ``snapshot.json()``: metric values and test statuses."""
     values = {m["id"]: m["value"] for m in results["metrics"]}
     dataset_drifted = False
@@ -121,6 +171,7 @@ def read_verdict(results: dict[str, Any], html_path: Path, drift_share: float) -
             }
     if share is None:
         raise RuntimeError("Evidently's report has no DriftedColumnsCount test: cannot judge dataset drift")
+    prediction = column_scores.pop(score_column, None) if score_column else None
     return DriftResult(
         drifted=dataset_drifted,
         share=share,
@@ -129,6 +180,7 @@ def read_verdict(results: dict[str, Any], html_path: Path, drift_share: float) -
         column_scores=column_scores,
         html_path=html_path,
         drift_share=drift_share,
+        prediction=None if prediction is None else {"column": score_column, **prediction},
     )
 
 

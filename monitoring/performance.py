@@ -1,17 +1,23 @@
 """Live performance from delayed labels: join scored transactions with their feedback and measure.
 
 Only transactions whose labels have been released can be judged, so the monitor measures a window
-that ends at :func:`core.clock.last_labelled_day`, not the newest scored days.
+that ends at :func:`core.clock.last_labelled_day`, not the newest scored days. The week is judged
+as training judged its validation weeks: cards already known to be compromised (a labelled fraud
+whose label had arrived by then) leave it, since their later frauds are the easiest to find and
+would make a live week look better than the validation figures it is compared with.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from core.metrics import evaluate_scores
+from core.params import Params
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,28 @@ def label_predictions(predictions: pd.DataFrame, feedback: pd.DataFrame) -> pd.D
     scored = predictions[[c for c in LABELLED_COLUMNS if c != "tx_fraud" and c in predictions.columns]]
     labels = feedback[["transaction_id", "tx_fraud"]].astype({"tx_fraud": "int64"})
     return scored.merge(labels, on="transaction_id", how="inner", validate="one_to_one")
+
+
+def lookback_start(start: dt.date, params: Params) -> dt.date:
+    """First day whose frauds can mark a card as known in a labelled window starting on ``start``."""
+    return start - dt.timedelta(days=params.evaluation.gap_days + params.evaluation.train_days)
+
+
+def drop_known_cards(labelled: pd.DataFrame, start: dt.date, end: dt.date, params: Params) -> pd.DataFrame:
+    """The labelled rows of [start, end] minus those of cards already known to be compromised.
+
+    ``labelled`` reaches back to :func:`lookback_start`; the rule is training's own
+    (:func:`pipelines.train.drop_known_compromised`), applied as if [start, end] were a test week.
+    """
+    from pipelines.train import Windows, drop_known_compromised
+
+    if labelled.empty:
+        return labelled
+    gap = dt.timedelta(days=params.evaluation.gap_days + 1)
+    windows = Windows(lookback_start(start, params), start - gap, start, end)
+    days = labelled["tx_datetime"].dt.date
+    week = labelled[(days >= start) & (days <= end)]
+    return drop_known_compromised(labelled, windows, week)
 
 
 def measure_performance(labelled: pd.DataFrame, threshold: float, k: int) -> dict[str, Any]:
@@ -61,3 +89,25 @@ def measure_performance(labelled: pd.DataFrame, threshold: float, k: int) -> dic
         frauds,
     )
     return {**metrics, **summary, "rows": rows, "measured": True}
+
+
+def save_performance_report(labelled: pd.DataFrame, threshold: float, html_path: Path) -> Path:
+    """Evidently's classification report of the labelled week at the model's threshold (HTML)."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    frame = labelled[["tx_fraud", "fraud_probability"]].astype(
+        {"tx_fraud": "int64", "fraud_probability": float}
+    )
+    definition = DataDefinition(
+        classification=[
+            BinaryClassification(target="tx_fraud", prediction_probas="fraud_probability", pos_label=1)
+        ],
+        numerical_columns=["fraud_probability"],
+    )
+    snapshot = Report([ClassificationPreset(probas_threshold=threshold)]).run(
+        current_data=Dataset.from_pandas(frame, data_definition=definition), reference_data=None
+    )
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(html_path))
+    return html_path

@@ -1,13 +1,20 @@
 """The retraining policy: what the monitor's evidence calls for, with reasons a person can check.
 
 Order of the rules: too few scored rows stops everything (a small window makes false alarms); then
-dataset drift (Evidently's verdict) and a live average precision below the expected one each ask for
-a retrain; a retrain asked for within the cool-down after the last one is held back.
+dataset drift (Evidently's verdict), prediction drift (when ``prediction_drift_retrains``) and a live
+average precision below the champion's validation figures each ask for a retrain; a retrain asked for
+within the cool-down after the last one is held back.
+
+The performance floor is the mean AP of the champion's validation folds minus ``ap_drop_std``
+standard deviations of those folds: a week as bad as that is unlikely from the weeks the champion was
+chosen on. With fewer than two folds there is no spread to measure, and the floor falls back to the
+expected AP minus ``ap_drop``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,10 +32,38 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What the champion promised at training: AP over its validation folds, and alerts at its threshold."""
+
+    average_precision: float  # mean over the folds
+    average_precision_std: float | None = None  # sample standard deviation (None below two folds)
+    folds: int = 1
+    precision: float | None = None  # mean precision and recall at the threshold over the folds
+    recall: float | None = None
+    source: str = "validation folds"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly copy."""
+        return dict(self.__dict__)
+
+
+def ap_floor(expected: Expected, params: MonitoringParams) -> tuple[float, str]:
+    """The live AP below which performance has dropped, and how it was set."""
+    std = expected.average_precision_std
+    mean = expected.average_precision
+    if expected.folds >= 2 and std is not None and math.isfinite(std):
+        return (
+            mean - params.ap_drop_std * std,
+            f"{expected.source} mean {mean:.2f} - {params.ap_drop_std:g} x std {std:.2f} ({expected.folds} folds)",
+        )
+    return mean - params.ap_drop, f"expected {mean:.2f} - ap_drop {params.ap_drop}"
+
+
 def decide(
     drift: DriftResult | None,
     live: dict[str, Any] | None,
-    expected_ap: float | None,
+    expected: Expected | None,
     params: MonitoringParams,
     today: dt.date,
     last_retrain: dt.date | None,
@@ -41,11 +76,15 @@ def decide(
             "not-enough-data",
             [f"only {rows} scored transactions in the window (< min_rows {params.min_rows}): no judgement"],
         )
-    drift_reason, drift_alarm = judge_drift(drift)
-    perf_reason, perf_alarm = judge_performance(live, expected_ap, params, labelled_frauds)
-    if not (drift_alarm or perf_alarm):
-        return Decision("none", [drift_reason, perf_reason])
-    triggers = [r for r, alarm in ((drift_reason, drift_alarm), (perf_reason, perf_alarm)) if alarm]
+    judged = [
+        judge_drift(drift),
+        judge_prediction_drift(drift, params),
+        judge_performance(live, expected, params, labelled_frauds),
+    ]
+    judged = [(reason, alarm) for reason, alarm in judged if reason]
+    triggers = [reason for reason, alarm in judged if alarm]
+    if not triggers:
+        return Decision("none", [reason for reason, _ in judged])
     if last_retrain is not None and 0 <= (today - last_retrain).days < params.cooldown_days:
         days = (today - last_retrain).days
         held = f"cooldown: last retrain on {last_retrain}, {days} < {params.cooldown_days} days ago"
@@ -66,10 +105,23 @@ def judge_drift(drift: DriftResult | None) -> tuple[str, bool]:
     return f"no dataset drift: {counted} (share {drift.share:.2f} < {drift.drift_share})", False
 
 
+def judge_prediction_drift(drift: DriftResult | None, params: MonitoringParams) -> tuple[str, bool]:
+    """A sentence on the score distribution's drift (empty when it was not checked), and whether it alarms."""
+    if drift is None or drift.prediction is None:
+        return "", False
+    test = drift.prediction
+    compared = f"{test['method']} {test['score']:.3f}"
+    if not test["drifted"]:
+        return f"no prediction drift: {compared} < {test['threshold']:g}", False
+    if params.prediction_drift_retrains:
+        return f"prediction drift: {compared} >= {test['threshold']:g}", True
+    return f"prediction drift: {compared} >= {test['threshold']:g} (not a retrain trigger)", False
+
+
 def judge_performance(
-    live: dict[str, Any] | None, expected_ap: float | None, params: MonitoringParams, labelled_frauds: int
+    live: dict[str, Any] | None, expected: Expected | None, params: MonitoringParams, labelled_frauds: int
 ) -> tuple[str, bool]:
-    """A sentence on live average precision against the expected one, and whether it is an alarm."""
+    """A sentence on live average precision against the champion's validation figures, and whether it alarms."""
     if labelled_frauds < params.min_labelled_frauds:
         return (
             f"performance not judged: {labelled_frauds} labelled frauds "
@@ -79,13 +131,13 @@ def judge_performance(
     if live is None or not live.get("measured"):
         why = live.get("reason") if live else "no labelled window"
         return f"performance not judged: {why}", False
-    if expected_ap is None:
+    if expected is None:
         return f"live AP {live['average_precision']:.2f}; no expected AP recorded for the model", False
-    ap, floor = float(live["average_precision"]), expected_ap - params.ap_drop
+    ap = float(live["average_precision"])
+    floor, how = ap_floor(expected, params)
     if ap < floor:
         return (
-            f"performance drop: live AP {ap:.2f} < expected {expected_ap:.2f} - ap_drop {params.ap_drop}"
-            f" = {floor:.2f} ({labelled_frauds} labelled frauds)",
+            f"performance drop: live AP {ap:.2f} < {how} = {floor:.2f} ({labelled_frauds} labelled frauds)",
             True,
         )
-    return f"live AP {ap:.2f} vs expected {expected_ap:.2f} (alarm below {floor:.2f})", False
+    return f"live AP {ap:.2f} vs expected {expected.average_precision:.2f} (alarm below {floor:.2f})", False

@@ -65,16 +65,16 @@ def use_store(settings: Settings) -> None:
     mlflow.set_registry_uri(settings.tracking_uri)
 
 
-def ensure_experiment(settings: Settings) -> str:
+def ensure_experiment(settings: Settings, name: str = EXPERIMENT) -> str:
     """The experiment id, created with its artifacts inside the project's store."""
     import mlflow
 
     use_store(settings)
-    found = mlflow.get_experiment_by_name(EXPERIMENT)
+    found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
     settings.artifact_root.mkdir(parents=True, exist_ok=True)
-    return str(mlflow.create_experiment(EXPERIMENT, artifact_location=settings.artifact_root.as_uri()))
+    return str(mlflow.create_experiment(name, artifact_location=settings.artifact_root.as_uri()))
 
 
 def git_commit(root: Path) -> str:

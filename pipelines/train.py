@@ -8,7 +8,7 @@ reported: ROC AUC, average precision and card precision@k, each with its random 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -204,6 +204,18 @@ class Selection:
     threshold_note: str
     candidates: list[dict[str, Any]]
     folds: int
+    # the chosen candidate on each validation fold at the chosen threshold: the figures monitoring
+    # compares live weeks with (average precision, precision and recall at the threshold)
+    fold_metrics: list[dict[str, float]] = field(default_factory=list)
+
+    def validation_summary(self) -> dict[str, float]:
+        """Mean and standard deviation over the validation folds of each fold metric, and the fold count."""
+        out = {"validation_folds": float(len(self.fold_metrics))}
+        for key in FOLD_METRICS:
+            values = np.array([fold[key] for fold in self.fold_metrics], dtype=float)
+            out[f"validation_{key}_mean"] = float(np.mean(values)) if values.size else float("nan")
+            out[f"validation_{key}_std"] = float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
+        return out
 
 
 def select_model(table: pd.DataFrame, windows: Windows, params: Params) -> Selection:
@@ -240,7 +252,25 @@ def select_model(table: pd.DataFrame, windows: Windows, params: Params) -> Selec
     assert best is not None  # the grid always holds at least one candidate
     _, hyper, ys, scores = best
     threshold, note = choose_threshold(np.concatenate(ys), np.concatenate(scores), params.model.threshold)
-    return Selection(hyper, threshold, note, candidates, len(splits))
+    figures = [fold_figures(y, s, threshold) for y, s in zip(ys, scores, strict=True)]
+    return Selection(hyper, threshold, note, candidates, len(splits), figures)
+
+
+FOLD_METRICS = ("average_precision", "precision_at_threshold", "recall_at_threshold")
+
+
+def fold_figures(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """One validation fold's figures at the threshold: AP, precision and recall, rows and frauds."""
+    from sklearn.metrics import average_precision_score, precision_score, recall_score
+
+    alerts = (scores >= threshold).astype(int)
+    return {
+        "average_precision": float(average_precision_score(y, scores)),
+        "precision_at_threshold": float(precision_score(y, alerts, zero_division=0)),
+        "recall_at_threshold": float(recall_score(y, alerts, zero_division=0)),
+        "rows": float(len(y)),
+        "frauds": float(y.sum()),
+    }
 
 
 def choose_threshold(y: np.ndarray, scores: np.ndarray, target: ThresholdParams) -> tuple[float, str]:

@@ -168,6 +168,7 @@ def run_stage(data_dir: Path, metrics_dir: Path, params: Params) -> TrainedModel
         "threshold": selection.threshold,
         "threshold_note": selection.threshold_note,
         "validation_folds": selection.folds,
+        "validation": {"folds": selection.fold_metrics, **selection.validation_summary()},
         "search": selection.candidates,
         "onnx_max_abs_diff": metrics["onnx_max_abs_diff"],
     }

@@ -18,7 +18,7 @@ import pandas as pd
 
 from core.features import feature_names
 from core.params import Params
-from core.registry import CHAMPION, MISSING_CODES, ModelInfo, load_model, read_model_info
+from core.registry import CHAMPION, MISSING_CODES, SCORE_COLUMN, ModelInfo, load_model, read_model_info
 from core.settings import Settings
 from pipelines.features import read_feature_table
 from pipelines.gate import GateDecision, apply_decision, judge
@@ -79,6 +79,18 @@ def write_report(
     ]
 
 
+def reference_sample(model: Any, train: pd.DataFrame, features: list[str], params: Params) -> pd.DataFrame:
+    """Rows of the training window monitoring compares live windows with: features and the model's score.
+
+    The scores are the model's own on rows it was trained on; the prediction-drift check compares the
+    live score distribution with them (genuine rows, nearly all of them, score alike in and out of sample).
+    """
+    sample = train[features].sample(
+        n=min(len(train), params.monitoring.reference_rows), random_state=params.seed
+    )
+    return sample.assign(**{SCORE_COLUMN: score_frame(model, sample, features)})
+
+
 def run_training(settings: Settings, params: Params, reason: str) -> TrainingOutcome:
     """Reproduce the DVC stages, train, evaluate both models on the held-out window, register, gate."""
     if not any(settings.raw_dir.glob("*.parquet")):
@@ -107,9 +119,7 @@ def run_training(settings: Settings, params: Params, reason: str) -> TrainingOut
     run_data = _run_data(
         settings, params, reason, trained, metrics, champion_metrics, decision, version_of_data
     )
-    reference = train[features].sample(
-        n=min(len(train), params.monitoring.reference_rows), random_state=params.seed
-    )
+    reference = reference_sample(model, train, features, params)
     with tempfile.TemporaryDirectory() as tmp:
         report = write_report(Path(tmp), model, test, run_data, params)
         training_json = Path(tmp) / "training.json"  # search candidates, threshold note, windows
@@ -150,6 +160,8 @@ def _run_data(
         for k, v in trained.metrics.items()
         if k.startswith(("baseline_", "prequential_"))
     }
+    # the chosen candidate on the validation folds: what monitoring expects of a live week
+    logged |= {k: float(v) for k, v in trained.training.get("validation", {}).items() if k != "folds"}
     logged |= {
         "n_iter": float(trained.n_iter),
         "threshold": trained.threshold,

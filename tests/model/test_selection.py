@@ -120,6 +120,22 @@ def test_selection_keeps_the_best_candidate(small_world: SmallWorld) -> None:
     assert 0 < sel.threshold <= 1 and sel.folds >= 1
 
 
+def test_selection_records_the_chosen_candidates_figures_per_fold(small_world: SmallWorld) -> None:
+    """What monitoring compares live weeks with: the chosen candidate's AP, precision and recall per fold."""
+    sel = small_world.selection
+    best = max(sel.candidates, key=lambda c: c["validation_ap_mean"])
+    assert len(sel.fold_metrics) == sel.folds
+    summary = sel.validation_summary()
+    assert summary["validation_folds"] == sel.folds
+    assert summary["validation_average_precision_mean"] == pytest.approx(best["validation_ap_mean"])
+    aps = [fold["average_precision"] for fold in sel.fold_metrics]
+    if sel.folds >= 2:  # the sample standard deviation (ddof 1), unlike the search's table
+        assert summary["validation_average_precision_std"] == pytest.approx(np.std(aps, ddof=1))
+    for fold in sel.fold_metrics:
+        assert 0 <= fold["precision_at_threshold"] <= 1 and 0 <= fold["recall_at_threshold"] <= 1
+        assert 0 < fold["frauds"] < fold["rows"]
+
+
 def test_selection_never_sees_the_test_window(small_world: SmallWorld, params: Params) -> None:
     """Flipping every label of the test week changes neither the hyperparameters nor the threshold."""
     table = small_world.table.copy()

@@ -13,7 +13,7 @@ from core.features import compute_features, feature_names
 from core.params import FeatureParams
 from core.predlog import prediction_columns
 from core.simulator import SimulationConfig, make_population, simulate
-from monitoring.drift import DriftResult, detect_drift, features_from_log
+from monitoring.drift import DriftConfig, DriftResult, detect_drift, features_from_log
 
 FEATURES = FeatureParams(customer_windows_days=[1, 7, 30], terminal_windows_days=[1, 7, 30], night_end_hour=6)
 COLUMNS = feature_names(FEATURES)
@@ -111,3 +111,50 @@ def test_dataset_verdict_follows_drift_share(
     assert lenient.share == pytest.approx(holiday.share)
     assert lenient.share < 0.95
     assert not lenient.drifted
+
+
+def amount_score(frame: pd.DataFrame) -> pd.DataFrame:
+    """A stand-in for the model's score that rises with the amount, as the fraud model's does."""
+    return frame.assign(fraud_probability=1 / (1 + np.exp(-(frame["tx_amount"] - 150) / 30)))
+
+
+def test_prediction_drift_follows_the_scores_and_stays_out_of_the_share(
+    reference: pd.DataFrame, holiday_window: pd.DataFrame, holiday: DriftResult, tmp_path: Path
+) -> None:
+    config = DriftConfig(score_method="wasserstein", score_threshold=0.1)
+    scored_reference = amount_score(reference)
+    shifted = detect_drift(
+        scored_reference,
+        amount_score(holiday_window),
+        COLUMNS,
+        None,
+        config=config,
+        score_column="fraud_probability",
+    )
+    assert shifted.prediction is not None and shifted.prediction["drifted"] is True
+    assert shifted.prediction["score"] > 0.1 and shifted.prediction["column"] == "fraud_probability"
+    assert (shifted.n_columns, shifted.share) == (len(COLUMNS), pytest.approx(holiday.share))
+    assert shifted.html_path is None
+    same = detect_drift(
+        scored_reference,
+        amount_score(reference.iloc[::2]),
+        COLUMNS,
+        tmp_path / "same.html",
+        config=config,
+        score_column="fraud_probability",
+    )
+    assert same.prediction is not None and same.prediction["drifted"] is False
+    assert same.html_path is not None and same.html_path.exists()
+
+
+def test_per_column_methods_and_thresholds_replace_the_defaults(
+    reference: pd.DataFrame, holiday_window: pd.DataFrame
+) -> None:
+    config = DriftConfig(methods={"tx_amount": "psi"}, thresholds={"tx_amount": 50.0, "tx_during_night": 0.5})
+    result = detect_drift(reference, holiday_window, COLUMNS, None, config=config)
+    assert result.column_scores["tx_amount"]["method"] == "psi"
+    assert result.column_scores["tx_amount"]["threshold"] == pytest.approx(50.0)
+    assert result.column_scores["tx_amount"]["drifted"] is False  # a threshold no PSI reaches
+    assert result.column_scores["tx_during_night"]["threshold"] == pytest.approx(0.5)
+    assert result.column_scores["customer_avg_amount_7d"]["method"] == "Wasserstein distance (normed)"
+    assert result.prediction is None  # no score column: not checked

@@ -78,7 +78,13 @@ def make_params() -> Params:
             window_days=7,
             min_rows=500,
             drift_share=0.5,
+            drift_methods={},
+            drift_thresholds={},
+            prediction_drift_method="wasserstein",
+            prediction_drift_threshold=0.1,
+            prediction_drift_retrains=True,
             reference_rows=5000,
+            ap_drop_std=3.0,
             ap_drop=0.1,
             min_labelled_frauds=5,
             cooldown_days=14,
@@ -201,6 +207,18 @@ def test_holiday_drift_retrains_once_then_cools_down(settings: Settings) -> None
     assert first["expected_ap"] == pytest.approx(0.6)
     assert Path(first["reports"]["drift_html"]).stat().st_size > 0
     assert json.loads(Path(first["reports"]["summary_json"]).read_text())["action"] == "retrain"
+    # the run is in MLflow too: its decision as tags, its numbers as metrics, its reports as artifacts
+    client = registry_client(settings.tracking_uri)
+    run = client.get_run(first["mlflow_run_id"])
+    assert run.data.tags["action"] == "retrain" and run.data.tags["reasons"].startswith("dataset drift:")
+    assert run.data.metrics["drift_share"] == pytest.approx(first["drift_share"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert artifacts == {"summary.json", "reports"}
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "reports")] == [
+        f"reports/{TODAY}-drift.html",
+        f"reports/{TODAY}-performance.html",
+    ]
+    assert Path(first["reports"]["performance_html"]).stat().st_size > 0
 
     second = run_monitoring(settings, make_params(), TODAY + dt.timedelta(days=1), retrain)
     assert second["action"] == "cooldown"

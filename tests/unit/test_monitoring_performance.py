@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.performance import label_predictions, measure_performance
+from core.params import Params
+from monitoring.champion import expected_from_metrics
+from monitoring.performance import drop_known_cards, label_predictions, lookback_start, measure_performance
+from monitoring.policy import Expected
 
 
 def scored(n: int, seed: int = 0) -> pd.DataFrame:
@@ -81,3 +86,55 @@ def test_one_class_is_not_measured(label: int) -> None:
     result = measure_performance(label_predictions(predictions, feedback), threshold=0.5, k=10)
     assert result["measured"] is False
     assert result["reason"] == f"one class only ({50 * label} frauds in 50 labelled rows)"
+
+
+def test_cards_known_to_be_compromised_leave_the_week(params: Params) -> None:
+    """As in training's test weeks: a card counts as known 8 days (gap + 1) after its first labelled fraud."""
+    start = dt.date(2026, 3, 10)
+    rows = [  # (card, day offset from the week's start, fraud)
+        (1, -10, 1),  # card 1's fraud before the week: known all week
+        (1, 2, 0),
+        (2, -3, 1),  # card 2: known from day 5 on
+        (2, 4, 0),
+        (2, 5, 1),
+        (3, 1, 0),  # card 3: never a fraud
+        (3, 6, 0),
+        (4, -40, 1),  # card 4's fraud is older than the lookback: not counted
+        (4, 3, 0),
+    ]
+    labelled = pd.DataFrame(
+        {
+            "transaction_id": [f"T{i}" for i in range(len(rows))],
+            "customer_id": [r[0] for r in rows],
+            "tx_datetime": [pd.Timestamp(start + dt.timedelta(days=r[1]), tz="UTC") for r in rows],
+            "tx_fraud": [r[2] for r in rows],
+            "fraud_probability": 0.5,
+        }
+    )
+    assert lookback_start(start, params) == start - dt.timedelta(days=28)
+    kept = drop_known_cards(labelled, start, start + dt.timedelta(days=6), params)
+    assert sorted(zip(kept["customer_id"], kept["tx_datetime"].dt.day - start.day, strict=True)) == [
+        (2, 4),
+        (3, 1),
+        (3, 6),
+        (4, 3),
+    ]
+
+
+def test_expected_figures_come_from_the_validation_folds_else_the_test_week() -> None:
+    validated = expected_from_metrics(
+        {
+            "validation_folds": 2.0,
+            "validation_average_precision_mean": 0.55,
+            "validation_average_precision_std": 0.04,
+            "validation_precision_at_threshold_mean": 0.5,
+            "validation_recall_at_threshold_mean": 0.62,
+            "test_average_precision": 0.7,
+        }
+    )
+    assert validated == Expected(0.55, 0.04, 2, 0.5, 0.62, "validation folds")
+    one_fold = expected_from_metrics({"validation_folds": 1.0, "validation_average_precision_mean": 0.5})
+    assert one_fold is not None and (one_fold.folds, one_fold.average_precision_std) == (1, None)
+    older = expected_from_metrics({"test_average_precision": 0.7, "test_recall_at_threshold": 0.6})
+    assert older == Expected(0.7, None, 1, None, 0.6, "test window")
+    assert expected_from_metrics({}) is None

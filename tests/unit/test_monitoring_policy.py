@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from core.params import MonitoringParams
+from core.params import DRIFT_METHODS, MonitoringParams, Params
 from monitoring.drift import DriftResult
 from monitoring.history import last_retrain_day
-from monitoring.policy import decide
+from monitoring.policy import Expected, ap_floor, decide
 
 PARAMS = MonitoringParams(
     window_days=7,
     min_rows=500,
     drift_share=0.5,
+    drift_methods={},
+    drift_thresholds={},
+    prediction_drift_method="wasserstein",
+    prediction_drift_threshold=0.1,
+    prediction_drift_retrains=True,
     reference_rows=20_000,
+    ap_drop_std=3.0,
     ap_drop=0.1,
     min_labelled_frauds=20,
     cooldown_days=14,
@@ -53,7 +61,7 @@ def run(**overrides: Any) -> Any:
     args: dict[str, Any] = {
         "drift": NO_DRIFT,
         "live": GOOD,
-        "expected_ap": 0.74,
+        "expected": Expected(0.74),  # one figure, no spread: the fallback floor, 0.74 - ap_drop
         "params": PARAMS,
         "today": TODAY,
         "last_retrain": None,
@@ -114,7 +122,7 @@ def test_unmeasurable_window_says_why() -> None:
 
 
 def test_no_expected_ap_is_not_an_alarm() -> None:
-    decision = run(live=BAD, expected_ap=None)
+    decision = run(live=BAD, expected=None)
     assert decision.action == "none"
     assert "no expected AP recorded" in decision.reasons[1]
 
@@ -165,3 +173,85 @@ def test_last_retrain_day_counts_completed_retrains_up_to_today(
     history: list[dict[str, Any]], expected: dt.date | None
 ) -> None:
     assert last_retrain_day(history, TODAY) == expected
+
+
+# --- the floor from the validation folds, prediction drift, the policy's parameters ---------------
+
+VALIDATED = Expected(0.60, average_precision_std=0.05, folds=2, precision=0.5, recall=0.6)
+
+
+def test_floor_is_the_validation_mean_minus_k_standard_deviations() -> None:
+    floor, rule = ap_floor(VALIDATED, PARAMS)
+    assert floor == pytest.approx(0.60 - 3 * 0.05)
+    assert rule == "validation folds mean 0.60 - 3 x std 0.05 (2 folds)"
+    decision = run(live=live_of(0.44), expected=VALIDATED)
+    assert decision.action == "retrain"
+    assert decision.reasons == [
+        "performance drop: live AP 0.44 < validation folds mean 0.60 - 3 x std 0.05 (2 folds) = 0.45"
+        " (40 labelled frauds)"
+    ]
+
+
+def test_a_week_within_k_standard_deviations_is_no_alarm() -> None:
+    decision = run(live=live_of(0.46), expected=VALIDATED)
+    assert decision.action == "none"
+    assert decision.reasons[1] == "live AP 0.46 vs expected 0.60 (alarm below 0.45)"
+
+
+@pytest.mark.parametrize("expected", [Expected(0.60, None, folds=1), Expected(0.60, float("nan"), folds=2)])
+def test_without_a_spread_the_floor_falls_back_to_ap_drop(expected: Expected) -> None:
+    floor, rule = ap_floor(expected, PARAMS)
+    assert floor == pytest.approx(0.50)
+    assert rule == "expected 0.60 - ap_drop 0.1"
+
+
+def with_prediction(drifted: bool, score: float) -> DriftResult:
+    test = {"column": "fraud_probability", "method": "wasserstein", "score": score, "threshold": 0.1}
+    return replace(NO_DRIFT, prediction={**test, "drifted": drifted})
+
+
+def test_prediction_drift_retrains_when_the_policy_says_so() -> None:
+    decision = run(drift=with_prediction(True, 0.23))
+    assert decision.action == "retrain"
+    assert decision.reasons == ["prediction drift: wasserstein 0.230 >= 0.1"]
+
+
+def test_prediction_drift_is_reported_but_not_a_trigger_when_switched_off() -> None:
+    params = PARAMS.model_copy(update={"prediction_drift_retrains": False})
+    decision = run(drift=with_prediction(True, 0.23), params=params)
+    assert decision.action == "none"
+    assert "prediction drift: wasserstein 0.230 >= 0.1 (not a retrain trigger)" in decision.reasons
+
+
+def test_quiet_scores_say_so() -> None:
+    decision = run(drift=with_prediction(False, 0.031))
+    assert decision.action == "none"
+    assert decision.reasons[1] == "no prediction drift: wasserstein 0.031 < 0.1"
+
+
+def test_drift_methods_are_evidently_numerical_methods() -> None:
+    from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
+    from evidently.legacy.core import ColumnType
+
+    numerical = {name for name, kinds in _registered_stat_tests.items() if ColumnType.Numerical in kinds}
+    assert numerical == DRIFT_METHODS
+
+
+def test_params_refuse_unknown_methods_and_columns(params: Params) -> None:
+    data = params.model_dump()
+    with pytest.raises(ValidationError, match="unknown drift method"):
+        MonitoringParams.model_validate(data["monitoring"] | {"drift_methods": {"tx_amount": "magic"}})
+    with pytest.raises(ValidationError, match="unknown drift method"):
+        MonitoringParams.model_validate(data["monitoring"] | {"prediction_drift_method": "chisquare"})
+    with pytest.raises(ValidationError, match="threshold must be above 0"):
+        MonitoringParams.model_validate(data["monitoring"] | {"drift_thresholds": {"tx_amount": 0}})
+    monitoring = data["monitoring"] | {"drift_methods": {"tx_colour": "psi"}}
+    with pytest.raises(ValidationError, match=r"not features: \['tx_colour'\]"):
+        Params.model_validate(data | {"monitoring": monitoring})
+    monitoring = data["monitoring"] | {
+        "drift_methods": {"tx_amount": "psi"},
+        "drift_thresholds": {"tx_amount": 0.2},
+    }
+    assert Params.model_validate(data | {"monitoring": monitoring}).monitoring.drift_methods == {
+        "tx_amount": "psi"
+    }
