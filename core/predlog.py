@@ -549,11 +549,41 @@ def read_predictions(path: Path, start: dt.date | None = None, end: dt.date | No
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = conn.execute(sql, args).fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=["_rowid", *columns])
+    frame = _frame(rows, PREDICTIONS_TABLE, columns, first=("_rowid", "i8"))
     frame = frame.sort_values("_rowid", kind="stable").drop_duplicates("transaction_id", keep="last")
     frame = _typed(frame.drop(columns="_rowid").reset_index(drop=True), PREDICTIONS_TABLE)
-    frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"], utc=True, format="ISO8601")
+    frame["tx_datetime"] = _utc_datetimes(frame["tx_datetime"])
     return frame
+
+
+def _frame(
+    rows: list[tuple[Any, ...]], table: str, columns: list[str], first: tuple[str, str] | None = None
+) -> pd.DataFrame:
+    """Fetched rows as a frame: REAL columns straight to float64 (NULL as NaN), the others as objects.
+
+    numpy converts the row tuples to a structured array in C, several times faster than
+    ``DataFrame.from_records`` (0.4 s against 1 s for 300,000 rows of 26 columns); :func:`_typed` then
+    types the other columns exactly as before. ``first``: an extra leading column and its numpy type.
+    """
+    kinds = [(c, "f8" if _column_type(table, c).startswith("REAL") else "O") for c in columns]
+    array = np.array(rows, dtype=[first, *kinds] if first else kinds)
+    assert array.dtype.names is not None
+    return pd.DataFrame({name: array[name] for name in array.dtype.names})
+
+
+def _utc_datetimes(stamps: pd.Series) -> pd.Series:
+    """The log's ISO-8601 texts as UTC datetimes: Arrow parses them in C (25x pandas' ISO8601 parser)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if stamps.empty:  # pandas' type for no rows
+        return pd.to_datetime(stamps, utc=True, format="ISO8601")
+    try:
+        parsed = pc.cast(pa.array(stamps), pa.timestamp("us", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        # not the log's form (no offset, another resolution...): pandas' rules, and its error message
+        return pd.to_datetime(stamps, utc=True, format="ISO8601")
+    return pd.Series(parsed.to_pandas(), index=stamps.index, name=stamps.name)
 
 
 def read_feedback(path: Path) -> pd.DataFrame:
@@ -566,6 +596,6 @@ def read_feedback(path: Path) -> pd.DataFrame:
             return pd.DataFrame(columns=LABEL_COLUMNS)
         names = ", ".join(_quote(c) for c in LABEL_COLUMNS)
         rows = conn.execute(f"SELECT {names} FROM {FEEDBACK_TABLE} ORDER BY rowid").fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=LABEL_COLUMNS)
+    frame = _frame(rows, FEEDBACK_TABLE, LABEL_COLUMNS)
     frame = frame.drop_duplicates("transaction_id", keep="last").reset_index(drop=True)
     return _typed(frame, FEEDBACK_TABLE)

@@ -270,3 +270,22 @@ def test_the_newest_label_wins(tmp_path: Path) -> None:
     assert frame.to_dict("records") == [{"transaction_id": "T1", "tx_fraud": 1, "tx_fraud_scenario": 3}]
     with pytest.raises(ValueError, match="not a column"):
         append_feedback(db, [{"transaction_id": "T2", "tx_fraud": 1, "comment": "x"}])
+
+
+def test_times_stored_in_another_form_read_as_pandas_reads_them(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    append_predictions(db, [dict(zip(prediction_columns(FEATURES), row(1), strict=True))])
+    stamps = ["2026-01-05T11:00:00.000001+01:00", "2026-01-05T10:00:00.5"]  # an offset; no offset at all
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.executemany(
+            "INSERT INTO predictions (transaction_id, tx_datetime) VALUES (?, ?)",
+            [("T2", stamps[0]), ("T3", stamps[1])],
+        )
+    frame = read_predictions(db).set_index("transaction_id")
+    expected = pd.to_datetime(pd.Series(stamps), utc=True, format="ISO8601")
+    assert frame.loc[["T2", "T3"], "tx_datetime"].tolist() == expected.tolist()
+    assert str(frame["tx_datetime"].dtype) == "datetime64[us, UTC]"
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("INSERT INTO predictions (transaction_id, tx_datetime) VALUES ('T4', 'yesterday')")
+    with pytest.raises(ValueError, match="yesterday"):
+        read_predictions(db)
