@@ -523,11 +523,15 @@ def _typed(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     return frame
 
 
-def read_predictions(path: Path, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
+def read_predictions(
+    path: Path, start: dt.date | None = None, end: dt.date | None = None, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Scored transactions whose transaction day (UTC) lies in [start, end]; the newest score per id wins.
 
     Columns in :func:`prediction_columns` order (features that only some rows have are NaN in the
-    others), ``tx_datetime`` as a UTC datetime. An empty frame when nothing was logged.
+    others), ``tx_datetime`` as a UTC datetime. An empty frame when nothing was logged. ``columns``:
+    only those (and ``transaction_id``), for reads of many rows that need few of them: each value
+    fetched from SQLite costs a Python object.
     """
     conn = _connect_read_only(path)
     if conn is None:
@@ -536,8 +540,7 @@ def read_predictions(path: Path, start: dt.date | None = None, end: dt.date | No
         stored = _table_columns(conn, PREDICTIONS_TABLE)
         if not stored:
             return pd.DataFrame()
-        features = [c for c in stored if c.startswith("f_")]
-        columns = [c for c in TRANSACTION_COLUMNS + features + SCORE_COLUMNS if c in stored]
+        names = _selected(stored, columns)
         where, args = [], []
         if start is not None:
             where.append("tx_datetime >= ?")
@@ -545,15 +548,28 @@ def read_predictions(path: Path, start: dt.date | None = None, end: dt.date | No
         if end is not None and end < dt.date.max:
             where.append("tx_datetime < ?")
             args.append((end + dt.timedelta(days=1)).isoformat())
-        sql = f"SELECT rowid, {', '.join(_quote(c) for c in columns)} FROM {PREDICTIONS_TABLE}"
+        sql = f"SELECT rowid, {', '.join(_quote(c) for c in names)} FROM {PREDICTIONS_TABLE}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = conn.execute(sql, args).fetchall()
-    frame = _frame(rows, PREDICTIONS_TABLE, columns, first=("_rowid", "i8"))
+    frame = _frame(rows, PREDICTIONS_TABLE, names, first=("_rowid", "i8"))
     frame = frame.sort_values("_rowid", kind="stable").drop_duplicates("transaction_id", keep="last")
     frame = _typed(frame.drop(columns="_rowid").reset_index(drop=True), PREDICTIONS_TABLE)
-    frame["tx_datetime"] = _utc_datetimes(frame["tx_datetime"])
+    if "tx_datetime" in frame.columns:
+        frame["tx_datetime"] = _utc_datetimes(frame["tx_datetime"])
     return frame
+
+
+def _selected(stored: list[str], columns: Sequence[str] | None) -> list[str]:
+    """The stored columns to read, in :func:`prediction_columns` order (unknown names are an error)."""
+    features = [c for c in stored if c.startswith("f_")]
+    names = [c for c in TRANSACTION_COLUMNS + features + SCORE_COLUMNS if c in stored]
+    if columns is None:
+        return names
+    for column in columns:
+        _column_type(PREDICTIONS_TABLE, column)
+    wanted = {"transaction_id", *columns}
+    return [c for c in names if c in wanted]
 
 
 def _frame(

@@ -289,3 +289,17 @@ def test_times_stored_in_another_form_read_as_pandas_reads_them(tmp_path: Path) 
         conn.execute("INSERT INTO predictions (transaction_id, tx_datetime) VALUES ('T4', 'yesterday')")
     with pytest.raises(ValueError, match="yesterday"):
         read_predictions(db)
+
+
+def test_a_read_of_some_columns_gives_those_of_the_full_read(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    with writer(db) as log:
+        log.submit([row(i, day=5 + i % 3) for i in range(30)])
+        log.submit([row(4, day=9)])  # a rescore: the newest wins in both reads
+    full = read_predictions(db, dt.date(2026, 1, 6), dt.date(2026, 1, 9))
+    some = read_predictions(db, dt.date(2026, 1, 6), dt.date(2026, 1, 9), columns=["f_b", "tx_datetime"])
+    assert list(some.columns) == ["transaction_id", "tx_datetime", "f_b"]
+    pd.testing.assert_frame_equal(some, full[list(some.columns)])
+    assert read_predictions(db, columns=["customer_id"]).columns.tolist() == ["transaction_id", "customer_id"]
+    with pytest.raises(ValueError, match="not a column"):
+        read_predictions(db, columns=["fraud"])
