@@ -48,6 +48,7 @@ SERVING_ARGS ?=
 bench: setup ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.monitoring_speed
 	@command -v wrk >/dev/null 2>&1 || { echo "wrk not found: installing it with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(BIN)/python -m benchmarks.serving $(SERVING_ARGS)
