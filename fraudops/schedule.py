@@ -154,7 +154,13 @@ def find_or_start_server(settings: Settings, port: int, timeout_s: float) -> Pre
     local = f"http://127.0.0.1:{port}/api"
     if is_healthy(local):
         return PrefectApi(local)
-    ensure_port_free("127.0.0.1", port)
+    try:
+        ensure_port_free("127.0.0.1", port)
+    except UserError:
+        raise UserError(
+            f"127.0.0.1:{port} is taken by something that is not a Prefect server: "
+            "stop it, or pass --prefect-port with a free port"
+        ) from None
     return start_server(settings, port, timeout_s)
 
 

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -176,3 +177,16 @@ def test_schedule_serves_a_run_of_the_monitoring_flow_then_stops_on_ctrl_c(
     assert "monitor/scheduled" in output and "train/manual" in output
     assert "every 1:00:00" in output and "Ctrl-C" in output
     assert "stopped: schedules paused" in output
+
+
+def test_a_port_taken_by_something_else_is_refused_in_one_line(
+    project_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["schedule", "--prefect-port", str(port)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: 127.0.0.1:{port} is taken by something that is not a Prefect")
+    assert "--prefect-port" in result.output
