@@ -252,31 +252,55 @@ def monitor(
 
 
 def print_monitoring(summary: dict[str, Any]) -> None:
-    """The decision, its reasons and the report's path."""
+    """The decision, its reasons, the retraining it started and where its reports are."""
     console.print(f"monitoring {summary.get('today')}: [bold]{summary.get('action')}[/]")
     for reason in summary.get("reasons", []):
         console.print(f"  • {reason}")
-    drift = summary.get("drift") or {}
-    if drift.get("html_path"):
-        console.print(f"  drift report: {drift['html_path']}")
+    retrain = summary.get("retrain") or {}
+    if retrain.get("started"):
+        console.print(f"  retraining: {retrain_outcome(retrain)}")
+    for name, path in (summary.get("reports") or {}).items():
+        if path:
+            console.print(f"  {name.replace('_', ' ')}: {path}", soft_wrap=True)
+    if summary.get("mlflow_run_id"):
+        console.print(f"  MLflow run: {summary['mlflow_run_id']} (experiment fraudops-monitoring)")
+
+
+def retrain_outcome(retrain: dict[str, Any] | None) -> str:
+    """What a retraining the monitor started came to, in a few words."""
+    if not retrain or not retrain.get("started"):
+        return "—"
+    if not retrain.get("completed"):
+        return f"failed: {retrain.get('error', '?')}"
+    verdict = "promoted" if retrain.get("promoted") else "kept the champion"
+    return f"version {retrain.get('version')}, gate {verdict}"
 
 
 @monitor_app.command("history")
 def monitor_history() -> None:
-    """List every monitoring decision with its reasons."""
+    """List every monitoring decision with its evidence, its reasons and what the retraining came to."""
     from monitoring.history import read_history
 
     table = Table(title="Monitoring decisions")
-    for col in ("today", "rows", "drift share", "action", "reasons"):
+    columns = ("today", "model", "rows", "drift share", "prediction drift", "live AP (alarm below)")
+    for col in (*columns, "action", "reasons", "retraining"):
         table.add_column(col)
     for rec in read_history(get_settings()):
-        share = rec.get("drift_share")
+        share, prediction = rec.get("drift_share"), rec.get("prediction_drift")
+        perf = rec.get("performance") or {}
+        live, floor = perf.get("average_precision"), perf.get("floor")
         table.add_row(
             str(rec.get("today")),
-            str(rec.get("rows")),
+            str((rec.get("model") or {}).get("version", "?")),
+            f"{rec.get('rows', 0):,}",
             "—" if share is None else f"{share:.2f}",
+            "—"
+            if not prediction
+            else f"{prediction['score']:.3f}" + (" drift" if prediction["drifted"] else ""),
+            "—" if live is None else f"{live:.3f}" + ("" if floor is None else f" ({floor:.3f})"),
             str(rec.get("action")),
             "; ".join(rec.get("reasons", [])),
+            retrain_outcome(rec.get("retrain")),
         )
     console.print(table)
 

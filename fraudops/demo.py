@@ -369,31 +369,52 @@ def print_summary(story: Story, elapsed_s: float) -> None:
     console.print(models)
     for t in story.trainings:
         console.print(f"  v{t['version']} gate: " + "; ".join(t["decision"]["reasons"]))
-    decisions = Table(title="Monitoring decisions")
-    for col in ("today", "scored rows", "drifted columns", "live AP (expected)", "action"):
-        decisions.add_column(col)
-    for s in story.monitoring:
-        drift, perf = s.get("drift") or {}, s.get("performance") or {}
-        drifted = f"{len(s.get('drifted_columns', []))}/{drift.get('n_columns', '?')}" if drift else "—"
-        live = perf.get("average_precision")
-        expected = s.get("expected_ap")
-        live_text = "—" if live is None else f"{live:.3f} ({expected:.3f})" if expected else f"{live:.3f}"
-        decisions.add_row(
-            str(s.get("today")), f"{s.get('rows', 0):,}", drifted, live_text, str(s.get("action"))
-        )
-    console.print(decisions)
-    for s in story.monitoring:
-        console.print(f"  {s.get('today')}: " + "; ".join(s.get("reasons", [])))
-        report = (s.get("reports") or {}).get("drift_html")
-        if report:
-            console.print(f"    report: {report}")
+    print_decisions(console, story.monitoring)
     root = story.settings.project_dir
     console.print(
         f"Finished in {elapsed_s:.0f} s. HTML reports: {story.settings.reports_dir / 'monitoring'}\n"
-        "Next: `make mlflow-ui` (runs, metrics, registry), `make prefect-ui` (flow runs), "
+        "Next: `make mlflow-ui` (runs, metrics, registry; each monitoring run in the experiment "
+        "fraudops-monitoring), `make prefect-ui` (flow runs), "
         "`make serve` (the champion on http://127.0.0.1:8000/docs), `fraudops monitor history`.\n"
         "`dvc metrics show` and `dvc plots show` (PR curve) show the last training stage.\n"
         f"DVC recorded the data versions in {root / 'data' / 'raw.dvc'}, {root / 'data' / 'labels.dvc'} and "
         f"{root / 'dvc.lock'}, and the stage's metrics in {root / 'metrics'}: "
         "`git add data/*.dvc dvc.lock metrics` to commit them (the demo never commits for you)."
     )
+
+
+def print_decisions(console: Console, runs: list[dict[str, Any]]) -> None:
+    """Each monitoring run: its evidence in a table, then its reasons and the paths of its reports."""
+    decisions = Table(title="Monitoring decisions")
+    columns = (
+        "today",
+        "scored rows",
+        "drifted columns",
+        "prediction drift",
+        "live AP (expected; alarm below)",
+    )
+    for col in (*columns, "action"):
+        decisions.add_column(col)
+    for s in runs:
+        drift, perf = s.get("drift") or {}, s.get("performance") or {}
+        drifted = f"{len(s.get('drifted_columns', []))}/{drift.get('n_columns', '?')}" if drift else "—"
+        prediction = s.get("prediction_drift")
+        score = (
+            f"{prediction['score']:.3f}" + (" (drift)" if prediction["drifted"] else "")
+            if prediction
+            else "—"
+        )
+        live, expected, floor = perf.get("average_precision"), s.get("expected_ap"), perf.get("floor")
+        live_text = "—" if live is None else f"{live:.3f}"
+        if live is not None and expected is not None:
+            live_text += f" ({expected:.3f}" + (f"; {floor:.3f})" if floor is not None else ")")
+        decisions.add_row(
+            str(s.get("today")), f"{s.get('rows', 0):,}", drifted, score, live_text, str(s.get("action"))
+        )
+    console.print(decisions)
+    for s in runs:
+        reasons = "; ".join(s.get("reasons", []))
+        console.print(f"  {s.get('today')} — {s.get('action')}: {reasons}", soft_wrap=True)
+        for name, path in (s.get("reports") or {}).items():
+            if path:
+                console.print(f"    {name.replace('_', ' ')}: {path}", soft_wrap=True)  # copyable, unbroken

@@ -10,6 +10,7 @@ stands in for the validation mean (with the policy's fallback floor, since there
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from monitoring.policy import Expected
 log = logging.getLogger(__name__)
 
 EXPECTED_AP_METRIC = "test_average_precision"  # versions without validation figures
+PREQUENTIAL = "test_prequential_"  # the stage's prequential folds, as training logs them
 
 
 @dataclass(frozen=True)
@@ -64,16 +66,22 @@ def read_champion(settings: Settings) -> Champion:
 
 
 def expected_from_metrics(metrics: dict[str, float]) -> Expected | None:
-    """The validation figures logged with a training run (its test AP for runs that predate them)."""
+    """The figures logged with a training run: validation means, and the spread of its weekly AP.
+
+    The spread is the sample standard deviation over the prequential folds (logged as a population
+    standard deviation: rescaled here), else over the validation folds. Runs that predate the
+    validation figures offer their test AP, without a spread.
+    """
     if "validation_average_precision_mean" in metrics:
-        folds = int(metrics.get("validation_folds", 1))
+        std, weeks, spread_from = weekly_spread(metrics)
         return Expected(
             average_precision=metrics["validation_average_precision_mean"],
-            average_precision_std=metrics.get("validation_average_precision_std") if folds >= 2 else None,
-            folds=folds,
+            average_precision_std=std,
+            folds=weeks,
             precision=metrics.get("validation_precision_at_threshold_mean"),
             recall=metrics.get("validation_recall_at_threshold_mean"),
             source="validation folds",
+            spread_from=spread_from,
         )
     if EXPECTED_AP_METRIC in metrics:
         return Expected(
@@ -83,6 +91,18 @@ def expected_from_metrics(metrics: dict[str, float]) -> Expected | None:
             source="test window",
         )
     return None
+
+
+def weekly_spread(metrics: dict[str, float]) -> tuple[float | None, int, str]:
+    """Sample standard deviation of the recipe's weekly AP, how many weeks it rests on, and which."""
+    prequential = int(metrics.get(f"{PREQUENTIAL}folds", 0))
+    if prequential >= 2 and f"{PREQUENTIAL}average_precision_std" in metrics:
+        std = metrics[f"{PREQUENTIAL}average_precision_std"] * math.sqrt(prequential / (prequential - 1))
+        return std, prequential, "prequential folds"
+    folds = int(metrics.get("validation_folds", 1))
+    if folds >= 2 and "validation_average_precision_std" in metrics:
+        return metrics["validation_average_precision_std"], folds, "validation folds"
+    return None, max(prequential, folds), "validation folds"
 
 
 def download_reference(settings: Settings, run_id: str) -> pd.DataFrame | None:

@@ -118,15 +118,17 @@ class StageResult:
 
 
 def train_on_table(
-    table: pd.DataFrame, params: Params, folds: bool = True, export: bool = True
+    table: pd.DataFrame, params: Params, folds: bool = True, export: bool = True, threads: int | None = None
 ) -> StageResult:
     """The stage in memory: plan, search on the validation folds, fit, evaluate, compare folds, export.
 
-    Training is a batch job: its fits use every core, whatever ``OMP_NUM_THREADS`` says for serving.
+    Training is a batch job: its fits use every core (or ``threads``), whatever ``OMP_NUM_THREADS``
+    says for serving. On cores other processes keep busy, one thread can be much faster: OpenMP's
+    threads wait for each other at every tree level.
     """
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=os.cpu_count() or 1, user_api="openmp"):
+    with threadpool_limits(limits=threads or os.cpu_count() or 1, user_api="openmp"):
         return _train_on_table(table, params, folds, export)
 
 

@@ -64,6 +64,10 @@ def test_drift_retrains_and_the_running_api_serves_the_new_champion(
     reports = sorted((root / "reports" / "monitoring").glob("*-drift.html"))
     assert len(reports) == 2 and all(p.stat().st_size > 10_000 for p in reports)
     assert Path(drifted["reports"]["summary_json"]).exists()
+    # the summary shows each decision with its reasons and the paths of its reports
+    for summary in story.monitoring:
+        assert f"{summary['today']} — {summary['action']}: " + "; ".join(summary["reasons"]) in out.getvalue()
+        assert f"drift html: {summary['reports']['drift_html']}" in out.getvalue()
 
     # DVC shows the training stage's metrics and its precision-recall curve
     dvc = [str(Path(sys.executable).parent / "dvc")]

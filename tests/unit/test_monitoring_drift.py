@@ -158,3 +158,31 @@ def test_per_column_methods_and_thresholds_replace_the_defaults(
     assert result.column_scores["tx_during_night"]["threshold"] == pytest.approx(0.5)
     assert result.column_scores["customer_avg_amount_7d"]["method"] == "Wasserstein distance (normed)"
     assert result.prediction is None  # no score column: not checked
+
+
+@pytest.mark.parametrize("window", ["holiday", "control"])
+def test_without_a_report_the_verdict_is_the_reports(
+    window: str, reference: pd.DataFrame, holiday_window: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The benchmark's fast path (no HTML) and the report agree column by column, score included."""
+    current = (
+        holiday_window if window == "holiday" else simulated_features(seed=2, scenario="control", keep_days=7)
+    )
+    config = DriftConfig(
+        methods={"tx_during_night": "psi"}, thresholds={"terminal_risk_7d": 0.2}, score_method="ks"
+    )
+    args = (amount_score(reference), amount_score(current), COLUMNS)
+    fast = detect_drift(*args, None, config=config, score_column="fraud_probability")
+    full = detect_drift(*args, tmp_path / "report.html", config=config, score_column="fraud_probability")
+    assert (fast.drifted, fast.share, fast.drifted_columns) == (
+        full.drifted,
+        full.share,
+        full.drifted_columns,
+    )
+    assert fast.column_scores.keys() == full.column_scores.keys()
+    for column, test in full.column_scores.items():
+        assert fast.column_scores[column] == {
+            **test,
+            "score": pytest.approx(test["score"], rel=1e-9, abs=1e-12),
+        }
+    assert fast.prediction == {**full.prediction, "score": pytest.approx(full.prediction["score"], abs=1e-12)}
