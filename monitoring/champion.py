@@ -1,10 +1,11 @@
-"""The serving model as monitoring sees it: its metadata, its reference sample and its validation figures.
+"""The serving model as monitoring sees it: its metadata, its reference sample and what it promised.
 
-Training logs the reference sample (rows of the training window with the model's score on each) and
-the chosen candidate's figures on its validation folds (mean and standard deviation of average
-precision, precision and recall at the threshold). Versions trained before those existed still
-work: their reference is scored here with the version's own ONNX graph, and their test-window AP
-stands in for the validation mean (with the policy's fallback floor, since there is no spread).
+Training logs the reference sample (rows of the training window with the model's score on each),
+the chosen candidate's figures on its validation folds (average precision, precision and recall at
+the threshold) and the stage's prequential folds (the recipe's AP on the newest labelled weeks).
+Versions trained before those existed still work: their reference is scored here with the version's
+own ONNX graph, and their test-window AP stands in for the expected AP (with the policy's fallback
+floor, since there is no spread).
 """
 
 from __future__ import annotations
@@ -66,43 +67,31 @@ def read_champion(settings: Settings) -> Champion:
 
 
 def expected_from_metrics(metrics: dict[str, float]) -> Expected | None:
-    """The figures logged with a training run: validation means, and the spread of its weekly AP.
+    """What a training run promised a live week: AP mean and spread over its folds, alerts at the threshold.
 
-    The spread is the sample standard deviation over the prequential folds (logged as a population
-    standard deviation: rescaled here), else over the validation folds. Runs that predate the
-    validation figures offer their test AP, without a spread.
+    The AP comes from the prequential folds when the run has at least two (the champion's recipe
+    scored out of sample on the newest labelled weeks at training, the validation weeks among them),
+    else from the validation folds; the spread is the folds' sample standard deviation (the stage logs
+    a population one: rescaled here). Precision and recall at the threshold are the validation
+    folds', the weeks the threshold was set on. Runs that predate these figures offer their test AP,
+    without a spread.
     """
-    if "validation_average_precision_mean" in metrics:
-        std, weeks, spread_from = weekly_spread(metrics)
-        return Expected(
-            average_precision=metrics["validation_average_precision_mean"],
-            average_precision_std=std,
-            folds=weeks,
-            precision=metrics.get("validation_precision_at_threshold_mean"),
-            recall=metrics.get("validation_recall_at_threshold_mean"),
-            source="validation folds",
-            spread_from=spread_from,
-        )
-    if EXPECTED_AP_METRIC in metrics:
-        return Expected(
-            average_precision=metrics[EXPECTED_AP_METRIC],
-            precision=metrics.get("test_precision_at_threshold"),
-            recall=metrics.get("test_recall_at_threshold"),
-            source="test window",
-        )
-    return None
-
-
-def weekly_spread(metrics: dict[str, float]) -> tuple[float | None, int, str]:
-    """Sample standard deviation of the recipe's weekly AP, how many weeks it rests on, and which."""
+    precision = metrics.get(
+        "validation_precision_at_threshold_mean", metrics.get("test_precision_at_threshold")
+    )
+    recall = metrics.get("validation_recall_at_threshold_mean", metrics.get("test_recall_at_threshold"))
     prequential = int(metrics.get(f"{PREQUENTIAL}folds", 0))
     if prequential >= 2 and f"{PREQUENTIAL}average_precision_std" in metrics:
         std = metrics[f"{PREQUENTIAL}average_precision_std"] * math.sqrt(prequential / (prequential - 1))
-        return std, prequential, "prequential folds"
-    folds = int(metrics.get("validation_folds", 1))
-    if folds >= 2 and "validation_average_precision_std" in metrics:
-        return metrics["validation_average_precision_std"], folds, "validation folds"
-    return None, max(prequential, folds), "validation folds"
+        mean = metrics[f"{PREQUENTIAL}average_precision_mean"]
+        return Expected(mean, std, prequential, precision, recall, "prequential folds")
+    if "validation_average_precision_mean" in metrics:
+        folds = int(metrics.get("validation_folds", 1))
+        spread = metrics.get("validation_average_precision_std") if folds >= 2 else None
+        return Expected(metrics["validation_average_precision_mean"], spread, folds, precision, recall)
+    if EXPECTED_AP_METRIC in metrics:
+        return Expected(metrics[EXPECTED_AP_METRIC], None, 1, precision, recall, "test window")
+    return None
 
 
 def download_reference(settings: Settings, run_id: str) -> pd.DataFrame | None:

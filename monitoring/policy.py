@@ -5,11 +5,11 @@ dataset drift (Evidently's verdict), prediction drift (when ``prediction_drift_r
 average precision below the champion's validation figures each ask for a retrain; a retrain asked for
 within the cool-down after the last one is held back.
 
-The performance floor is the mean AP of the champion's validation folds minus ``ap_drop_std``
-standard deviations of the weekly AP its recipe scored out of sample at training: the prequential
-folds (the newest labelled weeks, the validation weeks among them), else the validation folds. A
-week as bad as that is unlikely from the weeks the champion was judged on. With fewer than two
-weeks there is no spread to measure, and the floor falls back to the expected AP minus ``ap_drop``.
+The performance floor is the mean AP of the weeks the champion's recipe scored out of sample at
+training minus ``ap_drop_std`` standard deviations of them: the prequential folds (the newest
+labelled weeks, the validation weeks among them), else the validation folds. A week as bad as that
+is unlikely from the weeks the champion was judged on. With fewer than two weeks there is no spread
+to measure, and the floor falls back to the expected AP minus ``ap_drop``.
 """
 
 from __future__ import annotations
@@ -37,13 +37,12 @@ class Decision:
 class Expected:
     """What the champion promised at training: AP over its validation folds, and alerts at its threshold."""
 
-    average_precision: float  # mean over the validation folds
-    average_precision_std: float | None = None  # sample standard deviation of a weekly AP (None: no spread)
-    folds: int = 1  # how many weekly APs that standard deviation comes from
-    precision: float | None = None  # mean precision and recall at the threshold over the validation folds
+    average_precision: float  # mean over the folds
+    average_precision_std: float | None = None  # their sample standard deviation (None: no spread)
+    folds: int = 1
+    precision: float | None = None  # mean precision and recall at the threshold on the validation folds
     recall: float | None = None
-    source: str = "validation folds"
-    spread_from: str = "validation folds"
+    source: str = "validation folds"  # which folds (or "test window" for runs without folds)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy."""
@@ -57,8 +56,7 @@ def ap_floor(expected: Expected, params: MonitoringParams) -> tuple[float, str]:
     if expected.folds >= 2 and std is not None and math.isfinite(std):
         return (
             mean - params.ap_drop_std * std,
-            f"{expected.source} mean {mean:.2f} - {params.ap_drop_std:g} x std {std:.2f}"
-            f" ({expected.folds} {expected.spread_from})",
+            f"mean {mean:.2f} - {params.ap_drop_std:g} x std {std:.2f} of {expected.folds} {expected.source}",
         )
     return mean - params.ap_drop, f"expected {mean:.2f} - ap_drop {params.ap_drop}"
 

@@ -121,30 +121,22 @@ def test_cards_known_to_be_compromised_leave_the_week(params: Params) -> None:
     ]
 
 
-def test_expected_figures_come_from_the_validation_folds_else_the_test_week() -> None:
-    validated = expected_from_metrics(
-        {
-            "validation_folds": 2.0,
-            "validation_average_precision_mean": 0.55,
-            "validation_average_precision_std": 0.04,
-            "validation_precision_at_threshold_mean": 0.5,
-            "validation_recall_at_threshold_mean": 0.62,
-            "test_average_precision": 0.7,
-        }
-    )
-    assert validated == Expected(0.55, 0.04, 2, 0.5, 0.62, "validation folds")
-    # the spread of weekly AP comes from the prequential folds when the run has them (sample std)
-    with_folds = expected_from_metrics(
-        {
-            "validation_average_precision_mean": 0.55,
-            "validation_folds": 2.0,
-            "validation_average_precision_std": 0.04,
-        }
-        | {"test_prequential_folds": 4.0, "test_prequential_average_precision_std": 0.06}
-    )
-    assert with_folds is not None and with_folds.average_precision == 0.55
-    assert with_folds.average_precision_std == pytest.approx(0.06 * (4 / 3) ** 0.5)
-    assert (with_folds.folds, with_folds.spread_from) == (4, "prequential folds")
+def test_expected_figures_come_from_the_prequential_folds_else_the_validation_folds() -> None:
+    validation = {
+        "validation_folds": 2.0,
+        "validation_average_precision_mean": 0.55,
+        "validation_average_precision_std": 0.04,
+        "validation_precision_at_threshold_mean": 0.5,
+        "validation_recall_at_threshold_mean": 0.62,
+        "test_average_precision": 0.7,
+    }
+    assert expected_from_metrics(validation) == Expected(0.55, 0.04, 2, 0.5, 0.62, "validation folds")
+    # with prequential folds: their mean and sample standard deviation (the stage logs a population std)
+    prequential = {"test_prequential_folds": 4.0, "test_prequential_average_precision_mean": 0.6}
+    both = expected_from_metrics(validation | prequential | {"test_prequential_average_precision_std": 0.06})
+    assert both is not None and (both.average_precision, both.folds) == (0.6, 4)
+    assert both.average_precision_std == pytest.approx(0.06 * (4 / 3) ** 0.5)
+    assert (both.precision, both.recall, both.source) == (0.5, 0.62, "prequential folds")
     one_fold = expected_from_metrics({"validation_folds": 1.0, "validation_average_precision_mean": 0.5})
     assert one_fold is not None and (one_fold.folds, one_fold.average_precision_std) == (1, None)
     older = expected_from_metrics({"test_average_precision": 0.7, "test_recall_at_threshold": 0.6})

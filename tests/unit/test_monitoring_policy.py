@@ -183,11 +183,11 @@ VALIDATED = Expected(0.60, average_precision_std=0.05, folds=2, precision=0.5, r
 def test_floor_is_the_validation_mean_minus_k_standard_deviations() -> None:
     floor, rule = ap_floor(VALIDATED, PARAMS)
     assert floor == pytest.approx(0.60 - 3 * 0.05)
-    assert rule == "validation folds mean 0.60 - 3 x std 0.05 (2 validation folds)"
+    assert rule == "mean 0.60 - 3 x std 0.05 of 2 validation folds"
     decision = run(live=live_of(0.44), expected=VALIDATED)
     assert decision.action == "retrain"
     assert decision.reasons == [
-        "performance drop: live AP 0.44 < validation folds mean 0.60 - 3 x std 0.05 (2 validation folds) = 0.45"
+        "performance drop: live AP 0.44 < mean 0.60 - 3 x std 0.05 of 2 validation folds = 0.45"
         " (40 labelled frauds)"
     ]
 
