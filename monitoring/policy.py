@@ -136,6 +136,13 @@ def judge_performance(
         return f"live AP {live['average_precision']:.2f}; no expected AP recorded for the model", False
     ap = float(live["average_precision"])
     floor, how = ap_floor(expected, params)
+    chance = float(live.get("average_precision_random") or 0.0)
+    if floor <= chance:  # even a useless model would pass: say so rather than pretend to watch
+        return (
+            f"live AP {ap:.2f} vs expected {expected.average_precision:.2f}: no performance alarm possible,"
+            f" the floor ({how} = {floor:.2f}) is not above the random baseline {chance:.3f}",
+            False,
+        )
     if ap < floor:
         return (
             f"performance drop: live AP {ap:.2f} < {how} = {floor:.2f} ({labelled_frauds} labelled frauds)",

@@ -255,3 +255,15 @@ def test_params_refuse_unknown_methods_and_columns(params: Params) -> None:
     assert Params.model_validate(data | {"monitoring": monitoring}).monitoring.drift_methods == {
         "tx_amount": "psi"
     }
+
+
+def test_a_floor_at_chance_level_says_the_alarm_is_blind() -> None:
+    """Folds that vary this much leave no floor above the random baseline: the reason says so."""
+    noisy = Expected(0.25, average_precision_std=0.13, folds=4, source="prequential folds")
+    live = live_of(0.01) | {"average_precision_random": 0.008}
+    decision = run(live=live, expected=noisy)
+    assert decision.action == "none"
+    assert decision.reasons[1] == (
+        "live AP 0.01 vs expected 0.25: no performance alarm possible, the floor"
+        " (mean 0.25 - 3 x std 0.13 of 4 prequential folds = -0.14) is not above the random baseline 0.008"
+    )
