@@ -14,6 +14,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export OMP_NUM_THREADS := 1
+# OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: help setup demo test lint bench serve schedule mlflow-ui prefect-ui clean
 

@@ -148,6 +148,7 @@ def tool_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "CRITICAL",
         "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "CRITICAL",
         "OMP_NUM_THREADS": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",  # idle OpenMP threads sleep: no spinning on shared cores
     }
     return env
 

@@ -241,7 +241,13 @@ def test_venv_path_is_the_same_in_both_stages(dockerfile: Dockerfile) -> None:
 
 def test_runtime_environment_matches_make(dockerfile: Dockerfile) -> None:
     env = _env(dockerfile.runtime)
-    for name in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "DVC_NO_ANALYTICS", "OMP_NUM_THREADS"):
+    for name in (
+        "MLFLOW_DISABLE_TELEMETRY",
+        "DO_NOT_TRACK",
+        "DVC_NO_ANALYTICS",
+        "OMP_NUM_THREADS",
+        "OMP_WAIT_POLICY",
+    ):
         assert env.get(name) == _makefile_var(name), name
     assert env.get("PYTHONUNBUFFERED") == "1"
 
