@@ -36,7 +36,8 @@ def horizon_days(params: FeatureParams, delay_days: int) -> int:
     return max(max(params.customer_windows_days), max(params.terminal_windows_days) + delay_days)
 
 
-def _epoch_seconds(ts: pd.Series) -> np.ndarray:
+def series_epoch_seconds(ts: pd.Series) -> np.ndarray:
+    """Whole seconds since the epoch (floored) of a timezone-aware datetime column."""
     return ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]").astype("int64").to_numpy() // 1_000_000
 
 
@@ -78,7 +79,7 @@ def compute_features(
     ``fraud`` holds the known label of each row (1 fraud, 0 genuine or not yet known). Rows with equal
     key and timestamp count each other in, so results do not depend on arrival order.
     """
-    seconds = _epoch_seconds(transactions["tx_datetime"])
+    seconds = series_epoch_seconds(transactions["tx_datetime"])
     amount = transactions["tx_amount"].to_numpy(dtype=np.float64)
     out: dict[str, np.ndarray] = {
         "tx_amount": amount,

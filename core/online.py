@@ -25,16 +25,21 @@ import pandas as pd
 from core.features import (
     AMOUNT_SCALE,
     DAY_S,
-    EPOCH_WEEKDAY,
-    _epoch_seconds,
+    amount_units,
     feature_names,
     horizon_days,
+    night_flags,
+    series_epoch_seconds,
+    weekend_flags,
 )
 from core.params import FeatureParams
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ONE_SECOND = dt.timedelta(seconds=1)
-PRUNE_STEP_S = 3600  # rows past the horizon are dropped once the cutoff moved an hour
+PRUNE_STEP_S = 3600  # ids past the horizon are dropped once the cutoff moved an hour
+# a series is trimmed once its oldest row is this far past the cutoff (at its next row, or by a sweep
+# when the cutoff moved as far): rows leave a week at a time, for at most a week more of memory
+TRIM_SLACK_S = 7 * DAY_S
 
 # (transaction id, epoch seconds, customer id, terminal id, amount)
 Row = tuple[str, int, int, int, float]
@@ -137,6 +142,7 @@ class OnlineFeatures:
         self._expiry: deque[tuple[int, str]] = deque()
         self._newest: int | None = None
         self._pruned_to: int | None = None
+        self._swept_to: int | None = None
 
     @property
     def rows(self) -> int:
@@ -150,7 +156,7 @@ class OnlineFeatures:
 
     def warm_start(self, transactions: pd.DataFrame, labels: Mapping[str, int]) -> None:
         """Replace the state with ``transactions`` (pruned to the horizon) and their known labels."""
-        seconds = _epoch_seconds(pd.to_datetime(transactions["tx_datetime"], utc=True))
+        seconds = series_epoch_seconds(pd.to_datetime(transactions["tx_datetime"], utc=True))
         cutoff = int(seconds.max()) - self._horizon_s if len(seconds) else 0
         keep = np.flatnonzero(seconds > cutoff)
         order = keep[np.argsort(seconds[keep], kind="stable")]
@@ -165,19 +171,40 @@ class OnlineFeatures:
         with self._lock:
             self._clear()
             self._labels = {tid: int(v) for tid, v in labels.items()}
-            self._insert(list(rows))
+            ordered = list(rows)
+            self._insert(ordered, amount_units(np.array([r[4] for r in ordered])).tolist())
             self._labels = {tid: v for tid, v in self._labels.items() if tid in self._where}
             self._pruned_to = cutoff if len(seconds) else None
 
     def record(self, rows: Sequence[Row]) -> np.ndarray:
-        """Add ``rows`` to the history and return their features (float32, rows x :attr:`names`)."""
+        """Add ``rows`` to the history and return their features (float32, rows x :attr:`names`).
+
+        The window searches run per row in Python; everything else (flags, averages, risk ratios) is
+        computed for the whole batch with the same numpy operations as :func:`core.features.compute_features`.
+        """
+        n = len(rows)
+        if n == 0:
+            return np.empty((0, len(self.names)), dtype=np.float32)
+        _, seconds_t, _, _, amounts_t = zip(*rows, strict=True)
+        seconds = np.array(seconds_t, dtype=np.int64)
+        amounts = np.array(amounts_t, dtype=np.float64)
         with self._lock:
-            self._insert(rows)
-            flat: list[float] = []
-            for row in rows:
-                self._features(row, flat)
+            self._insert(rows, amount_units(amounts).tolist())
+            counts = self._window_counts(rows)
             self._prune()
-        return np.array(flat, dtype=np.float64).reshape(len(rows), len(self.names)).astype(np.float32)
+        out = np.empty((n, len(self.names)), dtype=np.float64)
+        out[:, 0] = amounts
+        out[:, 1] = weekend_flags(seconds)
+        out[:, 2] = night_flags(seconds, self._night_end_hour)
+        windows = np.asarray(counts, dtype=np.int64).reshape(n, -1).astype(np.float64)
+        n_customer = len(self._customer_windows)
+        for k in range(windows.shape[1] // 2):
+            count, total = windows[:, 2 * k], windows[:, 2 * k + 1]
+            if k < n_customer:
+                total /= AMOUNT_SCALE  # the customer's amount sum, back in currency units
+            out[:, 3 + 2 * k] = count
+            out[:, 4 + 2 * k] = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        return out.astype(np.float32)
 
     def add_labels(self, labels: Mapping[str, int]) -> int:
         """Record fraud labels; returns how many concern transactions in the history.
@@ -194,50 +221,73 @@ class OnlineFeatures:
             self._labels.update(known)
         return len(known)
 
-    def _insert(self, rows: Sequence[Row]) -> None:
+    def _insert(self, rows: Sequence[Row], units: Sequence[int]) -> None:
+        """Add ``rows`` (``units``: their amounts in :data:`~core.features.AMOUNT_SCALE` units)."""
         customers, terminals, where, labels = self._customers, self._terminals, self._where, self._labels
         expiry = self._expiry
-        for tid, seconds, customer, terminal, amount in rows:
+        newest = self._newest
+        cutoff = -1 if self._pruned_to is None else self._pruned_to  # what _prune has forgotten
+        stale = cutoff - TRIM_SLACK_S
+        for (tid, seconds, customer, terminal, _), value in zip(rows, units, strict=True):
             if tid in where:
                 self._forget(tid)
-            units = round(amount * AMOUNT_SCALE)
             series = customers.get(customer)
             if series is None:
                 series = customers[customer] = _Series()
-            series.insert(seconds, tid, units)
+            times = series.times
+            if times and times[0] <= stale:
+                series.trim(cutoff)
+            if not times or seconds >= times[-1]:  # the usual case, inlined: the newest row so far
+                times.append(seconds)
+                series.ids.append(tid)
+                cum = series.cum
+                cum.append(cum[-1] + value)
+            else:
+                series.insert(seconds, tid, value)
             series = terminals.get(terminal)
             if series is None:
                 series = terminals[terminal] = _Series()
-            series.insert(seconds, tid, labels.get(tid, 0))
+            label = labels.get(tid, 0)
+            times = series.times
+            if times and times[0] <= stale:
+                series.trim(cutoff)
+            if not times or seconds >= times[-1]:
+                times.append(seconds)
+                series.ids.append(tid)
+                cum = series.cum
+                cum.append(cum[-1] + label)
+            else:
+                series.insert(seconds, tid, label)
             where[tid] = (seconds, customer, terminal)
             expiry.append((seconds, tid))
-            if self._newest is None or seconds > self._newest:
-                self._newest = seconds
+            if newest is None or seconds > newest:
+                newest = seconds
+        self._newest = newest
 
-    def _features(self, row: Row, values: list[float]) -> None:
-        """Append the row's features, in :attr:`names` order, to ``values``."""
-        _, seconds, customer, terminal, amount = row
-        day, second_of_day = divmod(seconds, DAY_S)
-        values += (
-            amount,
-            1.0 if (day + EPOCH_WEEKDAY) % 7 >= 5 else 0.0,
-            1.0 if second_of_day // 3600 < self._night_end_hour else 0.0,
-        )
-        series = self._customers[customer]
-        times, cum = series.times, series.cum
-        hi = bisect_right(times, seconds)
-        for window in self._customer_windows:
-            lo = bisect_right(times, seconds - window, 0, hi)
-            n = hi - lo
-            values += (n, ((cum[hi] - cum[lo]) / AMOUNT_SCALE) / n if n else 0.0)
-        series = self._terminals[terminal]
-        times, cum = series.times, series.cum
-        end = seconds - self._delay_s
-        hi = bisect_right(times, end)
-        for window in self._terminal_windows:
-            lo = bisect_right(times, end - window, 0, hi)
-            n = hi - lo
-            values += (n, (cum[hi] - cum[lo]) / n if n else 0.0)
+    def _window_counts(self, rows: Sequence[Row]) -> list[int]:
+        """Per row, per window in :attr:`names` order: the count of rows and the exact integer sum of
+        their values (amount units for a customer window, known frauds for a terminal one), flat."""
+        customers, terminals = self._customers, self._terminals
+        customer_windows, terminal_windows = self._customer_windows, self._terminal_windows
+        delay = self._delay_s
+        out: list[int] = []
+        for _, seconds, customer, terminal, _ in rows:
+            series = customers[customer]
+            times, cum = series.times, series.cum
+            hi = bisect_right(times, seconds)
+            top = cum[hi]
+            for window in customer_windows:
+                lo = bisect_right(times, seconds - window, 0, hi)
+                out += (hi - lo, top - cum[lo])
+            series = terminals[terminal]
+            times, cum = series.times, series.cum
+            end = seconds - delay
+            hi = bisect_right(times, end)
+            top = cum[hi]
+            for window in terminal_windows:
+                lo = bisect_right(times, end - window, 0, hi)
+                out += (hi - lo, top - cum[lo])
+        return out
 
     def _forget(self, tid: str) -> None:
         seconds, customer, terminal = self._where.pop(tid)
@@ -250,7 +300,13 @@ class OnlineFeatures:
                     del entities[key]
 
     def _prune(self) -> None:
-        """Drop rows no future window reaches (behind the newest transaction by the horizon)."""
+        """Forget rows no future window reaches (behind the newest transaction by the horizon).
+
+        The ids leave at once; a series drops its expired rows in bulk, once the oldest is
+        :data:`TRIM_SLACK_S` past the cutoff: when it next gets a row (a comparison in :meth:`_insert`)
+        or in a sweep of every series each time the cutoff moved as far. Rows
+        past the horizon are never inside a window, so trimming late changes no feature.
+        """
         if self._newest is None:
             return
         cutoff = self._newest - self._horizon_s
@@ -258,21 +314,19 @@ class OnlineFeatures:
             return
         self._pruned_to = cutoff
         expiry, where, labels = self._expiry, self._where, self._labels
-        customers: set[int] = set()
-        terminals: set[int] = set()
         while expiry and expiry[0][0] <= cutoff:
             seconds, tid = expiry.popleft()
             held = where.get(tid)
             if held is not None and held[0] == seconds:
                 del where[tid]
                 labels.pop(tid, None)
-                customers.add(held[1])
-                terminals.add(held[2])
-        # each series touched loses its expired rows at once, with one binary search
-        for entities, keys in ((self._customers, customers), (self._terminals, terminals)):
-            for key in keys:
-                series = entities.get(key)
-                if series is not None:
+        if self._swept_to is None or cutoff >= self._swept_to + TRIM_SLACK_S:
+            self._swept_to = cutoff
+            for entities in (self._customers, self._terminals):
+                for key in [
+                    key for key, series in entities.items() if series.times[0] <= cutoff - TRIM_SLACK_S
+                ]:
+                    series = entities[key]
                     series.trim(cutoff)
                     if not series.times:
                         del entities[key]

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from serving.schemas import ErrorOut
+from serving.schemas import ErrorOut, friendlier
 
 ERROR_DESCRIPTIONS = {
     status.HTTP_400_BAD_REQUEST: "The body is not UTF-8",
@@ -49,7 +49,11 @@ def make_json_safe(value: object) -> object:
 
 async def explain_validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 with pydantic's per-field messages (location, message, offending input)."""
-    errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
+    errors = (
+        [friendlier(e) for e in exc.errors()]
+        if isinstance(exc, RequestValidationError)
+        else [{"msg": str(exc)}]
+    )
     content = {"detail": jsonable_encoder(make_json_safe(list(errors)))}
     return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=content)
 

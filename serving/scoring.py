@@ -1,27 +1,115 @@
-"""Scoring and feedback: raw transactions in, online features, champion verdicts, logs out."""
+"""Scoring and feedback: raw transactions in, online features, champion verdicts, logs out.
+
+Both batch forms (rows, :class:`~serving.schemas.BatchIn`; columns, :class:`~serving.schemas.ColumnsIn`)
+and the single transaction become one :class:`Transactions` and take the same path.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 import orjson
 from fastapi.responses import Response
 
-from core.online import Row, epoch_seconds
 from core.predlog import append_feedback
 from serving.deps import Services
 from serving.model_store import LoadedModel
-from serving.schemas import LabelIn, TransactionIn
+from serving.schemas import ColumnsIn, LabelIn, TransactionIn
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+ONE_MICROSECOND = dt.timedelta(microseconds=1)
 
 
-def transaction_rows(transactions: list[TransactionIn]) -> list[Row]:
-    """The request's transactions as the feature state's rows."""
-    return [
-        (t.transaction_id, epoch_seconds(t.tx_datetime), t.customer_id, t.terminal_id, t.tx_amount)
-        for t in transactions
-    ]
+@dataclass(frozen=True)
+class Transactions:
+    """Validated transactions as columns; ``micros`` are epoch microseconds (UTC)."""
+
+    ids: list[str]
+    micros: np.ndarray
+    customers: list[int]
+    terminals: list[int]
+    amounts: list[float]
+
+    @classmethod
+    def of(
+        cls,
+        ids: list[str],
+        times: Sequence[dt.datetime],
+        customers: list[int],
+        terminals: list[int],
+        amounts: list[float],
+    ) -> Transactions:
+        # aware datetimes subtract in UTC whatever their offsets: exact integer microseconds
+        micros = np.array([(when - EPOCH) // ONE_MICROSECOND for when in times], dtype=np.int64)
+        return cls(ids, micros, customers, terminals, amounts)
+
+    @classmethod
+    def from_rows(cls, transactions: list[TransactionIn]) -> Transactions:
+        return cls.of(
+            [t.transaction_id for t in transactions],
+            [t.tx_datetime for t in transactions],
+            [t.customer_id for t in transactions],
+            [t.terminal_id for t in transactions],
+            [t.tx_amount for t in transactions],
+        )
+
+    @classmethod
+    def from_columns(cls, columns: ColumnsIn) -> Transactions:
+        return cls.of(
+            columns.transaction_id,
+            columns.tx_datetime,
+            columns.customer_id,
+            columns.terminal_id,
+            columns.tx_amount,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def log_times(self) -> list[str]:
+        """The prediction log's form of the times (:func:`core.predlog.format_tx_datetime`)."""
+        text = np.datetime_as_string(self.micros.astype("datetime64[us]"), unit="us").tolist()
+        return [f"{stamp}+00:00" for stamp in text]
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """The champion's answers for :class:`Transactions`, in their order."""
+
+    ids: list[str]
+    probabilities: list[float]
+    flags: list[bool]
+    threshold: float
+    version: str
+
+    def rows(self) -> list[dict[str, Any]]:
+        """As :class:`~serving.schemas.ScoreOut` dicts."""
+        threshold, version = self.threshold, self.version
+        return [
+            {
+                "transaction_id": tid,
+                "fraud_probability": p,
+                "is_fraud": flag,
+                "threshold": threshold,
+                "model_version": version,
+            }
+            for tid, p, flag in zip(self.ids, self.probabilities, self.flags, strict=True)
+        ]
+
+    def columns(self) -> dict[str, Any]:
+        """As a :class:`~serving.schemas.ColumnsOut` dict."""
+        return {
+            "transaction_id": self.ids,
+            "fraud_probability": self.probabilities,
+            "is_fraud": self.flags,
+            "threshold": self.threshold,
+            "model_version": self.version,
+        }
 
 
 def json_response(content: Any) -> Response:
@@ -30,54 +118,42 @@ def json_response(content: Any) -> Response:
     return Response(orjson.dumps(content), media_type="application/json")
 
 
-def score_transactions(
-    services: Services, champion: LoadedModel, transactions: list[TransactionIn]
-) -> list[dict[str, Any]]:
-    """Verdicts (:class:`~serving.schemas.ScoreOut` fields) in request order; each prediction is queued
-    for the log and the decisions are counted.
+def score_transactions(services: Services, champion: LoadedModel, tx: Transactions) -> Verdicts:
+    """Features from the online state, the champion's verdicts, each prediction queued for the log
+    and the decisions counted.
 
     The prediction log is written off the request path (:class:`core.predlog.PredictionWriter`); a full
     queue refuses the request (503) rather than losing a prediction.
     """
-    rows = transaction_rows(transactions)
-    features = services.state.record(rows)
-    probabilities = champion.predict_fraud(features).tolist()
-    threshold, version = champion.info.threshold, champion.info.version
-    flags = [p >= threshold for p in probabilities]
-    scored_at = dt.datetime.now(dt.UTC).isoformat()
-    feature_rows = features.astype(np.float64).tolist()
-    services.predictions.submit(
-        [
-            (
-                tid,
-                t.tx_datetime.isoformat(timespec="microseconds"),
-                customer,
-                terminal,
-                amount,
-                *values,
-                p,
-                int(flag),
-                threshold,
-                version,
-                scored_at,
-            )
-            for (tid, _, customer, terminal, amount), t, values, p, flag in zip(
-                rows, transactions, feature_rows, probabilities, flags, strict=True
-            )
-        ]
+    seconds = (tx.micros // 1_000_000).tolist()  # floored, as core.features does
+    features = services.state.record(
+        list(zip(tx.ids, seconds, tx.customers, tx.terminals, tx.amounts, strict=True))
     )
-    n_fraud = sum(flags)
-    services.telemetry.count_decisions(n_fraud, len(flags) - n_fraud)
-    return [
-        {
-            "transaction_id": row[0],
-            "fraud_probability": p,
-            "is_fraud": flag,
-            "threshold": threshold,
-            "model_version": version,
-        }
-        for row, p, flag in zip(rows, probabilities, flags, strict=True)
-    ]
+    probabilities = champion.predict_fraud(features).astype(np.float64)
+    threshold, version = champion.info.threshold, champion.info.version
+    flags = probabilities >= threshold
+    n = len(tx)
+    services.predictions.submit(
+        list(
+            zip(
+                tx.ids,
+                tx.log_times(),
+                tx.customers,
+                tx.terminals,
+                tx.amounts,
+                *features.T.astype(np.float64).tolist(),
+                probabilities.tolist(),
+                flags.astype(np.int64).tolist(),
+                repeat(threshold, n),
+                repeat(version, n),
+                repeat(dt.datetime.now(dt.UTC).isoformat(), n),
+                strict=True,
+            )
+        )
+    )
+    n_fraud = int(flags.sum())
+    services.telemetry.count_decisions(n_fraud, n - n_fraud)
+    return Verdicts(tx.ids, probabilities.tolist(), flags.tolist(), threshold, version)
 
 
 def record_feedback(services: Services, labels: list[LabelIn]) -> int:

@@ -29,3 +29,8 @@ def bodies(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Simulated transactions as request bodies."""
     rows = frame[TRANSACTION_COLUMNS].itertuples(index=False)
     return [transaction(r[0], r[1].isoformat(), int(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+
+def columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Transaction bodies as the columnar batch body of ``POST /v1/score/columns``."""
+    return {name: [row[name] for row in rows] for name in TRANSACTION_COLUMNS}

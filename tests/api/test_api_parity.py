@@ -2,7 +2,7 @@
 
 A world of its own (the session's model and registry, a longer simulation): 21 days warm-start the
 service, then more than 10,000 transactions of the following days are scored through the API (some one
-at a time, the rest in batches) while each day's labels come back through ``POST /v1/feedback``. The
+at a time, the rest in batches, as rows and as columns) while each day's labels come back through ``POST /v1/feedback``. The
 features the service logged must equal ``core.features.compute_features`` on the whole table.
 """
 
@@ -23,7 +23,7 @@ from core.predlog import read_predictions
 from core.simulator import SimulationConfig, write_simulation
 from serving.app import create_app
 from tests.api.conftest import SIM, logged_predictions, write_validated
-from tests.api.factories import bodies
+from tests.api.factories import bodies, columns
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
@@ -51,16 +51,24 @@ def replayed(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iter
     write_validated(root, table[warm])
     replay = table[~warm].reset_index(drop=True)
     settings = project.settings(project_dir=root, mlflow_tracking_uri=project.settings().tracking_uri)
+    sent = {"rows": 0, "columns": 0}
     with TestClient(create_app(settings)) as client:
-        for _, day in replay.groupby(replay["tx_datetime"].dt.date, sort=True):
+        for n, (_, day) in enumerate(replay.groupby(replay["tx_datetime"].dt.date, sort=True)):
             requests = bodies(day)
             for body in requests[:SINGLE_PER_DAY]:
                 response = client.post("/v1/score", json=body)
                 assert response.status_code == 200, response.text
             for start in range(SINGLE_PER_DAY, len(requests), BATCH_ROWS):
                 chunk = requests[start : start + BATCH_ROWS]
-                response = client.post("/v1/score/batch", json={"transactions": chunk})
+                if n % 2:  # every other day's batches as columns
+                    response = client.post("/v1/score/columns", json=columns(chunk))
+                    answered = response.json()["transaction_id"] if response.status_code == 200 else None
+                else:
+                    response = client.post("/v1/score/batch", json={"transactions": chunk})
+                    answered = [p["transaction_id"] for p in response.json().get("predictions", [])]
                 assert response.status_code == 200, response.text
+                assert answered == [row["transaction_id"] for row in chunk]
+                sent["columns" if n % 2 else "rows"] += len(chunk)
             labels = [
                 {"transaction_id": tid, "tx_fraud": int(fraud)}
                 for tid, fraud in zip(day["transaction_id"], day["tx_fraud"], strict=True)
@@ -70,6 +78,7 @@ def replayed(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 assert response.status_code == 200, response.text
     # leaving the client ran the app's shutdown, which flushes the prediction log
     logged = read_predictions(settings.prediction_log).set_index("transaction_id")
+    assert min(sent.values()) > 3_000  # both batch forms carry a good part of the stream
     yield Replayed(table, replay, logged.loc[replay["transaction_id"]].reset_index())
 
 
