@@ -3,20 +3,29 @@
 Both logs live in one SQLite database (``Settings.prediction_log``, ``stores/predictions.db``) in WAL
 mode, so monitoring reads while serving writes and neither waits for the other:
 
+``prediction_batches``
+    what the API's :class:`PredictionWriter` commits: one row per write holding many scored
+    transactions as columns (:class:`PredictionBatch`: numpy arrays stored as BLOBs, the ids as a JSON
+    list, the features under their names), with the first and last transaction time (epoch
+    microseconds, UTC) indexed for window reads. Storing a batch costs about a microsecond a
+    transaction, against ten for a row of 25 SQLite values, and the API scores on the same core.
 ``predictions``
-    one row per scored transaction, with the columns of :func:`prediction_columns`: the transaction,
-    the features exactly as the model saw them (``f_<name>``) and the verdict. ``tx_datetime`` is
-    ISO-8601 UTC text with microseconds (``2026-01-22T10:00:00.000000+00:00``, see
-    :func:`format_tx_datetime`), so text order is time order and its index serves the reads of a
-    window of transaction days. Rescoring a transaction appends a row; readers keep the newest.
-    The feature columns follow ``params.yaml``: a writer with new features adds their columns
-    (older rows read as NaN there); no column or row is ever dropped.
+    one row per transaction appended synchronously (:func:`append_predictions`: tools, tests), with the
+    columns of :func:`prediction_columns`. ``tx_datetime`` is ISO-8601 UTC text with microseconds
+    (``2026-01-22T10:00:00.000000+00:00``, see :func:`format_tx_datetime`), so text order is time
+    order and its index serves the reads of a window of transaction days. The feature columns follow
+    ``params.yaml``: a writer with new features adds their columns (older rows read as NaN there); no
+    column or row is ever dropped.
+
+:func:`read_predictions` reads both as one table of :func:`prediction_columns`: rows of ``predictions``
+first, then the batches in the order they were written; rescoring a transaction adds a record, and
+the newest wins.
 ``feedback``
     one row per label received: :data:`FEEDBACK_COLUMNS` (the label and the day it was received);
     the newest label of a transaction wins.
 
-Writers: the API submits rows to a :class:`PredictionWriter`, whose background thread commits them in
-batches off the request path; :func:`append_predictions` and :func:`append_feedback` write
+Writers: the API submits :class:`PredictionBatch` es (or row tuples) to a :class:`PredictionWriter`,
+whose background thread commits them off the request path; :func:`append_predictions` and :func:`append_feedback` write
 synchronously (feedback, tests, tools). Readers (:func:`read_predictions`, :func:`read_feedback`) open
 the database read-only and never create it.
 """
@@ -31,10 +40,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from core.schemas import LABEL_COLUMNS, SCORE_COLUMNS, TRANSACTION_COLUMNS
@@ -42,6 +53,7 @@ from core.schemas import LABEL_COLUMNS, SCORE_COLUMNS, TRANSACTION_COLUMNS
 log = logging.getLogger(__name__)
 
 PREDICTIONS_TABLE = "predictions"
+BATCHES_TABLE = "prediction_batches"
 FEEDBACK_TABLE = "feedback"
 FEEDBACK_COLUMNS = [*LABEL_COLUMNS, "received_on"]
 BUSY_TIMEOUT_S = 5.0
@@ -118,6 +130,210 @@ class PredictionLogClosed(PredictionLogError):
 
 
 # ---------------------------------------------------------------------------------------------------
+# a batch of scored transactions as columns
+
+
+_BATCH_TYPES = {
+    "first_us": "INTEGER NOT NULL",  # the earliest transaction time, epoch microseconds (UTC)
+    "last_us": "INTEGER NOT NULL",  # the latest
+    "rows": "INTEGER NOT NULL",
+    "features": "TEXT NOT NULL",  # JSON list of the feature names, the columns of feature_values
+    "transaction_id": "BLOB NOT NULL",  # JSON list of str
+    "tx_us": "BLOB NOT NULL",  # int64 epoch microseconds
+    "customer_id": "BLOB NOT NULL",  # int64
+    "terminal_id": "BLOB NOT NULL",  # int64
+    "tx_amount": "BLOB NOT NULL",  # float64
+    "feature_values": "BLOB NOT NULL",  # float64, rows x features, row-major
+    "fraud_probability": "BLOB NOT NULL",  # float64
+    "is_fraud": "BLOB NOT NULL",  # uint8 0/1
+    "segments": "TEXT NOT NULL",  # JSON [[rows, threshold, model_version, scored_at], ...] in row order
+}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass
+class PredictionBatch:
+    """Scored transactions as columns, as the API produces them and :data:`BATCHES_TABLE` stores them.
+
+    ``tx_us``: epoch microseconds (UTC); ``features``: rows x the writer's features; ``segments``: runs
+    of consecutive rows sharing ``(rows, threshold, model_version, scored_at)``, one for a request.
+    """
+
+    transaction_id: list[str]
+    tx_us: np.ndarray
+    customer_id: np.ndarray
+    terminal_id: np.ndarray
+    tx_amount: np.ndarray
+    features: np.ndarray
+    fraud_probability: np.ndarray
+    is_fraud: np.ndarray
+    segments: list[tuple[int, float, str, str]]
+
+    def __len__(self) -> int:
+        return len(self.transaction_id)
+
+    @classmethod
+    def scored(
+        cls,
+        transaction_id: list[str],
+        tx_us: np.ndarray,
+        customer_id: Sequence[int],
+        terminal_id: Sequence[int],
+        tx_amount: Sequence[float],
+        features: np.ndarray,
+        fraud_probability: np.ndarray,
+        threshold: float,
+        model_version: str,
+        scored_at: str,
+    ) -> PredictionBatch:
+        """One request's verdicts (decisions at ``threshold``)."""
+        probability = np.asarray(fraud_probability, dtype=np.float64)
+        return cls(
+            transaction_id,
+            np.asarray(tx_us, dtype=np.int64),
+            np.asarray(customer_id, dtype=np.int64),
+            np.asarray(terminal_id, dtype=np.int64),
+            np.asarray(tx_amount, dtype=np.float64),
+            np.asarray(features, dtype=np.float64),
+            probability,
+            probability >= threshold,
+            [(len(transaction_id), float(threshold), str(model_version), scored_at)],
+        )
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[Any, ...]], n_features: int) -> PredictionBatch:
+        """Row tuples in :class:`PredictionWriter` order (see there) as a batch."""
+        n = len(rows)
+        width = len(TRANSACTION_COLUMNS)
+        ids, times, customers, terminals, amounts = (
+            list(c) for c in zip(*(r[:width] for r in rows), strict=True)
+        )
+        features = np.array([r[width : width + n_features] for r in rows], dtype=np.float64).reshape(
+            n, n_features
+        )
+        score = [r[width + n_features :] for r in rows]
+        segments: list[tuple[int, float, str, str]] = []
+        for _, _, threshold, version, scored_at in score:
+            key = (float(threshold), str(version), str(scored_at))
+            if segments and segments[-1][1:] == key:
+                segments[-1] = (segments[-1][0] + 1, *key)
+            else:
+                segments.append((1, *key))
+        micros = pd.to_datetime(pd.Series(times, dtype=object), utc=True, format="ISO8601")
+        return cls(
+            [str(tid) for tid in ids],
+            micros.astype("datetime64[us, UTC]").astype("int64").to_numpy(),
+            np.array(customers, dtype=np.int64),
+            np.array(terminals, dtype=np.int64),
+            np.array(amounts, dtype=np.float64),
+            features,
+            np.array([r[0] for r in score], dtype=np.float64),
+            np.array([bool(r[1]) for r in score], dtype=bool),
+            segments,
+        )
+
+    @classmethod
+    def concat(cls, batches: Sequence[PredictionBatch]) -> PredictionBatch:
+        """One batch with the rows of ``batches``, in order."""
+        if len(batches) == 1:
+            return batches[0]
+
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(b, name) for b in batches])
+
+        return cls(
+            [tid for b in batches for tid in b.transaction_id],
+            joined("tx_us"),
+            joined("customer_id"),
+            joined("terminal_id"),
+            joined("tx_amount"),
+            joined("features"),
+            joined("fraud_probability"),
+            joined("is_fraud"),
+            [segment for b in batches for segment in b.segments],
+        )
+
+    def record(self, features: list[str]) -> tuple[Any, ...]:
+        """The :data:`BATCHES_TABLE` row of this batch (columns in :data:`_BATCH_TYPES` order)."""
+        tx_us = np.ascontiguousarray(self.tx_us, dtype=np.int64)
+        return (
+            int(tx_us.min()),
+            int(tx_us.max()),
+            len(self),
+            orjson.dumps(features).decode(),
+            orjson.dumps(self.transaction_id),
+            tx_us.tobytes(),
+            np.ascontiguousarray(self.customer_id, dtype=np.int64).tobytes(),
+            np.ascontiguousarray(self.terminal_id, dtype=np.int64).tobytes(),
+            np.ascontiguousarray(self.tx_amount, dtype=np.float64).tobytes(),
+            np.ascontiguousarray(self.features, dtype=np.float64).tobytes(),
+            np.ascontiguousarray(self.fraud_probability, dtype=np.float64).tobytes(),
+            np.ascontiguousarray(self.is_fraud, dtype=np.uint8).tobytes(),
+            orjson.dumps(self.segments).decode(),
+        )
+
+
+_BLOB_OF = {  # prediction column -> the batch BLOB holding it, and its numpy type
+    "customer_id": np.int64,
+    "terminal_id": np.int64,
+    "tx_amount": np.float64,
+    "fraud_probability": np.float64,
+}
+_SEGMENT_FIELDS = {"threshold": (1, np.float64), "model_version": (2, object), "scored_at": (3, object)}
+_BATCH_READ = [
+    "rows",
+    "features",
+    "segments",
+    "tx_us",
+    "transaction_id",
+    *_BLOB_OF,
+    "is_fraud",
+    "feature_values",
+]
+
+
+def _decode_batches(stored: list[tuple[Any, ...]], names: list[str]) -> pd.DataFrame:
+    """Stored batches (rows of :data:`_BATCH_READ`, in write order) as one frame of ``names`` (columns of
+    :func:`prediction_columns`; features a batch lacks are NaN) plus ``_tx_us``, epoch microseconds."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ["_tx_us", *names]}
+    for rows, features_json, segments_json, tx_us, ids, *rest in stored:
+        blobs = dict(zip(_BATCH_READ[5:], rest, strict=True))
+        parts["_tx_us"].append(np.frombuffer(tx_us, dtype=np.int64))
+        matrix, stored_features = None, [f"f_{name}" for name in orjson.loads(features_json)]
+        segments = orjson.loads(segments_json) if set(names) & set(_SEGMENT_FIELDS) else []
+        for name in names:
+            if name == "transaction_id":
+                column = np.array(orjson.loads(ids), dtype=object)
+            elif name == "tx_datetime":
+                column = np.frombuffer(tx_us, dtype=np.int64)
+            elif name in _BLOB_OF:
+                column = np.frombuffer(blobs[name], dtype=_BLOB_OF[name])
+            elif name == "is_fraud":
+                column = np.frombuffer(blobs["is_fraud"], dtype=np.uint8).astype(bool)
+            elif name in _SEGMENT_FIELDS:
+                position, kind = _SEGMENT_FIELDS[name]
+                values = np.array([segment[position] for segment in segments], dtype=kind)
+                column = np.repeat(values, [segment[0] for segment in segments])
+            elif name in stored_features:
+                if matrix is None:
+                    matrix = np.frombuffer(blobs["feature_values"], dtype=np.float64)
+                    matrix = matrix.reshape(rows, len(stored_features))
+                column = matrix[:, stored_features.index(name)]
+            else:  # a feature this batch's writer did not have
+                column = np.full(rows, np.nan)
+            parts[name].append(column)
+    frame = pd.DataFrame(
+        {name: np.concatenate(columns) if columns else np.empty(0) for name, columns in parts.items()}
+    )
+    if "tx_datetime" in frame.columns:
+        micros = frame["tx_datetime"].to_numpy(dtype=np.int64)
+        frame["tx_datetime"] = pd.Series(micros.astype("datetime64[us]"), index=frame.index).dt.tz_localize(
+            "UTC"
+        )
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------------
 # connections and schema
 
 
@@ -165,7 +381,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def _ensure_schema(conn: sqlite3.Connection, prediction_cols: Iterable[str] = ()) -> None:
-    """Create both tables and the index if missing; add the prediction columns the table lacks."""
+    """Create the tables and their indexes if missing; add the prediction columns ``predictions`` lacks."""
     wanted = list(dict.fromkeys([*_BASE_PREDICTION_COLUMNS, *prediction_cols]))
     with _transaction(conn):
         for table, columns in ((PREDICTIONS_TABLE, wanted), (FEEDBACK_TABLE, FEEDBACK_COLUMNS)):
@@ -179,6 +395,9 @@ def _ensure_schema(conn: sqlite3.Connection, prediction_cols: Iterable[str] = ()
         conn.execute(
             f"CREATE INDEX IF NOT EXISTS {PREDICTIONS_TABLE}_tx_datetime ON {PREDICTIONS_TABLE} (tx_datetime)"
         )
+        spec = ", ".join(f"{name} {kind}" for name, kind in _BATCH_TYPES.items())
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {BATCHES_TABLE} ({spec})")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {BATCHES_TABLE}_last_us ON {BATCHES_TABLE} (last_us)")
 
 
 def _insert_sql(table: str, columns: list[str]) -> str:
@@ -203,19 +422,20 @@ def _plain(value: object) -> object:
 
 
 class PredictionWriter:
-    """Commits scored transactions to the prediction log in batches, from one background thread.
+    """Commits scored transactions to the prediction log from one background thread.
 
-    A row is a tuple in the order of :attr:`columns` (= :func:`prediction_columns` of the features:
+    The API submits a :class:`PredictionBatch` per request (:meth:`submit_batch`); :meth:`submit` takes
+    row tuples in the order of :attr:`columns` (= :func:`prediction_columns` of the features:
     ``transaction_id, tx_datetime, customer_id, terminal_id, tx_amount, f_<feature>...,
-    fraud_probability, is_fraud, threshold, model_version, scored_at``) holding plain Python values:
-    ``transaction_id`` str, ``tx_datetime`` str from :func:`format_tx_datetime`, ``customer_id`` and
-    ``terminal_id`` int, ``tx_amount`` and the features float, ``fraud_probability`` float,
-    ``is_fraud`` int 0/1, ``threshold`` float, ``model_version`` str, ``scored_at`` ISO-8601 str.
+    fraud_probability, is_fraud, threshold, model_version, scored_at``): ``transaction_id`` str,
+    ``tx_datetime`` str from :func:`format_tx_datetime`, ``customer_id`` and ``terminal_id`` int,
+    ``tx_amount`` and the features float, ``fraud_probability`` float, ``is_fraud`` 0/1,
+    ``threshold`` float, ``model_version`` str, ``scored_at`` ISO-8601 str.
 
-    :meth:`submit` only appends to a queue (it is on the request path); every ``flush_interval_s``
-    the thread writes what waits with one ``executemany`` in one transaction. A failed write (disk
+    Submitting only appends to a queue (it is on the request path); every ``flush_interval_s`` the
+    thread writes what waits as one :data:`BATCHES_TABLE` row in one transaction. A failed write (disk
     full, database locked) is logged and retried at the next interval with the same rows; while more
-    than ``max_pending`` rows wait, :meth:`submit` raises :class:`PredictionLogFull`. Rows are never
+    than ``max_pending`` rows wait, submitting raises :class:`PredictionLogFull`. Rows are never
     dropped: :meth:`close` returns once all are committed (or its timeout has passed, logged).
     """
 
@@ -235,11 +455,12 @@ class PredictionWriter:
         self.max_pending = max_pending
         self.busy_timeout_s = busy_timeout_s
         self.last_error: Exception | None = None
-        self._sql = _insert_sql(PREDICTIONS_TABLE, self.columns)
+        self.features = list(features)
+        self._sql = _insert_sql(BATCHES_TABLE, list(_BATCH_TYPES))
         self._width = len(self.columns)
         self._cond = threading.Condition()
-        self._queue: list[tuple[Any, ...]] = []  # submitted, not yet taken by the thread
-        self._batch: list[tuple[Any, ...]] = []  # taken by the thread, not yet committed
+        self._queue: list[PredictionBatch] = []  # submitted, not yet taken by the thread
+        self._batch: list[PredictionBatch] = []  # taken by the thread, not yet committed
         self._submitted = 0
         self._written = 0
         self._urgent = False  # a flush waits: write without waiting for the interval
@@ -254,7 +475,7 @@ class PredictionWriter:
     # -- the request path --------------------------------------------------------------------------
 
     def submit(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Queue rows for the next batch; never touches the disk.
+        """Queue row tuples for the next write; never touches the disk.
 
         Raises ValueError for a row of the wrong width or without id or time, PredictionLogFull when
         more than ``max_pending`` rows would wait, PredictionLogClosed after :meth:`close`.
@@ -263,17 +484,32 @@ class PredictionWriter:
         for row in rows:
             if len(row) != width or row[0] is None or row[1] is None:
                 raise ValueError(f"a prediction-log row has {width} values in the order of .columns")
+        if rows:
+            try:
+                batch = PredictionBatch.from_rows(rows, len(self.features))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"a prediction-log row holds a value of the wrong type: {exc}") from exc
+            self.submit_batch(batch)
+
+    def submit_batch(self, batch: PredictionBatch) -> None:
+        """Queue a batch (features in the writer's order) for the next write; never touches the disk.
+
+        Raises ValueError for features of the wrong width, PredictionLogFull when more than
+        ``max_pending`` rows would wait, PredictionLogClosed after :meth:`close`.
+        """
+        if batch.features.shape != (len(batch), len(self.features)):
+            raise ValueError(f"a batch has {len(self.features)} feature columns ({', '.join(self.features)})")
         with self._cond:
             if self._closing:
                 raise PredictionLogClosed(f"prediction log {self.path} is closed")
             waiting = self._submitted - self._written
-            if waiting + len(rows) > self.max_pending:
+            if waiting + len(batch) > self.max_pending:
                 raise PredictionLogFull(
                     f"prediction log {self.path}: {waiting} rows wait to be written "
                     f"(limit {self.max_pending}); last error: {self.last_error!r}"
                 )
-            self._queue.extend(rows)
-            self._submitted += len(rows)
+            self._queue.append(batch)
+            self._submitted += len(batch)
 
     @property
     def pending(self) -> int:
@@ -378,11 +614,11 @@ class PredictionWriter:
                         if self._closing:
                             return
                         continue
-                ok = self._write(batch)  # outside the lock: submit never waits for the disk
+                ok = self._write(batch)  # outside the lock: submitting never waits for the disk
                 with self._cond:
                     self._failed = not ok
                     if ok:
-                        self._written += len(batch)
+                        self._written += sum(len(b) for b in batch)
                         self._batch = []
                         self._cond.notify_all()
         finally:
@@ -392,22 +628,19 @@ class PredictionWriter:
             with self._cond:  # wake flush() and close() even if the thread died
                 self._cond.notify_all()
 
-    def _write(self, batch: list[tuple[Any, ...]]) -> bool:
-        """One transaction with every row of ``batch``; False (rows kept) when it failed."""
+    def _write(self, batches: list[PredictionBatch]) -> bool:
+        """One transaction storing ``batches`` as one row; False (rows kept) when it failed."""
         try:
+            if len(batches) > 1:
+                batches[:] = [PredictionBatch.concat(batches)]  # a retry writes the same row
+            record = batches[0].record(self.features)
             if self._conn is None:
                 self._conn = _connect(self.path, self.busy_timeout_s)
                 _ensure_schema(self._conn, self.columns)
-            try:
-                with _transaction(self._conn):
-                    self._conn.executemany(self._sql, batch)
-            except (sqlite3.InterfaceError, sqlite3.ProgrammingError):
-                # a value sqlite3 cannot bind (a numpy scalar...): convert the batch once and retry
-                batch[:] = [tuple(_plain(v) for v in row) for row in batch]
-                with _transaction(self._conn):
-                    self._conn.executemany(self._sql, batch)
+            with _transaction(self._conn):
+                self._conn.execute(self._sql, record)
         except Exception as exc:
-            self._failed_write(exc, len(batch))
+            self._failed_write(exc, sum(len(b) for b in batches))
             return False
         if self._failures:
             log.warning(
@@ -528,36 +761,94 @@ def read_predictions(
 ) -> pd.DataFrame:
     """Scored transactions whose transaction day (UTC) lies in [start, end]; the newest score per id wins.
 
-    Columns in :func:`prediction_columns` order (features that only some rows have are NaN in the
-    others), ``tx_datetime`` as a UTC datetime. An empty frame when nothing was logged. ``columns``:
-    only those (and ``transaction_id``), for reads of many rows that need few of them: each value
-    fetched from SQLite costs a Python object.
+    Both stores are read (:data:`PREDICTIONS_TABLE` rows first, then :data:`BATCHES_TABLE` in write
+    order). Columns in :func:`prediction_columns` order (features that only some records have are NaN
+    in the others), ``tx_datetime`` as a UTC datetime. An empty frame when nothing was logged.
+    ``columns``: only those (and ``transaction_id``), for reads of many rows that need few of them.
     """
     conn = _connect_read_only(path)
     if conn is None:
         return pd.DataFrame()
     with contextlib.closing(conn):
         stored = _table_columns(conn, PREDICTIONS_TABLE)
-        if not stored:
+        has_batches = bool(_table_columns(conn, BATCHES_TABLE))
+        if not stored and not has_batches:
             return pd.DataFrame()
-        names = _selected(stored, columns)
-        where, args = [], []
-        if start is not None:
-            where.append("tx_datetime >= ?")
-            args.append(start.isoformat())
-        if end is not None and end < dt.date.max:
-            where.append("tx_datetime < ?")
-            args.append((end + dt.timedelta(days=1)).isoformat())
-        sql = f"SELECT rowid, {', '.join(_quote(c) for c in names)} FROM {PREDICTIONS_TABLE}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = conn.execute(sql, args).fetchall()
+        first_day = None if start is None else start.isoformat()
+        after_last = None if end is None or end >= dt.date.max else (end + dt.timedelta(days=1)).isoformat()
+        frames = []
+        if stored:
+            frames.append(_read_rows(conn, _selected(stored, columns), first_day, after_last))
+        if has_batches:
+            frames.append(_read_batches(conn, stored, columns, first_day, after_last))
+    present = [f for f in frames if not f.empty]
+    if not present:
+        return frames[0]
+    frame = present[0] if len(present) == 1 else pd.concat(present, ignore_index=True)
+    frame = frame.drop_duplicates("transaction_id", keep="last").reset_index(drop=True)
+    features = [c for f in frames for c in f.columns if c.startswith("f_")]
+    order = TRANSACTION_COLUMNS + list(dict.fromkeys(features)) + SCORE_COLUMNS
+    return frame[[c for c in order if c in frame.columns]]
+
+
+def _read_rows(
+    conn: sqlite3.Connection, names: list[str], first_day: str | None, after_last: str | None
+) -> pd.DataFrame:
+    """The rows of :data:`PREDICTIONS_TABLE` in the window, in write order, newest per id."""
+    where, args = [], []
+    if first_day is not None:
+        where.append("tx_datetime >= ?")
+        args.append(first_day)
+    if after_last is not None:
+        where.append("tx_datetime < ?")
+        args.append(after_last)
+    sql = f"SELECT rowid, {', '.join(_quote(c) for c in names)} FROM {PREDICTIONS_TABLE}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    rows = conn.execute(sql, args).fetchall()
     frame = _frame(rows, PREDICTIONS_TABLE, names, first=("_rowid", "i8"))
     frame = frame.sort_values("_rowid", kind="stable").drop_duplicates("transaction_id", keep="last")
     frame = _typed(frame.drop(columns="_rowid").reset_index(drop=True), PREDICTIONS_TABLE)
     if "tx_datetime" in frame.columns:
         frame["tx_datetime"] = _utc_datetimes(frame["tx_datetime"])
     return frame
+
+
+def _micros(day: str) -> int:
+    return (dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _read_batches(
+    conn: sqlite3.Connection,
+    row_columns: list[str],
+    columns: Sequence[str] | None,
+    first_day: str | None,
+    after_last: str | None,
+) -> pd.DataFrame:
+    """The transactions of :data:`BATCHES_TABLE` in the window, in write order."""
+    where, args = [], []
+    if first_day is not None:
+        where.append("last_us >= ?")
+        args.append(_micros(first_day))
+    if after_last is not None:
+        where.append("first_us < ?")
+        args.append(_micros(after_last))
+    sql = f"SELECT {', '.join(_BATCH_READ)} FROM {BATCHES_TABLE}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    stored = conn.execute(sql + " ORDER BY rowid", args).fetchall()
+    features = [f"f_{name}" for record in stored for name in orjson.loads(record[1])]
+    names = _selected(
+        list(dict.fromkeys([*TRANSACTION_COLUMNS, *row_columns, *features, *SCORE_COLUMNS])), columns
+    )
+    frame = _decode_batches(stored, names)
+    keep = np.ones(len(frame), dtype=bool)
+    if first_day is not None:
+        keep &= frame["_tx_us"].to_numpy() >= _micros(first_day)
+    if after_last is not None:
+        keep &= frame["_tx_us"].to_numpy() < _micros(after_last)
+    frame = frame[keep].drop(columns="_tx_us")
+    return frame.drop_duplicates("transaction_id", keep="last").reset_index(drop=True)
 
 
 def _selected(stored: list[str], columns: Sequence[str] | None) -> list[str]:
@@ -615,3 +906,21 @@ def read_feedback(path: Path) -> pd.DataFrame:
     frame = _frame(rows, FEEDBACK_TABLE, LABEL_COLUMNS)
     frame = frame.drop_duplicates("transaction_id", keep="last").reset_index(drop=True)
     return _typed(frame, FEEDBACK_TABLE)
+
+
+# records in both stores, rescores included (SQL, for a connection of one's own)
+COUNT_SQL = f"SELECT (SELECT COUNT(*) FROM {PREDICTIONS_TABLE}) + (SELECT COALESCE(SUM(rows), 0) FROM {BATCHES_TABLE})"
+
+
+def count_records(path: Path) -> int:
+    """Prediction records stored (rows and batched transactions; a rescore counts again); 0 without a log."""
+    conn = _connect_read_only(path)
+    if conn is None:
+        return 0
+    with contextlib.closing(conn):
+        rows = 0
+        if _table_columns(conn, PREDICTIONS_TABLE):
+            rows += conn.execute(f"SELECT COUNT(*) FROM {PREDICTIONS_TABLE}").fetchone()[0]
+        if _table_columns(conn, BATCHES_TABLE):
+            rows += conn.execute(f"SELECT COALESCE(SUM(rows), 0) FROM {BATCHES_TABLE}").fetchone()[0]
+        return int(rows)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import numpy as np
 import orjson
 from fastapi.responses import Response
 
-from core.predlog import append_feedback
+from core.predlog import PredictionBatch, append_feedback
 from serving.deps import Services
 from serving.model_store import LoadedModel
 from serving.schemas import ColumnsIn, LabelIn, TransactionIn
@@ -70,11 +69,6 @@ class Transactions:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def log_times(self) -> list[str]:
-        """The prediction log's form of the times (:func:`core.predlog.format_tx_datetime`)."""
-        text = np.datetime_as_string(self.micros.astype("datetime64[us]"), unit="us").tolist()
-        return [f"{stamp}+00:00" for stamp in text]
 
 
 @dataclass(frozen=True)
@@ -132,25 +126,21 @@ def score_transactions(services: Services, champion: LoadedModel, tx: Transactio
     probabilities = champion.predict_fraud(features).astype(np.float64)
     threshold, version = champion.info.threshold, champion.info.version
     flags = probabilities >= threshold
-    n = len(tx)
-    services.predictions.submit(
-        list(
-            zip(
-                tx.ids,
-                tx.log_times(),
-                tx.customers,
-                tx.terminals,
-                tx.amounts,
-                *features.T.astype(np.float64).tolist(),
-                probabilities.tolist(),
-                flags.astype(np.int64).tolist(),
-                repeat(threshold, n),
-                repeat(version, n),
-                repeat(dt.datetime.now(dt.UTC).isoformat(), n),
-                strict=True,
-            )
+    services.predictions.submit_batch(
+        PredictionBatch.scored(
+            tx.ids,
+            tx.micros,
+            tx.customers,
+            tx.terminals,
+            tx.amounts,
+            features,
+            probabilities,
+            threshold,
+            version,
+            dt.datetime.now(dt.UTC).isoformat(),
         )
     )
+    n = len(tx)
     n_fraud = int(flags.sum())
     services.telemetry.count_decisions(n_fraud, n - n_fraud)
     return Verdicts(tx.ids, probabilities.tolist(), flags.tolist(), threshold, version)

@@ -16,12 +16,14 @@ import pandas as pd
 import pytest
 
 from core.predlog import (
+    COUNT_SQL,
     PredictionLogClosed,
     PredictionLogError,
     PredictionLogFull,
     PredictionWriter,
     append_feedback,
     append_predictions,
+    count_records,
     format_tx_datetime,
     prediction_columns,
     read_feedback,
@@ -117,7 +119,11 @@ def test_database_is_in_wal_mode_with_a_window_index(tmp_path: Path) -> None:
             "EXPLAIN QUERY PLAN SELECT * FROM predictions WHERE tx_datetime >= ? AND tx_datetime < ?",
             ("2026-01-05", "2026-01-06"),
         ).fetchall()
+        batches = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM prediction_batches WHERE last_us >= ? AND first_us < ?", (0, 1)
+        ).fetchall()
     assert "predictions_tx_datetime" in str(plan)
+    assert "prediction_batches_last_us" in str(batches)
 
 
 def test_a_window_is_the_utc_transaction_days(tmp_path: Path) -> None:
@@ -158,11 +164,11 @@ def test_readers_read_while_the_writer_writes(tmp_path: Path) -> None:
         # a reader in the middle of a read transaction does not hold the writer up either
         with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as held:
             held.execute("BEGIN")
-            snapshot = held.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+            snapshot = held.execute(COUNT_SQL).fetchone()[0]
             deadline = time.monotonic() + 0.3
             while time.monotonic() < deadline:
                 counts.append(len(read_predictions(db)))
-            assert held.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == snapshot
+            assert held.execute(COUNT_SQL).fetchone()[0] == snapshot
     finally:
         stop.set()
         producer.join()
@@ -192,8 +198,7 @@ def test_a_failed_write_keeps_the_rows_and_retries(tmp_path: Path, caplog: pytes
     log.close()
     frame = read_predictions(db)
     assert sorted(frame["transaction_id"]) == sorted(f"T{i}" for i in range(111))
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 111  # each row once
+    assert count_records(db) == 111  # each row once
 
 
 def test_submit_refuses_rows_beyond_max_pending(tmp_path: Path) -> None:
