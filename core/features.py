@@ -17,6 +17,7 @@ import pandas as pd
 from core.params import FeatureParams
 
 DAY_S = 86_400
+SPAN = 10**11  # wider than any timestamp in seconds: key * SPAN + seconds never mixes two keys
 AMOUNT_SCALE = 10_000  # amounts are summed as integers of 1/10,000 currency unit (exact below 9e11)
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
@@ -61,9 +62,8 @@ def _window_sums(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, count and (exact, int64) sum of ``values`` over rows with the same key and time in
     (t-lo, t-hi]."""
-    span = np.int64(10) ** 11  # wider than any timestamp in seconds, so keys never overlap
     dense = np.unique(keys, return_inverse=True)[1].astype(np.int64)  # small keys: no int64 overflow
-    packed = dense * span + seconds
+    packed = dense * SPAN + seconds
     sorted_packed = packed[order]
     cum = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(values[order], dtype=np.int64)])
     left = np.searchsorted(sorted_packed, packed - lo_s, side="right")

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from array import array
 from bisect import bisect_left, bisect_right
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +25,7 @@ import pandas as pd
 from core.features import (
     AMOUNT_SCALE,
     DAY_S,
+    SPAN,
     amount_units,
     feature_names,
     horizon_days,
@@ -36,10 +37,11 @@ from core.params import FeatureParams
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ONE_SECOND = dt.timedelta(seconds=1)
-PRUNE_STEP_S = 3600  # ids past the horizon are dropped once the cutoff moved an hour
-# a series is trimmed once its oldest row is this far past the cutoff (at its next row, or by a sweep
-# when the cutoff moved as far): rows leave a week at a time, for at most a week more of memory
-TRIM_SLACK_S = 7 * DAY_S
+REBASE_ABOVE = 1 << 60
+NUMPY_MIN_ROWS = 16  # batches from this size count their windows with numpy (fewer: a Python loop)
+# rows past the horizon leave once the cutoff moved a week: each series is trimmed once a week (at most
+# a week more of memory), not a row or two a day
+PRUNE_STEP_S = 7 * DAY_S
 
 # (transaction id, epoch seconds, customer id, terminal id, amount)
 Row = tuple[str, int, int, int, float]
@@ -54,14 +56,17 @@ def epoch_seconds(when: dt.datetime) -> int:
 class _Series:
     """One customer's or terminal's transactions, sorted by time (ties in arrival order).
 
+    Times and totals are int64 arrays (``array("q")``): appending is as cheap as a list's, and a batch
+    copies them into numpy in one ``tobytes`` each (:meth:`OnlineFeatures._window_counts_numpy`).
+
     ``cum`` holds running totals of the rows' values (amount units for a customer, known fraud labels
     for a terminal): the rows from ``lo`` to ``hi`` sum to ``cum[hi] - cum[lo]``, exactly, in O(1).
     Appending and dropping the oldest row, the usual changes, keep the totals valid as they are.
     """
 
-    times: list[int] = field(default_factory=list)
+    times: array[int] = field(default_factory=lambda: array("q"))
     ids: list[str] = field(default_factory=list)
-    cum: list[int] = field(default_factory=lambda: [0])
+    cum: array[int] = field(default_factory=lambda: array("q", [0]))
 
     def insert(self, seconds: int, tid: str, value: int) -> None:
         times, cum = self.times, self.cum
@@ -75,7 +80,7 @@ class _Series:
         self.ids.insert(at, tid)
         cum.insert(at + 1, cum[at] + value)
         if value:
-            cum[at + 2 :] = [total + value for total in cum[at + 2 :]]
+            cum[at + 2 :] = array("q", [total + value for total in cum[at + 2 :]])
 
     def position(self, seconds: int, tid: str) -> int:
         """Index of the row ``tid`` at ``seconds``, or -1 when the series no longer holds it."""
@@ -89,11 +94,17 @@ class _Series:
             at += 1
         return -1
 
-    def trim(self, cutoff: int) -> None:
-        """Drop the rows at or before ``cutoff`` (the oldest: the totals after them stay valid)."""
+    def trim(self, cutoff: int) -> list[str]:
+        """Drop the rows at or before ``cutoff`` (the oldest: the totals after them stay valid); returns
+        their ids."""
         drop = bisect_right(self.times, cutoff)
+        dropped = self.ids[:drop]
         if drop:
             del self.times[:drop], self.ids[:drop], self.cum[:drop]
+            if self.cum[0] > REBASE_ABOVE:  # totals only ever grow: keep them far from the int64 limit
+                base = self.cum[0]
+                self.cum = array("q", [total - base for total in self.cum])
+        return dropped
 
     def remove(self, seconds: int, tid: str) -> None:
         at = self.position(seconds, tid)
@@ -107,7 +118,7 @@ class _Series:
             return
         del cum[at + 1]
         if value:
-            cum[at + 1 :] = [total - value for total in cum[at + 1 :]]
+            cum[at + 1 :] = array("q", [total - value for total in cum[at + 1 :]])
 
     def set_value(self, seconds: int, tid: str, value: int) -> None:
         at = self.position(seconds, tid)
@@ -116,7 +127,7 @@ class _Series:
         cum = self.cum
         delta = value - (cum[at + 1] - cum[at])
         if delta:
-            cum[at + 1 :] = [total + delta for total in cum[at + 1 :]]
+            cum[at + 1 :] = array("q", [total + delta for total in cum[at + 1 :]])
 
 
 class OnlineFeatures:
@@ -137,12 +148,8 @@ class OnlineFeatures:
         self._terminals: dict[int, _Series] = {}
         self._where: dict[str, tuple[int, int, int]] = {}  # id -> (seconds, customer, terminal)
         self._labels: dict[str, int] = {}
-        # (seconds, id) in arrival order: nearly time order, so the oldest rows leave from the left; a
-        # late-arriving old row waits behind newer ones and leaves a little later, which changes nothing
-        self._expiry: deque[tuple[int, str]] = deque()
         self._newest: int | None = None
         self._pruned_to: int | None = None
-        self._swept_to: int | None = None
 
     @property
     def rows(self) -> int:
@@ -190,13 +197,16 @@ class OnlineFeatures:
         amounts = np.array(amounts_t, dtype=np.float64)
         with self._lock:
             self._insert(rows, amount_units(amounts).tolist())
-            counts = self._window_counts(rows)
+            if n >= NUMPY_MIN_ROWS:
+                windows = self._window_counts_numpy(rows, seconds)
+            else:
+                windows = np.asarray(self._window_counts(rows), dtype=np.int64).reshape(n, -1)
             self._prune()
         out = np.empty((n, len(self.names)), dtype=np.float64)
         out[:, 0] = amounts
         out[:, 1] = weekend_flags(seconds)
         out[:, 2] = night_flags(seconds, self._night_end_hour)
-        windows = np.asarray(counts, dtype=np.int64).reshape(n, -1).astype(np.float64)
+        windows = windows.astype(np.float64)
         n_customer = len(self._customer_windows)
         for k in range(windows.shape[1] // 2):
             count, total = windows[:, 2 * k], windows[:, 2 * k + 1]
@@ -224,10 +234,6 @@ class OnlineFeatures:
     def _insert(self, rows: Sequence[Row], units: Sequence[int]) -> None:
         """Add ``rows`` (``units``: their amounts in :data:`~core.features.AMOUNT_SCALE` units)."""
         customers, terminals, where, labels = self._customers, self._terminals, self._where, self._labels
-        expiry = self._expiry
-        newest = self._newest
-        cutoff = -1 if self._pruned_to is None else self._pruned_to  # what _prune has forgotten
-        stale = cutoff - TRIM_SLACK_S
         for (tid, seconds, customer, terminal, _), value in zip(rows, units, strict=True):
             if tid in where:
                 self._forget(tid)
@@ -235,8 +241,6 @@ class OnlineFeatures:
             if series is None:
                 series = customers[customer] = _Series()
             times = series.times
-            if times and times[0] <= stale:
-                series.trim(cutoff)
             if not times or seconds >= times[-1]:  # the usual case, inlined: the newest row so far
                 times.append(seconds)
                 series.ids.append(tid)
@@ -249,8 +253,6 @@ class OnlineFeatures:
                 series = terminals[terminal] = _Series()
             label = labels.get(tid, 0)
             times = series.times
-            if times and times[0] <= stale:
-                series.trim(cutoff)
             if not times or seconds >= times[-1]:
                 times.append(seconds)
                 series.ids.append(tid)
@@ -259,10 +261,10 @@ class OnlineFeatures:
             else:
                 series.insert(seconds, tid, label)
             where[tid] = (seconds, customer, terminal)
-            expiry.append((seconds, tid))
-            if newest is None or seconds > newest:
-                newest = seconds
-        self._newest = newest
+        if rows:
+            newest = max(row[1] for row in rows)
+            if self._newest is None or newest > self._newest:
+                self._newest = newest
 
     def _window_counts(self, rows: Sequence[Row]) -> list[int]:
         """Per row, per window in :attr:`names` order: the count of rows and the exact integer sum of
@@ -289,6 +291,37 @@ class OnlineFeatures:
                 out += (hi - lo, top - cum[lo])
         return out
 
+    def _window_counts_numpy(self, rows: Sequence[Row], seconds: np.ndarray) -> np.ndarray:
+        """:meth:`_window_counts` for a batch, as an int64 array (rows x 2 per window), with numpy.
+
+        The series the batch touches are copied side by side into one array, each shifted by its own
+        :data:`~core.features.SPAN`, so that one ``searchsorted`` finds every row's window bounds, as
+        :func:`core.features.compute_features` does on a whole table.
+        """
+        out = []
+        _, _, customers, terminals, _ = zip(*rows, strict=True)
+        for entities, keys, windows, shift in (
+            (self._customers, customers, self._customer_windows, 0),
+            (self._terminals, terminals, self._terminal_windows, self._delay_s),
+        ):
+            segment_of: dict[int, int] = {}
+            segment = np.array([segment_of.setdefault(key, len(segment_of)) for key in keys])
+            series = [entities[key] for key in segment_of]
+            times = np.frombuffer(b"".join([s.times.tobytes() for s in series]), dtype=np.int64)
+            totals = np.frombuffer(b"".join([s.cum.tobytes() for s in series]), dtype=np.int64)
+            lengths = np.array([len(s.times) for s in series], dtype=np.int64)
+            first_time = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            first_total = first_time + np.arange(len(series))  # each series has one total more
+            packed = times + np.repeat(np.arange(len(series), dtype=np.int64) * SPAN, lengths)
+            end = segment * SPAN + (seconds - shift)
+            row_time, row_total = first_time[segment], first_total[segment]
+            hi = np.searchsorted(packed, end, side="right") - row_time
+            top = totals[row_total + hi]
+            for window in windows:
+                lo = np.searchsorted(packed, end - window, side="right") - row_time
+                out += [hi - lo, top - totals[row_total + lo]]
+        return np.stack(out, axis=1)
+
     def _forget(self, tid: str) -> None:
         seconds, customer, terminal = self._where.pop(tid)
         self._labels.pop(tid, None)
@@ -302,10 +335,9 @@ class OnlineFeatures:
     def _prune(self) -> None:
         """Forget rows no future window reaches (behind the newest transaction by the horizon).
 
-        The ids leave at once; a series drops its expired rows in bulk, once the oldest is
-        :data:`TRIM_SLACK_S` past the cutoff: when it next gets a row (a comparison in :meth:`_insert`)
-        or in a sweep of every series each time the cutoff moved as far. Rows
-        past the horizon are never inside a window, so trimming late changes no feature.
+        Once the cutoff moved :data:`PRUNE_STEP_S`, every series drops its rows at or before it (one
+        binary search each) and their ids and labels are forgotten. A row past the horizon is never
+        inside a window, so pruning late changes no feature.
         """
         if self._newest is None:
             return
@@ -313,20 +345,12 @@ class OnlineFeatures:
         if self._pruned_to is not None and cutoff < self._pruned_to + PRUNE_STEP_S:
             return
         self._pruned_to = cutoff
-        expiry, where, labels = self._expiry, self._where, self._labels
-        while expiry and expiry[0][0] <= cutoff:
-            seconds, tid = expiry.popleft()
-            held = where.get(tid)
-            if held is not None and held[0] == seconds:
-                del where[tid]
-                labels.pop(tid, None)
-        if self._swept_to is None or cutoff >= self._swept_to + TRIM_SLACK_S:
-            self._swept_to = cutoff
-            for entities in (self._customers, self._terminals):
-                for key in [
-                    key for key, series in entities.items() if series.times[0] <= cutoff - TRIM_SLACK_S
-                ]:
-                    series = entities[key]
-                    series.trim(cutoff)
-                    if not series.times:
-                        del entities[key]
+        where, labels = self._where, self._labels
+        for entities in (self._customers, self._terminals):
+            for key in [key for key, series in entities.items() if series.times[0] <= cutoff]:
+                series = entities[key]
+                for tid in series.trim(cutoff):
+                    if where.pop(tid, None) is not None:
+                        labels.pop(tid, None)
+                if not series.times:
+                    del entities[key]

@@ -120,14 +120,14 @@ async def score_one(transaction: TransactionIn, services: ServicesDep, champion:
 
 
 @router.post("/score/batch", response_model=BatchOut, openapi_extra=body_spec(BatchIn))
-def score_batch(batch: BatchDep, services: ServicesDep, champion: ChampionDep) -> Response:
+async def score_batch(batch: BatchDep, services: ServicesDep, champion: ChampionDep) -> Response:
     """Score a batch of raw transactions (verdicts in request order)."""
     verdicts = score_checked(services, champion, Transactions.from_rows(batch.transactions))
     return json_response({"predictions": verdicts.rows()})
 
 
 @router.post("/score/columns", response_model=ColumnsOut, openapi_extra=body_spec(ColumnsIn))
-def score_columns(columns: ColumnsDep, services: ServicesDep, champion: ChampionDep) -> Response:
+async def score_columns(columns: ColumnsDep, services: ServicesDep, champion: ChampionDep) -> Response:
     """Score a batch sent as columns, answered as columns (the same verdicts as ``/score/batch``,
     for less work on both sides: one list per field instead of an object per transaction)."""
     verdicts = score_checked(services, champion, Transactions.from_columns(columns))

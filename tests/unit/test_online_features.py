@@ -114,3 +114,23 @@ def test_an_empty_warm_start_leaves_an_empty_state(params: Params) -> None:
     )
     assert state.rows == 0
     assert state.record([row("a", "2026-01-22T10:00:00+00:00")]).shape == (1, len(state.names))
+
+
+def test_batch_and_row_window_counts_agree(tmp_path: Path, params: Params) -> None:
+    """Batches from NUMPY_MIN_ROWS rows count windows with numpy, smaller ones in a loop: same counts,
+    with labels, equal times and rows arriving late in their series."""
+    cfg = SimulationConfig(customers=150, terminals=60, days=40, seed=5, start_date=dt.date(2026, 1, 1))
+    _, tx = write_simulation(tmp_path, cfg)
+    tx = tx.sample(frac=1.0, random_state=1).reset_index(drop=True)  # out of time order
+    rows = rows_of(tx)
+    state = state_for(params)
+    half = len(rows) // 2
+    assert half > 500
+    state.record(rows[:half])
+    state.add_labels({r[0]: 1 for r in rows[:half:7]})
+    batch = rows[half : half + 400]
+    state.record(batch)  # in the history, as when the batch was scored
+    numpy_counts = state._window_counts_numpy(batch, np.array([r[1] for r in batch]))
+    loop_counts = np.array(state._window_counts(batch), dtype=np.int64).reshape(len(batch), -1)
+    assert np.array_equal(numpy_counts, loop_counts)
+    assert numpy_counts[:, 1::2].any() and (numpy_counts[:, -1] > 0).any()  # sums and risk not all zero
