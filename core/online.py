@@ -25,6 +25,7 @@ import pandas as pd
 from core.features import (
     AMOUNT_SCALE,
     DAY_S,
+    EPOCH_WEEKDAY,
     SPAN,
     amount_units,
     feature_names,
@@ -186,35 +187,58 @@ class OnlineFeatures:
     def record(self, rows: Sequence[Row]) -> np.ndarray:
         """Add ``rows`` to the history and return their features (float32, rows x :attr:`names`).
 
-        The window searches run per row in Python; everything else (flags, averages, risk ratios) is
-        computed for the whole batch with the same numpy operations as :func:`core.features.compute_features`.
+        A batch of :data:`NUMPY_MIN_ROWS` rows or more counts its windows with numpy and computes the
+        flags and ratios with the same numpy operations as :func:`core.features.compute_features`; a
+        smaller one (a single transaction) in plain Python, where numpy's per-call cost would dominate.
+        Both give the offline features to the last bit.
         """
         n = len(rows)
         if n == 0:
             return np.empty((0, len(self.names)), dtype=np.float32)
+        if n < NUMPY_MIN_ROWS:
+            with self._lock:
+                self._insert(rows, [round(row[4] * AMOUNT_SCALE) for row in rows])
+                flat: list[float] = []
+                for row, counts in zip(rows, self._row_window_counts(rows), strict=True):
+                    self._row_features(row, counts, flat)
+                self._prune()
+            return np.array(flat, dtype=np.float64).reshape(n, len(self.names)).astype(np.float32)
         _, seconds_t, _, _, amounts_t = zip(*rows, strict=True)
         seconds = np.array(seconds_t, dtype=np.int64)
         amounts = np.array(amounts_t, dtype=np.float64)
         with self._lock:
             self._insert(rows, amount_units(amounts).tolist())
-            if n >= NUMPY_MIN_ROWS:
-                windows = self._window_counts_numpy(rows, seconds)
-            else:
-                windows = np.asarray(self._window_counts(rows), dtype=np.int64).reshape(n, -1)
+            windows = self._window_counts_numpy(rows, seconds)
             self._prune()
         out = np.empty((n, len(self.names)), dtype=np.float64)
         out[:, 0] = amounts
         out[:, 1] = weekend_flags(seconds)
         out[:, 2] = night_flags(seconds, self._night_end_hour)
-        windows = windows.astype(np.float64)
+        totals = windows.astype(np.float64)
         n_customer = len(self._customer_windows)
-        for k in range(windows.shape[1] // 2):
-            count, total = windows[:, 2 * k], windows[:, 2 * k + 1]
+        for k in range(totals.shape[1] // 2):
+            count, total = totals[:, 2 * k], totals[:, 2 * k + 1]
             if k < n_customer:
                 total /= AMOUNT_SCALE  # the customer's amount sum, back in currency units
             out[:, 3 + 2 * k] = count
             out[:, 4 + 2 * k] = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         return out.astype(np.float32)
+
+    def _row_features(self, row: Row, counts: list[int], values: list[float]) -> None:
+        """Append one row's features, in :attr:`names` order, to ``values`` (``counts``: the row's
+        :meth:`_row_window_counts`); the arithmetic of :func:`core.features.compute_features`."""
+        _, seconds, _, _, amount = row
+        day, second_of_day = divmod(seconds, DAY_S)
+        values += (
+            amount,
+            1.0 if (day + EPOCH_WEEKDAY) % 7 >= 5 else 0.0,
+            1.0 if second_of_day // 3600 < self._night_end_hour else 0.0,
+        )
+        n_customer = len(self._customer_windows)
+        for k in range(len(counts) // 2):
+            count, total = counts[2 * k], counts[2 * k + 1]
+            average = total / AMOUNT_SCALE if k < n_customer else float(total)
+            values += (float(count), average / count if count else 0.0)
 
     def add_labels(self, labels: Mapping[str, int]) -> int:
         """Record fraud labels; returns how many concern transactions in the history.
@@ -266,14 +290,15 @@ class OnlineFeatures:
             if self._newest is None or newest > self._newest:
                 self._newest = newest
 
-    def _window_counts(self, rows: Sequence[Row]) -> list[int]:
+    def _row_window_counts(self, rows: Sequence[Row]) -> list[list[int]]:
         """Per row, per window in :attr:`names` order: the count of rows and the exact integer sum of
-        their values (amount units for a customer window, known frauds for a terminal one), flat."""
+        their values (amount units for a customer window, known frauds for a terminal one)."""
         customers, terminals = self._customers, self._terminals
         customer_windows, terminal_windows = self._customer_windows, self._terminal_windows
         delay = self._delay_s
-        out: list[int] = []
+        result = []
         for _, seconds, customer, terminal, _ in rows:
+            out: list[int] = []
             series = customers[customer]
             times, cum = series.times, series.cum
             hi = bisect_right(times, seconds)
@@ -289,10 +314,11 @@ class OnlineFeatures:
             for window in terminal_windows:
                 lo = bisect_right(times, end - window, 0, hi)
                 out += (hi - lo, top - cum[lo])
-        return out
+            result.append(out)
+        return result
 
     def _window_counts_numpy(self, rows: Sequence[Row], seconds: np.ndarray) -> np.ndarray:
-        """:meth:`_window_counts` for a batch, as an int64 array (rows x 2 per window), with numpy.
+        """:meth:`_row_window_counts` for a batch, as an int64 array (rows x 2 per window), with numpy.
 
         The series the batch touches are copied side by side into one array, each shifted by its own
         :data:`~core.features.SPAN`, so that one ``searchsorted`` finds every row's window bounds, as

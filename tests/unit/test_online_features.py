@@ -131,6 +131,6 @@ def test_batch_and_row_window_counts_agree(tmp_path: Path, params: Params) -> No
     batch = rows[half : half + 400]
     state.record(batch)  # in the history, as when the batch was scored
     numpy_counts = state._window_counts_numpy(batch, np.array([r[1] for r in batch]))
-    loop_counts = np.array(state._window_counts(batch), dtype=np.int64).reshape(len(batch), -1)
+    loop_counts = np.array(state._row_window_counts(batch), dtype=np.int64)
     assert np.array_equal(numpy_counts, loop_counts)
     assert numpy_counts[:, 1::2].any() and (numpy_counts[:, -1] > 0).any()  # sums and risk not all zero
