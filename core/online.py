@@ -264,26 +264,11 @@ class OnlineFeatures:
             series = customers.get(customer)
             if series is None:
                 series = customers[customer] = _Series()
-            times = series.times
-            if not times or seconds >= times[-1]:  # the usual case, inlined: the newest row so far
-                times.append(seconds)
-                series.ids.append(tid)
-                cum = series.cum
-                cum.append(cum[-1] + value)
-            else:
-                series.insert(seconds, tid, value)
+            series.insert(seconds, tid, value)
             series = terminals.get(terminal)
             if series is None:
                 series = terminals[terminal] = _Series()
-            label = labels.get(tid, 0)
-            times = series.times
-            if not times or seconds >= times[-1]:
-                times.append(seconds)
-                series.ids.append(tid)
-                cum = series.cum
-                cum.append(cum[-1] + label)
-            else:
-                series.insert(seconds, tid, label)
+            series.insert(seconds, tid, labels.get(tid, 0))
             where[tid] = (seconds, customer, terminal)
         if rows:
             newest = max(row[1] for row in rows)
