@@ -10,6 +10,9 @@ BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# compile the packages' bytecode once at set-up (25 s): every later process (DVC stages, servers, flows)
+# starts faster, also where PYTHONDONTWRITEBYTECODE keeps Python from caching it (the image does the same)
+export UV_COMPILE_BYTECODE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
