@@ -30,6 +30,7 @@ from core.schemas import TRANSACTION_COLUMNS
 from core.settings import Settings, ensure_admin_key
 from core.simulator import SimulationConfig, write_simulation
 from fraudops.errors import UserError
+from fraudops.schedule import stop_server
 
 GENERATED = (
     "data/raw",
@@ -148,7 +149,7 @@ def start_api(story: Story) -> subprocess.Popen[bytes]:
             wait_until_ready(story, proc, log_dir / "api.log")
         meta = httpx.get(f"{story.base_url}/v1/metadata", timeout=5).json()
     except BaseException:
-        stop_api(proc)
+        stop_server(proc, timeout_s=20.0)
         raise
     story.console.print(f"API ready at {story.base_url}: serving {meta['name']} version {meta['version']}")
     return proc
@@ -169,16 +170,6 @@ def wait_until_ready(
             pass
         time.sleep(0.5)
     raise UserError(f"the API was not ready within {timeout_s:.0f} s: see {log_path}")
-
-
-def stop_api(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the API process (gracefully, then firmly)."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -307,7 +298,7 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console) -> Story:
     try:
         run_traffic(story)
     finally:
-        stop_api(proc)
+        stop_server(proc, timeout_s=20.0)
     print_summary(story, time.monotonic() - started)
     return story
 

@@ -133,12 +133,12 @@ def server_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """Stop a server started here (SIGTERM, then SIGKILL after 10 s)."""
+def stop_server(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Stop a server started here (SIGTERM, then SIGKILL after ``timeout_s``)."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

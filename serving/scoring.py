@@ -15,12 +15,12 @@ import numpy as np
 import orjson
 from fastapi.responses import Response
 
+from core.online import EPOCH
 from core.predlog import PredictionBatch, append_feedback
 from serving.deps import Services
 from serving.model_store import LoadedModel
 from serving.schemas import ColumnsIn, LabelIn, TransactionIn
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ONE_MICROSECOND = dt.timedelta(microseconds=1)
 
 
