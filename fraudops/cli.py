@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,7 @@ from rich.table import Table
 from core.params import load_params
 from core.settings import Settings, apply_tool_environment, get_settings
 from core.simulator import SimulationConfig
+from fraudops import render
 from fraudops.errors import UserError, ensure_port_free, err_console, friendly_errors
 from fraudops.schedule import DEFAULT_PORT as PREFECT_PORT
 
@@ -147,28 +148,9 @@ def ingest(
 
     with friendly_errors(), console.status("ingesting..."):
         report = ingest_flow([str(p) for p in paths])
-    print_ingest_report(report)
+    render.print_ingest_report(console, report)
     if any(o["status"] == "rejected" for o in report["outcomes"]):
         raise typer.Exit(1)
-
-
-def print_ingest_report(report: dict[str, Any]) -> None:
-    """Outcome counts per kind and status, then each rejected batch with its reason."""
-    counts: dict[tuple[str, str], list[int]] = {}
-    for o in report["outcomes"]:
-        row = counts.setdefault((o["kind"], o["status"]), [0, 0, 0, 0])
-        for i, key in enumerate(("rows", "accepted", "quarantined")):
-            row[i] += o[key]
-        row[3] += 1
-    table = Table(title=f"Ingest — data version {report['data_version']}")
-    for col in ("kind", "status", "files", "rows", "accepted", "quarantined"):
-        table.add_column(col)
-    for (kind, status), (rows, acc, bad, files) in sorted(counts.items()):
-        table.add_row(kind, status, str(files), f"{rows:,}", f"{acc:,}", f"{bad:,}")
-    console.print(table)
-    for o in report["outcomes"]:
-        if o["status"] == "rejected":
-            console.print(f"[red]rejected[/] {o['path']}: {o['reason']}")
 
 
 @app.command()
@@ -182,32 +164,7 @@ def train(
 
     with friendly_errors(), console.status("training..."):
         outcome = training_flow(reason)
-    print_training(outcome)
-
-
-def print_training(outcome: dict[str, Any]) -> None:
-    """Metrics of the new version beside the champion's and the random baseline, then the gate's verdict."""
-    table = Table(
-        title=f"Model version {outcome['version']} → @{outcome['alias']} (test {outcome['windows']['test_window']})"
-    )
-    for col in ("metric", "new version", "champion", "random"):
-        table.add_column(col)
-    champ = outcome["champion_metrics"] or {}
-    for key, label in (
-        ("average_precision", "average precision"),
-        ("roc_auc", "ROC AUC"),
-        ("card_precision_at_k", "card precision@k"),
-    ):
-        random_key = f"{key}_random"
-        table.add_row(
-            label,
-            f"{outcome['metrics'][key]:.3f}",
-            f"{champ[key]:.3f}" if champ else "—",
-            f"{outcome['metrics'][random_key]:.3f}",
-        )
-    console.print(table)
-    verdict = "[green]promoted[/]" if outcome["decision"]["promote"] else "[yellow]not promoted[/]"
-    console.print(f"gate: {verdict} — " + "; ".join(outcome["decision"]["reasons"]))
+    render.print_training(console, outcome)
 
 
 @app.command()
@@ -248,32 +205,7 @@ def monitor(
         parse_day(today, "--today")
     with friendly_errors(), console.status("monitoring..."):
         summary = monitoring_flow(today=today, retrain=retrain)
-    print_monitoring(summary)
-
-
-def print_monitoring(summary: dict[str, Any]) -> None:
-    """The decision, its reasons, the retraining it started and where its reports are."""
-    console.print(f"monitoring {summary.get('today')}: [bold]{summary.get('action')}[/]")
-    for reason in summary.get("reasons", []):
-        console.print(f"  • {reason}")
-    retrain = summary.get("retrain") or {}
-    if retrain.get("started"):
-        console.print(f"  retraining: {retrain_outcome(retrain)}")
-    for name, path in (summary.get("reports") or {}).items():
-        if path:
-            console.print(f"  {name.replace('_', ' ')}: {path}", soft_wrap=True)
-    if summary.get("mlflow_run_id"):
-        console.print(f"  MLflow run: {summary['mlflow_run_id']} (experiment fraudops-monitoring)")
-
-
-def retrain_outcome(retrain: dict[str, Any] | None) -> str:
-    """What a retraining the monitor started came to, in a few words."""
-    if not retrain or not retrain.get("started"):
-        return "—"
-    if not retrain.get("completed"):
-        return f"failed: {retrain.get('error', '?')}"
-    verdict = "promoted" if retrain.get("promoted") else "kept the champion"
-    return f"version {retrain.get('version')}, gate {verdict}"
+    render.print_monitoring(console, summary)
 
 
 @monitor_app.command("history")
@@ -281,28 +213,7 @@ def monitor_history() -> None:
     """List every monitoring decision with its evidence, its reasons and what the retraining came to."""
     from monitoring.history import read_history
 
-    table = Table(title="Monitoring decisions")
-    columns = ("today", "model", "rows", "drift share", "prediction drift", "live AP (alarm below)")
-    for col in (*columns, "action", "reasons", "retraining"):
-        table.add_column(col)
-    for rec in read_history(get_settings()):
-        share, prediction = rec.get("drift_share"), rec.get("prediction_drift")
-        perf = rec.get("performance") or {}
-        live, floor = perf.get("average_precision"), perf.get("floor")
-        table.add_row(
-            str(rec.get("today")),
-            str((rec.get("model") or {}).get("version", "?")),
-            f"{rec.get('rows', 0):,}",
-            "—" if share is None else f"{share:.2f}",
-            "—"
-            if not prediction
-            else f"{prediction['score']:.3f}" + (" drift" if prediction["drifted"] else ""),
-            "—" if live is None else f"{live:.3f}" + ("" if floor is None else f" ({floor:.3f})"),
-            str(rec.get("action")),
-            "; ".join(rec.get("reasons", [])),
-            retrain_outcome(rec.get("retrain")),
-        )
-    console.print(table)
+    render.print_decisions(console, read_history(get_settings()), reports=False)
 
 
 @app.command()

@@ -22,13 +22,13 @@ import httpx
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from core.clock import read_today, set_today
 from core.params import Params, load_params
 from core.schemas import TRANSACTION_COLUMNS
 from core.settings import Settings, ensure_admin_key
 from core.simulator import SimulationConfig, write_simulation
+from fraudops import render
 from fraudops.errors import UserError
 from fraudops.schedule import stop_server
 
@@ -113,23 +113,21 @@ def simulate_period(story: Story, days: int, scenarios: tuple[str, ...], seed: i
 
 def ingest_world(story: Story) -> dict[str, Any]:
     """Run the ingest flow on the world folder (new days and newly released labels only)."""
-    from fraudops.cli import print_ingest_report
     from pipelines.flows import ingest_flow
 
     with story.console.status("ingest flow: validating batches and versioning them with DVC..."):
         report = ingest_flow([str(story.world)])
-    print_ingest_report(report)
+    render.print_ingest_report(story.console, report)
     return report
 
 
 def train_model(story: Story, reason: str) -> dict[str, Any]:
     """Run the training flow and show its result."""
-    from fraudops.cli import print_training
     from pipelines.flows import training_flow
 
     with story.console.status("training flow: dvc repro, fit, evaluate, MLflow, gate..."):
         outcome = training_flow(reason)
-    print_training(outcome)
+    render.print_training(story.console, outcome)
     story.trainings.append(outcome)
     return outcome
 
@@ -225,20 +223,17 @@ def replay(story: Story, tx: pd.DataFrame, title: str) -> dict[str, int]:
 
 def monitor_once(story: Story) -> dict[str, Any]:
     """Run the monitoring flow (which runs the retraining flow when the policy says so)."""
-    from fraudops.cli import print_monitoring
     from monitoring.flow import monitoring_flow
 
     with story.console.status(
         "monitoring flow: Evidently drift report, delayed-label performance, policy..."
     ):
         summary = monitoring_flow(today=None, retrain=True)
-    print_monitoring(summary)
+    render.print_monitoring(story.console, summary)
     story.monitoring.append(summary)
     retrain = summary.get("retrain") or {}
     if retrain.get("completed"):
-        from fraudops.cli import print_training
-
-        print_training(retrain["outcome"])
+        render.print_training(story.console, retrain["outcome"])
         story.trainings.append(retrain["outcome"])
     return summary
 
@@ -334,33 +329,8 @@ def print_summary(story: Story, elapsed_s: float) -> None:
     console = story.console
     console.rule("[bold]Summary")
     champion = current_champion_version(story.settings)
-    models = Table(
-        title="Model versions (metrics on each one's held-out test window; random baseline in brackets)"
-    )
-    columns = ("version", "now", "trained because", "test window", "AP", "ROC AUC", "CP@k")
-    for col in (*columns, "alerts: precision / recall", "gate"):
-        models.add_column(col)
-    for t in story.trainings:
-        m = t["metrics"]
-        models.add_row(
-            str(t["version"]),
-            "champion"
-            if str(t["version"]) == champion
-            else t["alias"]
-            if t["alias"] != "champion"
-            else "retired",
-            str(t.get("reason", ""))[:40],
-            t["windows"]["test_window"],
-            f"{m['average_precision']:.3f} ({m['average_precision_random']:.3f})",
-            f"{m['roc_auc']:.3f}",
-            f"{m['card_precision_at_k']:.3f} ({m['card_precision_at_k_random']:.3f})",
-            f"{m['precision_at_threshold']:.2f} / {m['recall_at_threshold']:.2f}",
-            "promoted" if t["decision"]["promote"] else "kept champion",
-        )
-    console.print(models)
-    for t in story.trainings:
-        console.print(f"  v{t['version']} gate: " + "; ".join(t["decision"]["reasons"]))
-    print_decisions(console, story.monitoring)
+    render.print_models(console, story.trainings, champion)
+    render.print_decisions(console, story.monitoring)
     root = story.settings.project_dir
     console.print(
         f"Finished in {elapsed_s:.0f} s. HTML reports: {story.settings.reports_dir / 'monitoring'}\n"
@@ -372,40 +342,3 @@ def print_summary(story: Story, elapsed_s: float) -> None:
         f"{root / 'dvc.lock'}, and the stage's metrics in {root / 'metrics'}: "
         "`git add data/*.dvc dvc.lock metrics` to commit them (the demo never commits for you)."
     )
-
-
-def print_decisions(console: Console, runs: list[dict[str, Any]]) -> None:
-    """Each monitoring run: its evidence in a table, then its reasons and the paths of its reports."""
-    decisions = Table(title="Monitoring decisions")
-    columns = (
-        "today",
-        "scored rows",
-        "drifted columns",
-        "prediction drift",
-        "live AP (expected; alarm below)",
-    )
-    for col in (*columns, "action"):
-        decisions.add_column(col)
-    for s in runs:
-        drift, perf = s.get("drift") or {}, s.get("performance") or {}
-        drifted = f"{len(s.get('drifted_columns', []))}/{drift.get('n_columns', '?')}" if drift else "—"
-        prediction = s.get("prediction_drift")
-        score = (
-            f"{prediction['score']:.3f}" + (" (drift)" if prediction["drifted"] else "")
-            if prediction
-            else "—"
-        )
-        live, expected, floor = perf.get("average_precision"), s.get("expected_ap"), perf.get("floor")
-        live_text = "—" if live is None else f"{live:.3f}"
-        if live is not None and expected is not None:
-            live_text += f" ({expected:.3f}" + (f"; {floor:.3f})" if floor is not None else ")")
-        decisions.add_row(
-            str(s.get("today")), f"{s.get('rows', 0):,}", drifted, score, live_text, str(s.get("action"))
-        )
-    console.print(decisions)
-    for s in runs:
-        reasons = "; ".join(s.get("reasons", []))
-        console.print(f"  {s.get('today')} — {s.get('action')}: {reasons}", soft_wrap=True)
-        for name, path in (s.get("reports") or {}).items():
-            if path:
-                console.print(f"    {name.replace('_', ' ')}: {path}", soft_wrap=True)  # copyable, unbroken

@@ -1,4 +1,4 @@
-"""The demo's summary shows each monitoring decision with its evidence, its reasons and its reports."""
+"""The demo's summary (and `fraudops monitor history`) shows each monitoring decision with its evidence, its reasons and its reports."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from fraudops.demo import print_decisions
+from fraudops.render import print_decisions
 
 RUN = {
     "today": "2026-05-14",

@@ -55,10 +55,15 @@ def test_history_lists_decisions_in_order(project_settings: Settings) -> None:
     )
     result = runner.invoke(app, ["monitor", "history"])
     assert result.exit_code == 0, result.output
-    lines = [line for line in result.output.splitlines() if "2026-" in line]
-    assert len(lines) == 2 and "2026-04-13" in lines[0] and "2026-05-04" in lines[1]
-    assert "27,599" in lines[0] and "0.031" in lines[0] and "0.712 (0.301)" in lines[0] and "none" in lines[0]
-    assert "retrain" in lines[1] and "performance drop:" in lines[1] and "version 2, gate" in lines[1]
+    rows = [line for line in result.output.splitlines() if "2026-" in line and "│" in line]
+    assert len(rows) == 2 and "2026-04-13" in rows[0] and "2026-05-04" in rows[1]
+    assert "27,599" in rows[0] and "0.031" in rows[0] and "0.712 (—; 0.301)" in rows[0] and "none" in rows[0]
+    assert "retrain" in rows[1] and "version 2, gate" in rows[1]
+    reasons = [line.strip() for line in result.output.splitlines() if " — " in line and "│" not in line]
+    assert reasons == [
+        "2026-04-13 — none: no dataset drift: 0/15",
+        "2026-05-04 — retrain: performance drop: live AP 0.21",
+    ]
     words = " ".join(result.output.replace("│", " ").split())  # cells wrap within their column
     assert "kept the" in words and "champion" in words
 

@@ -1,0 +1,158 @@
+"""What the command line and the demo show people: one renderer per result, shared by both.
+
+Ingest reports, training outcomes and monitoring decisions are printed here and only here, so
+``fraudops ingest`` and the demo's ingest step (or ``fraudops monitor history`` and the demo's
+summary) show the same table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_ingest_report(console: Console, report: dict[str, Any]) -> None:
+    """Outcome counts per kind and status, then each rejected batch with its reason."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for o in report["outcomes"]:
+        row = counts.setdefault((o["kind"], o["status"]), [0, 0, 0, 0])
+        for i, key in enumerate(("rows", "accepted", "quarantined")):
+            row[i] += o[key]
+        row[3] += 1
+    table = Table(title=f"Ingest — data version {report['data_version']}")
+    for col in ("kind", "status", "files", "rows", "accepted", "quarantined"):
+        table.add_column(col)
+    for (kind, status), (rows, acc, bad, files) in sorted(counts.items()):
+        table.add_row(kind, status, str(files), f"{rows:,}", f"{acc:,}", f"{bad:,}")
+    console.print(table)
+    for o in report["outcomes"]:
+        if o["status"] == "rejected":
+            console.print(f"[red]rejected[/] {o['path']}: {o['reason']}")
+
+
+def print_training(console: Console, outcome: dict[str, Any]) -> None:
+    """Metrics of the new version beside the champion's and the random baseline, then the gate's verdict."""
+    table = Table(
+        title=f"Model version {outcome['version']} → @{outcome['alias']} (test {outcome['windows']['test_window']})"
+    )
+    for col in ("metric", "new version", "champion", "random"):
+        table.add_column(col)
+    champ = outcome["champion_metrics"] or {}
+    for key, label in (
+        ("average_precision", "average precision"),
+        ("roc_auc", "ROC AUC"),
+        ("card_precision_at_k", "card precision@k"),
+    ):
+        random_key = f"{key}_random"
+        table.add_row(
+            label,
+            f"{outcome['metrics'][key]:.3f}",
+            f"{champ[key]:.3f}" if champ else "—",
+            f"{outcome['metrics'][random_key]:.3f}",
+        )
+    console.print(table)
+    verdict = "[green]promoted[/]" if outcome["decision"]["promote"] else "[yellow]not promoted[/]"
+    console.print(f"gate: {verdict} — " + "; ".join(outcome["decision"]["reasons"]))
+
+
+def print_models(console: Console, trainings: list[dict[str, Any]], champion: str | None) -> None:
+    """Each trained version with its test metrics (random baseline in brackets) and the gate's verdict."""
+    models = Table(
+        title="Model versions (metrics on each one's held-out test window; random baseline in brackets)"
+    )
+    columns = ("version", "now", "trained because", "test window", "AP", "ROC AUC", "CP@k")
+    for col in (*columns, "alerts: precision / recall", "gate"):
+        models.add_column(col)
+    for t in trainings:
+        m = t["metrics"]
+        models.add_row(
+            str(t["version"]),
+            "champion"
+            if str(t["version"]) == champion
+            else t["alias"]
+            if t["alias"] != "champion"
+            else "retired",
+            str(t.get("reason", ""))[:40],
+            t["windows"]["test_window"],
+            f"{m['average_precision']:.3f} ({m['average_precision_random']:.3f})",
+            f"{m['roc_auc']:.3f}",
+            f"{m['card_precision_at_k']:.3f} ({m['card_precision_at_k_random']:.3f})",
+            f"{m['precision_at_threshold']:.2f} / {m['recall_at_threshold']:.2f}",
+            "promoted" if t["decision"]["promote"] else "kept champion",
+        )
+    console.print(models)
+    for t in trainings:
+        console.print(f"  v{t['version']} gate: " + "; ".join(t["decision"]["reasons"]))
+
+
+def print_monitoring(console: Console, summary: dict[str, Any]) -> None:
+    """The decision, its reasons, the retraining it started and where its reports are."""
+    console.print(f"monitoring {summary.get('today')}: [bold]{summary.get('action')}[/]")
+    for reason in summary.get("reasons", []):
+        console.print(f"  • {reason}")
+    retrain = summary.get("retrain") or {}
+    if retrain.get("started"):
+        console.print(f"  retraining: {retrain_outcome(retrain)}")
+    for name, path in (summary.get("reports") or {}).items():
+        if path:
+            console.print(f"  {name.replace('_', ' ')}: {path}", soft_wrap=True)
+    if summary.get("mlflow_run_id"):
+        console.print(f"  MLflow run: {summary['mlflow_run_id']} (experiment fraudops-monitoring)")
+
+
+def retrain_outcome(retrain: dict[str, Any] | None) -> str:
+    """What a retraining the monitor started came to, in a few words."""
+    if not retrain or not retrain.get("started"):
+        return "—"
+    if not retrain.get("completed"):
+        return f"failed: {retrain.get('error', '?')}"
+    verdict = "promoted" if retrain.get("promoted") else "kept the champion"
+    return f"version {retrain.get('version')}, gate {verdict}"
+
+
+def decisions_table(runs: list[dict[str, Any]], title: str = "Monitoring decisions") -> Table:
+    """One row per monitoring run: the evidence, the action and what the retraining came to."""
+    table = Table(title=title)
+    columns = ("today", "model", "scored rows", "drifted columns", "prediction drift")
+    for col in (*columns, "live AP (expected; alarm below)", "action", "retraining"):
+        table.add_column(col)
+    for s in runs:
+        drift, perf = s.get("drift") or {}, s.get("performance") or {}
+        drifted = f"{len(s.get('drifted_columns', []))}/{drift.get('n_columns', '?')}" if drift else "—"
+        prediction = s.get("prediction_drift")
+        score = (
+            f"{prediction['score']:.3f}" + (" (drift)" if prediction["drifted"] else "")
+            if prediction
+            else "—"
+        )
+        live, expected, floor = perf.get("average_precision"), s.get("expected_ap"), perf.get("floor")
+        live_text = "—" if live is None else f"{live:.3f}"
+        if live is not None and (expected is not None or floor is not None):
+            live_text += " (" + ("—" if expected is None else f"{expected:.3f}")
+            live_text += ")" if floor is None else f"; {floor:.3f})"
+        table.add_row(
+            str(s.get("today")),
+            str((s.get("model") or {}).get("version", "?")),
+            f"{s.get('rows', 0):,}",
+            drifted,
+            score,
+            live_text,
+            str(s.get("action")),
+            retrain_outcome(s.get("retrain")),
+        )
+    return table
+
+
+def print_decisions(console: Console, runs: list[dict[str, Any]], reports: bool = True) -> None:
+    """Each monitoring run: its evidence in a table, then its reasons (and the paths of its reports)."""
+    console.print(decisions_table(runs))
+    for s in runs:
+        reasons = "; ".join(s.get("reasons", []))
+        console.print(f"  {s.get('today')} — {s.get('action')}: {reasons}", soft_wrap=True)
+        if not reports:
+            continue
+        for name, path in (s.get("reports") or {}).items():
+            if path:
+                console.print(f"    {name.replace('_', ' ')}: {path}", soft_wrap=True)  # copyable, unbroken
