@@ -14,22 +14,32 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.params import FeatureParams
+# feature_names is defined beside FeatureParams (core.params) and offered here, where callers look for it
+from core.params import (
+    FeatureParams,
+    customer_window_features,
+    feature_names,
+    terminal_window_features,
+)
+
+__all__ = [
+    "AMOUNT_SCALE",
+    "DAY_S",
+    "EPOCH_WEEKDAY",
+    "SPAN",
+    "amount_units",
+    "compute_features",
+    "feature_names",
+    "horizon_days",
+    "night_flags",
+    "series_epoch_seconds",
+    "weekend_flags",
+]
 
 DAY_S = 86_400
 SPAN = 10**11  # wider than any timestamp in seconds: key * SPAN + seconds never mixes two keys
 AMOUNT_SCALE = 10_000  # amounts are summed as integers of 1/10,000 currency unit (exact below 9e11)
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
-
-
-def feature_names(params: FeatureParams) -> list[str]:
-    """Column names in model order."""
-    names = ["tx_amount", "tx_during_weekend", "tx_during_night"]
-    for w in params.customer_windows_days:
-        names += [f"customer_nb_tx_{w}d", f"customer_avg_amount_{w}d"]
-    for w in params.terminal_windows_days:
-        names += [f"terminal_nb_tx_{w}d", f"terminal_risk_{w}d"]
-    return names
 
 
 def horizon_days(params: FeatureParams, delay_days: int) -> int:
@@ -92,15 +102,17 @@ def compute_features(
     for w in params.customer_windows_days:
         n, total = _window_sums(cust, seconds, units, w * DAY_S, 0, c_order)
         total /= AMOUNT_SCALE
-        out[f"customer_nb_tx_{w}d"] = n
-        out[f"customer_avg_amount_{w}d"] = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
+        count_name, average_name = customer_window_features(w)
+        out[count_name] = n
+        out[average_name] = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
     term = transactions["terminal_id"].to_numpy(dtype=np.int64)
     t_order = np.lexsort((seconds, term))
     delay_s = delay_days * DAY_S
     fraud_int = np.asarray(fraud).astype(np.int64)
     for w in params.terminal_windows_days:
         n, frauds = _window_sums(term, seconds, fraud_int, delay_s + w * DAY_S, delay_s, t_order)
-        out[f"terminal_nb_tx_{w}d"] = n
-        out[f"terminal_risk_{w}d"] = np.divide(frauds, n, out=np.zeros_like(frauds), where=n > 0)
+        count_name, risk_name = terminal_window_features(w)
+        out[count_name] = n
+        out[risk_name] = np.divide(frauds, n, out=np.zeros_like(frauds), where=n > 0)
     frame = pd.DataFrame(out, index=transactions.index)
     return frame[feature_names(params)].astype(np.float32)

@@ -34,7 +34,7 @@ from core.features import (
     series_epoch_seconds,
     weekend_flags,
 )
-from core.params import FeatureParams
+from core.params import FeatureParams, customer_window_features, terminal_window_features
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ONE_SECOND = dt.timedelta(seconds=1)
@@ -136,6 +136,19 @@ class OnlineFeatures:
 
     def __init__(self, params: FeatureParams, delay_days: int) -> None:
         self.names = feature_names(params)
+        # Features are written to their columns by name, looked up once here: the window counts come in
+        # the order of the windows' parameters (customer windows, then terminal ones), whatever the
+        # model's column order is.
+        column = {name: at for at, name in enumerate(self.names)}
+        self._flag_columns = (column["tx_amount"], column["tx_during_weekend"], column["tx_during_night"])
+        # per window, as counted: (count column, ratio column, the ratio's numerator scale)
+        self._window_columns = [
+            (column[count], column[average], AMOUNT_SCALE)
+            for count, average in map(customer_window_features, params.customer_windows_days)
+        ] + [
+            (column[count], column[risk], 1)
+            for count, risk in map(terminal_window_features, params.terminal_windows_days)
+        ]
         self._customer_windows = [w * DAY_S for w in params.customer_windows_days]
         self._terminal_windows = [w * DAY_S for w in params.terminal_windows_days]
         self._delay_s = delay_days * DAY_S
@@ -184,7 +197,7 @@ class OnlineFeatures:
             self._labels = {tid: v for tid, v in self._labels.items() if tid in self._where}
             self._pruned_to = cutoff if len(seconds) else None
 
-    def record(self, rows: Sequence[Row]) -> np.ndarray:
+    def add_transactions(self, rows: Sequence[Row]) -> np.ndarray:
         """Add ``rows`` to the history and return their features (float32, rows x :attr:`names`).
 
         A batch of :data:`NUMPY_MIN_ROWS` rows or more counts its windows with numpy and computes the
@@ -198,11 +211,12 @@ class OnlineFeatures:
         if n < NUMPY_MIN_ROWS:
             with self._lock:
                 self._insert(rows, [round(row[4] * AMOUNT_SCALE) for row in rows])
-                flat: list[float] = []
-                for row, counts in zip(rows, self._row_window_counts(rows), strict=True):
-                    self._row_features(row, counts, flat)
+                values = [
+                    self._row_features(row, counts)
+                    for row, counts in zip(rows, self._row_window_counts(rows), strict=True)
+                ]
                 self._prune()
-            return np.array(flat, dtype=np.float64).reshape(n, len(self.names)).astype(np.float32)
+            return np.array(values, dtype=np.float64).astype(np.float32)
         _, seconds_t, _, _, amounts_t = zip(*rows, strict=True)
         seconds = np.array(seconds_t, dtype=np.int64)
         amounts = np.array(amounts_t, dtype=np.float64)
@@ -211,34 +225,36 @@ class OnlineFeatures:
             windows = self._window_counts_numpy(rows, seconds)
             self._prune()
         out = np.empty((n, len(self.names)), dtype=np.float64)
-        out[:, 0] = amounts
-        out[:, 1] = weekend_flags(seconds)
-        out[:, 2] = night_flags(seconds, self._night_end_hour)
+        amount_at, weekend_at, night_at = self._flag_columns
+        out[:, amount_at] = amounts
+        out[:, weekend_at] = weekend_flags(seconds)
+        out[:, night_at] = night_flags(seconds, self._night_end_hour)
         totals = windows.astype(np.float64)
-        n_customer = len(self._customer_windows)
-        for k in range(totals.shape[1] // 2):
-            count, total = totals[:, 2 * k], totals[:, 2 * k + 1]
-            if k < n_customer:
-                total /= AMOUNT_SCALE  # the customer's amount sum, back in currency units
-            out[:, 3 + 2 * k] = count
-            out[:, 4 + 2 * k] = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        for k, (count_at, ratio_at, scale) in enumerate(self._window_columns):
+            count = totals[:, 2 * k]
+            total = totals[:, 2 * k + 1] / scale  # a customer's amount sum back in currency units (x / 1: x)
+            out[:, count_at] = count
+            out[:, ratio_at] = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         return out.astype(np.float32)
 
-    def _row_features(self, row: Row, counts: list[int], values: list[float]) -> None:
-        """Append one row's features, in :attr:`names` order, to ``values`` (``counts``: the row's
+    # the name the service calls it by until serving/scoring.py says add_transactions
+    record = add_transactions
+
+    def _row_features(self, row: Row, counts: list[int]) -> list[float]:
+        """One row's features, each in its :attr:`names` column (``counts``: the row's
         :meth:`_row_window_counts`); the arithmetic of :func:`core.features.compute_features`."""
         _, seconds, _, _, amount = row
         day, second_of_day = divmod(seconds, DAY_S)
-        values += (
-            amount,
-            1.0 if (day + EPOCH_WEEKDAY) % 7 >= 5 else 0.0,
-            1.0 if second_of_day // 3600 < self._night_end_hour else 0.0,
-        )
-        n_customer = len(self._customer_windows)
-        for k in range(len(counts) // 2):
+        values = [0.0] * len(self.names)
+        amount_at, weekend_at, night_at = self._flag_columns
+        values[amount_at] = amount
+        values[weekend_at] = 1.0 if (day + EPOCH_WEEKDAY) % 7 >= 5 else 0.0
+        values[night_at] = 1.0 if second_of_day // 3600 < self._night_end_hour else 0.0
+        for k, (count_at, ratio_at, scale) in enumerate(self._window_columns):
             count, total = counts[2 * k], counts[2 * k + 1]
-            average = total / AMOUNT_SCALE if k < n_customer else float(total)
-            values += (float(count), average / count if count else 0.0)
+            values[count_at] = float(count)
+            values[ratio_at] = total / scale / count if count else 0.0
+        return values
 
     def add_labels(self, labels: Mapping[str, int]) -> int:
         """Record fraud labels; returns how many concern transactions in the history.
@@ -276,7 +292,7 @@ class OnlineFeatures:
                 self._newest = newest
 
     def _row_window_counts(self, rows: Sequence[Row]) -> list[list[int]]:
-        """Per row, per window in :attr:`names` order: the count of rows and the exact integer sum of
+        """Per row, per window (customer windows, then terminal ones, as in the parameters): the count of rows and the exact integer sum of
         their values (amount units for a customer window, known frauds for a terminal one)."""
         customers, terminals = self._customers, self._terminals
         customer_windows, terminal_windows = self._customer_windows, self._terminal_windows

@@ -20,6 +20,31 @@ class FeatureParams(BaseModel):
     night_end_hour: int
 
 
+# The feature columns' names live beside the parameters that define them: the features
+# (core.features, core.online) and the checks below both name columns from these.
+TRANSACTION_FEATURES = ("tx_amount", "tx_during_weekend", "tx_during_night")
+
+
+def customer_window_features(days: int) -> tuple[str, str]:
+    """A customer window's columns: (transaction count, mean amount) over ``days`` days."""
+    return f"customer_nb_tx_{days}d", f"customer_avg_amount_{days}d"
+
+
+def terminal_window_features(days: int) -> tuple[str, str]:
+    """A terminal window's columns: (transaction count, fraud rate) over ``days`` days, label-delayed."""
+    return f"terminal_nb_tx_{days}d", f"terminal_risk_{days}d"
+
+
+def feature_names(params: FeatureParams) -> list[str]:
+    """Column names in model order: the transaction's own, then customer windows, then terminal ones."""
+    names = list(TRANSACTION_FEATURES)
+    for days in params.customer_windows_days:
+        names += customer_window_features(days)
+    for days in params.terminal_windows_days:
+        names += terminal_window_features(days)
+    return names
+
+
 class EvaluationParams(BaseModel):
     train_days: int
     gap_days: int
@@ -144,8 +169,6 @@ class Params(BaseModel):
 
     @model_validator(mode="after")
     def _monitored_columns_are_features(self) -> Params:
-        from core.features import feature_names  # core.features imports this module
-
         named = set(self.monitoring.drift_methods) | set(self.monitoring.drift_thresholds)
         unknown = sorted(named - set(feature_names(self.features)))
         if unknown:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from core.features import compute_features
+import core.online
+from core.features import compute_features, feature_names
 from core.online import OnlineFeatures, Row, epoch_seconds
 from core.params import Params
 from core.simulator import SimulationConfig, write_simulation
@@ -50,7 +52,7 @@ def test_stream_reproduces_offline_features_bit_for_bit(tmp_path: Path, params: 
     online = []
     for _, part in stream.groupby(stream["tx_datetime"].dt.date, sort=True):
         for start in range(0, len(part), 37):  # uneven batches, some of one row
-            online.append(state.record(rows_of(part.iloc[start : start + 37])))
+            online.append(state.add_transactions(rows_of(part.iloc[start : start + 37])))
         state.add_labels({tid: label[tid] for tid in part["transaction_id"]})
     offline = compute_features(tx, fraud, params.features, params.data.label_delay_days)
     expected = offline[(~warm).to_numpy()].to_numpy()
@@ -63,24 +65,28 @@ def test_stream_reproduces_offline_features_bit_for_bit(tmp_path: Path, params: 
 
 def test_batch_rows_with_equal_time_count_each_other(params: Params) -> None:
     state = state_for(params)
-    both = state.record([row("a", "2026-01-22T10:00:00+00:00"), row("b", "2026-01-22T10:00:00+00:00")])
+    both = state.add_transactions(
+        [row("a", "2026-01-22T10:00:00+00:00"), row("b", "2026-01-22T10:00:00+00:00")]
+    )
     assert both[:, state.names.index("customer_nb_tx_1d")].tolist() == [2.0, 2.0]
 
 
 def test_history_keeps_only_what_a_window_can_reach(params: Params) -> None:
     state = state_for(params)
-    state.record([row("old", "2026-01-10T12:00:00+00:00"), row("recent", "2026-02-10T12:00:00+00:00", 2, 2)])
+    state.add_transactions(
+        [row("old", "2026-01-10T12:00:00+00:00"), row("recent", "2026-02-10T12:00:00+00:00", 2, 2)]
+    )
     state.add_labels({"old": 1, "recent": 1})
     assert (state.rows, state.known_labels) == (2, 2)
     # 30-day terminal window + 7-day delay = 37 days: on March 10 nothing reaches back to January 10
-    state.record([row("far", "2026-03-10T12:00:00+00:00")])
+    state.add_transactions([row("far", "2026-03-10T12:00:00+00:00")])
     assert (state.rows, state.known_labels) == (2, 1)
 
 
 def test_rescored_id_replaces_its_row(params: Params) -> None:
     state = state_for(params)
-    first = state.record([row("a", "2026-01-22T10:00:00+00:00", amount=10.0)])
-    again = state.record([row("a", "2026-01-22T10:00:00+00:00", amount=30.0)])
+    first = state.add_transactions([row("a", "2026-01-22T10:00:00+00:00", amount=10.0)])
+    again = state.add_transactions([row("a", "2026-01-22T10:00:00+00:00", amount=30.0)])
     n, avg = state.names.index("customer_nb_tx_1d"), state.names.index("customer_avg_amount_1d")
     assert state.rows == 1
     assert first[0, n] == again[0, n] == 1.0
@@ -89,7 +95,7 @@ def test_rescored_id_replaces_its_row(params: Params) -> None:
 
 def test_labels_of_unknown_transactions_are_not_kept(params: Params) -> None:
     state = state_for(params)
-    state.record([row("known", "2026-01-22T10:00:00+00:00")])
+    state.add_transactions([row("known", "2026-01-22T10:00:00+00:00")])
     assert state.add_labels({"known": 1, "never-seen": 1}) == 1
     assert state.known_labels == 1
 
@@ -98,11 +104,15 @@ def test_terminal_risk_waits_for_the_label_delay(params: Params) -> None:
     """A fraud label counts in terminal risk only for transactions at least the delay later."""
     state = state_for(params)
     delay = params.data.label_delay_days
-    state.record([row("fraud", "2026-01-01T10:00:00+00:00", customer=1, terminal=9)])
+    state.add_transactions([row("fraud", "2026-01-01T10:00:00+00:00", customer=1, terminal=9)])
     state.add_labels({"fraud": 1})
     risk = state.names.index("terminal_risk_7d")
-    early = state.record([row("early", f"2026-01-{delay:02d}T10:00:00+00:00", customer=2, terminal=9)])
-    late = state.record([row("late", f"2026-01-{delay + 1:02d}T10:00:00+00:00", customer=3, terminal=9)])
+    early = state.add_transactions(
+        [row("early", f"2026-01-{delay:02d}T10:00:00+00:00", customer=2, terminal=9)]
+    )
+    late = state.add_transactions(
+        [row("late", f"2026-01-{delay + 1:02d}T10:00:00+00:00", customer=3, terminal=9)]
+    )
     assert early[0, risk] == 0.0
     assert late[0, risk] == 1.0
 
@@ -113,7 +123,7 @@ def test_an_empty_warm_start_leaves_an_empty_state(params: Params) -> None:
         pd.DataFrame(columns=["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]), {}
     )
     assert state.rows == 0
-    assert state.record([row("a", "2026-01-22T10:00:00+00:00")]).shape == (1, len(state.names))
+    assert state.add_transactions([row("a", "2026-01-22T10:00:00+00:00")]).shape == (1, len(state.names))
 
 
 def test_batch_and_row_window_counts_agree(tmp_path: Path, params: Params) -> None:
@@ -126,11 +136,34 @@ def test_batch_and_row_window_counts_agree(tmp_path: Path, params: Params) -> No
     state = state_for(params)
     half = len(rows) // 2
     assert half > 500
-    state.record(rows[:half])
+    state.add_transactions(rows[:half])
     state.add_labels({r[0]: 1 for r in rows[:half:7]})
     batch = rows[half : half + 400]
-    state.record(batch)  # in the history, as when the batch was scored
+    state.add_transactions(batch)  # in the history, as when the batch was scored
     numpy_counts = state._window_counts_numpy(batch, np.array([r[1] for r in batch]))
     loop_counts = np.array(state._row_window_counts(batch), dtype=np.int64)
     assert np.array_equal(numpy_counts, loop_counts)
     assert numpy_counts[:, 1::2].any() and (numpy_counts[:, -1] > 0).any()  # sums and risk not all zero
+
+
+def test_features_land_in_their_named_columns_whatever_the_column_order(
+    params: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Model columns in another order (here reversed) get the same value under each name, in batches
+    counted with numpy and in single rows alike."""
+    in_order = state_for(params)
+    monkeypatch.setattr(core.online, "feature_names", lambda p: feature_names(p)[::-1])
+    reversed_ = state_for(params)
+    assert reversed_.names == in_order.names[::-1]
+    rows = [
+        row(f"t{k}", f"2026-01-{1 + k % 28:02d}T{k % 24:02d}:00:00+00:00", k % 3, k % 2, 10.0 + k)
+        for k in range(40)
+    ]
+    got: list[list[np.ndarray]] = [[], []]
+    for state, out in ((in_order, got[0]), (reversed_, got[1])):
+        out.append(state.add_transactions(rows[:30]))  # numpy
+        state.add_labels({r[0]: 1 for r in rows[:30:4]})
+        out += [state.add_transactions(rows[30:]), state.add_transactions(rows[31:32])]  # the row loop
+    for ours, theirs in zip(*got, strict=True):
+        assert np.array_equal(ours, theirs[:, ::-1])
+    assert got[0][1][:, in_order.names.index("terminal_risk_30d")].max() > 0
