@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import platform
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +37,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.measure import describe_code, describe_machine
+from core.features import feature_names
 from core.params import Params, load_params
 
 app = typer.Typer(add_completion=False)
@@ -124,7 +123,7 @@ def train_champion(world: World, params: Params, threads: int | None) -> Trained
         alias="champion",
         run_id="-",
         threshold=result.selection.threshold,
-        features=_feature_names(params),
+        features=feature_names(params.features),
         label_delay_days=params.data.label_delay_days,
         data_version="-",
     )
@@ -146,12 +145,6 @@ def train_champion(world: World, params: Params, threads: int | None) -> Trained
         "expected": champion.expected.to_dict() if champion.expected else None,
     }
     return Trained(champion, result.model, summary)
-
-
-def _feature_names(params: Params) -> list[str]:
-    from core.features import feature_names
-
-    return feature_names(params.features)
 
 
 def score_traffic(world: World, traffic: pd.DataFrame, trained: Trained, params: Params) -> pd.DataFrame:
@@ -270,36 +263,6 @@ def run_drift(
     }
 
 
-def machine() -> dict[str, Any]:
-    """Where the figures were measured."""
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    memory_kb = next(
-        (
-            int(line.split()[1])
-            for line in Path("/proc/meminfo").read_text().splitlines()
-            if line.startswith("MemTotal")
-        ),
-        0,
-    )
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "memory_gb": round(memory_kb / 1024**2, 1),
-        "python": platform.python_version(),
-        "git_commit": commit or "unknown",
-    }
-
-
 def describe_delays(runs: list[dict[str, Any]]) -> str:
     """'median (min–max)' of the delays, with how many seeds were not detected."""
     delays = [r["delay_days"] for r in runs if r["delay_days"] is not None]
@@ -372,7 +335,7 @@ def main(
     elapsed = time.perf_counter() - began
     report = {
         "date": dt.date.today().isoformat(),
-        "machine": machine(),
+        "machine": describe_machine() | {"git_commit": describe_code()["commit"] or "unknown"},
         "seconds": elapsed,
         "world": {"customers": customers, "terminals": terminals, "history_days": history_days},
         "monitoring": params.monitoring.model_dump(),

@@ -19,8 +19,6 @@ import datetime as dt
 import functools
 import json
 import os
-import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -34,6 +32,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from benchmarks.measure import cores, describe_machine, own_peak_rss_mb
+from benchmarks.project import throwaway_folder, use_project
 
 ROOT = Path(__file__).resolve().parents[1]
 START = dt.date(2026, 1, 5)
@@ -117,17 +118,6 @@ def build_project(root: Path, rows: int, seed: int) -> dict[str, Any]:
         "reference_rows": min(len(train), params.monitoring.reference_rows),
         "n_iter": int(model.n_iter_),
     }
-
-
-def use_project(root: Path) -> Any:
-    """Point settings and the tools at the throwaway project (its stores, never the user's)."""
-    from core.settings import get_settings, tool_environment
-
-    os.environ["FRAUDOPS_PROJECT_DIR"] = str(root)
-    get_settings.cache_clear()
-    settings = get_settings()
-    os.environ.update(tool_environment(settings))
-    return settings
 
 
 def register_champion(settings: Any, reference: Any, features: list[str], threshold: float) -> None:
@@ -252,8 +242,7 @@ def measure(root: Path, today: str) -> dict[str, Any]:
                 "action": summary["action"],
             }
         )
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"import_s": import_s, "cold": runs[0], "warm": runs[1], "peak_rss_mb": peak_mb}
+    return {"import_s": import_s, "cold": runs[0], "warm": runs[1], "peak_rss_mb": own_peak_rss_mb()}
 
 
 def run_round(root: Path, today: str, bytecode_cache: bool) -> dict[str, Any]:
@@ -281,24 +270,13 @@ def run_round(root: Path, today: str, bytecode_cache: bool) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {
-        "date": dt.date.today().isoformat(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-
-
 def print_report(built: dict[str, Any], rounds: list[dict[str, Any]], cache: str) -> None:
     """Median over the rounds of the total and of each part, cold and warm."""
     med = statistics.median
     table = Table(
         title=f"monitoring run — {built['window_rows']:,} rows in the window, {built['logged_rows']:,} in the log, "
         f"{built['reference_rows']:,} reference rows — median of {len(rounds)} rounds — {cache} — "
-        f"{dt.date.today()}, {platform.machine()}, {os.cpu_count()} cores"
+        f"{dt.date.today()}, {cores()} cores"
     )
     for col in ("part", "first run in a process (s)", "second run (s)"):
         table.add_column(col)
@@ -346,8 +324,7 @@ def main(
     if measure_in is not None and today is not None:
         print(json.dumps(measure(measure_in, today)))
         return
-    root = Path(tempfile.mkdtemp(prefix="fraudops-bench-monitoring-"))
-    try:
+    with throwaway_folder("fraudops-bench-monitoring-", keep) as root:
         with console.status("building the project (simulation, champion, prediction log)..."):
             start = time.perf_counter()
             built = build_project(root, rows, seed)
@@ -370,14 +347,10 @@ def main(
                     uncached.append(run_round(root, built["today"], bytecode_cache=False))
             print_report(built, uncached, "no bytecode cache: every import compiled from source")
         out.parent.mkdir(parents=True, exist_ok=True)
-        figures = {"built": built, "rounds": results, "uncached_rounds": uncached, "machine": machine()}
+        machine = describe_machine() | {"date": dt.date.today().isoformat()}
+        figures = {"built": built, "rounds": results, "uncached_rounds": uncached, "machine": machine}
         out.write_text(json.dumps(figures, indent=2), encoding="utf-8")
         console.print(f"figures of every round: {out}")
-    finally:
-        if keep:
-            console.print(f"project kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

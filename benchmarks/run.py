@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import platform
-import resource
 import subprocess
 import sys
 import time
@@ -18,6 +16,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from benchmarks.measure import describe_machine, own_peak_rss_mb
 
 BOOK_CUSTOMERS, BOOK_TERMINALS, BOOK_DAYS = 5000, 10000, 183
 app = typer.Typer(add_completion=False)
@@ -129,11 +129,14 @@ def main(
     """Run every benchmark in a child process and print seconds and peak memory."""
     if one is not None:
         result = BENCHMARKS[one]()
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["peak_rss_mb"] = own_peak_rss_mb()
         print(json.dumps(result))
         return
     console = Console()
-    table = Table(title=f"fraudops benchmarks — {dt.date.today()} — {platform.machine()}, {_cores()} cores")
+    machine = describe_machine()
+    table = Table(
+        title=f"fraudops benchmarks — {dt.date.today()} — {machine['cpu']}, {machine['cores']} cores"
+    )
     for col in ("benchmark", "seconds", "peak memory (MB)", "details"):
         table.add_column(col)
     for name in BENCHMARKS:
@@ -148,12 +151,6 @@ def main(
         details = ", ".join(f"{k}={v:,.4g}" for k, v in result.items() if k not in ("seconds", "peak_rss_mb"))
         table.add_row(name, f"{result['seconds']:.2f}", f"{result['peak_rss_mb']:,.0f}", details)
     console.print(table)
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":

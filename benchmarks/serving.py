@@ -26,8 +26,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
-import resource
 import secrets
 import shutil
 import signal
@@ -35,10 +33,9 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,11 +44,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.measure import (
+    busy_cpu_seconds,
+    core_or_none,
+    describe_code,
+    describe_machine,
+    is_running,
+    pin_to_core,
+    pinned,
+    process_tree,
+    tree_cpu_seconds,
+    tree_peak_rss_mb,
+    waited_children_cpu_seconds,
+)
+from benchmarks.project import make_project, throwaway_folder, use_project
+
 ROOT = Path(__file__).resolve().parents[1]
 WRK_DIR = ROOT / "benchmarks" / "wrk"
 BIN = Path(sys.executable).parent
-# what `dvc repro` runs inside the throwaway project (the stages are `python -m pipelines.*`)
-PROJECT_FILES = ("core", "pipelines", "dvc.yaml", "params.yaml")
 HISTORY_START = dt.date(2026, 1, 1)
 TRAFFIC_DAYS = 14  # simulated days after the history: the (customer, terminal, amount) traffic pool
 MLFLOW_SINGLE_BODIES = 20_000
@@ -64,6 +74,18 @@ GOALS = {
     "batch_rows_ratio": 1.5,  # ours / mlflow rows/s, 1,000-row batches
 }
 TARGETS = ("ours", "mlflow")
+# versions reported with the figures
+PACKAGES = (
+    "mlflow",
+    "fastapi",
+    "uvicorn",
+    "scikit-learn",
+    "onnxruntime",
+    "pandas",
+    "numpy",
+    "uvloop",
+    "httptools",
+)
 # what one round of a kind runs, in order: ours as rows and as columns against mlflow's one batch form
 # (mlflow gets dataframe_split bodies, columns already)
 ARMS = {
@@ -139,48 +161,6 @@ def step(text: str) -> Iterator[None]:
     console.print(f"{text}: {time.perf_counter() - start:.1f} s")
 
 
-def copy_project(root: Path) -> Path:
-    """The project's pipeline code and files in their own git repository (DVC needs one)."""
-    project = root / "project"
-    project.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, project / name)
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "bench@fraudops.invalid"],
-        ["git", "config", "user.name", "fraudops benchmark"],
-    ):
-        subprocess.run(cmd, cwd=project, check=True, env=env)
-    return project
-
-
-def use_project(project: Path, admin_key: str, cfg: Config) -> Any:
-    """Point this process's settings and tools at the throwaway project; returns its settings."""
-    from core.settings import get_settings, tool_environment
-
-    os.environ.update(
-        {
-            "FRAUDOPS_PROJECT_DIR": str(project),
-            "FRAUDOPS_ADMIN_API_KEY": admin_key,
-            "FRAUDOPS_RELOAD_INTERVAL_S": str(cfg.reload_interval_s),
-            "FRAUDOPS_ENVIRONMENT": "development",
-        }
-    )
-    os.chdir(project)  # DVC resolves the local remote's relative url from the working directory
-    get_settings.cache_clear()
-    settings = get_settings()
-    os.environ.update(tool_environment(settings))  # the project's stores, never the user's
-    from fraudops.cli import configure
-
-    configure()  # quiet tool logging, as the command line does
-    return settings
-
-
 def build_project(cfg: Config, root: Path) -> Project:
     """Simulate, ingest and validate, train and register a champion; prepare both servers' traffic."""
     import pandas as pd
@@ -190,6 +170,7 @@ def build_project(cfg: Config, root: Path) -> Project:
     from core.registry import CHAMPION, read_model_info, registry_client
     from core.schemas import TRANSACTION_COLUMNS
     from core.simulator import SimulationConfig, write_simulation
+    from fraudops.cli import configure
     from pipelines.features import build_feature_table
     from pipelines.ingest import find_batches, ingest_batch
     from pipelines.training import run_training
@@ -197,8 +178,15 @@ def build_project(cfg: Config, root: Path) -> Project:
 
     start = time.perf_counter()
     admin_key = secrets.token_urlsafe(24)
-    project_dir = copy_project(root)
-    settings = use_project(project_dir, admin_key, cfg)
+    project_dir = make_project(root / "project")
+    settings = use_project(
+        project_dir,
+        FRAUDOPS_ADMIN_API_KEY=admin_key,
+        FRAUDOPS_RELOAD_INTERVAL_S=str(cfg.reload_interval_s),
+        FRAUDOPS_ENVIRONMENT="development",
+    )
+    os.chdir(project_dir)  # DVC resolves the local remote's relative url from the working directory
+    configure()  # quiet tool logging, as the command line does
     params = load_params(project_dir / "params.yaml")
     world = root / "world"
     sim = SimulationConfig(
@@ -298,41 +286,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pinned(cpu: int | None) -> Callable[[], None] | None:
-    """A preexec_fn binding the child to one core (None: no pinning)."""
-    if cpu is None:
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
-
-
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    stat = _proc_stat(pid)
-    return stat is not None and stat[0] != "Z"
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
-
-
-def cpu_busy() -> dict[str, float]:
-    """Busy CPU seconds so far, machine-wide ("cpu") and per core ("cpu0", ...), from /proc/stat."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/stat").read_text().splitlines():
-            if not line.startswith("cpu"):
-                break
-            name, *fields = line.split()
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-            out[name] = (user + nice + system + irq + softirq + steal) / ticks
-    return out
-
-
 @dataclass
 class Server:
     """A server process (session leader of its own process group) and where it answers."""
@@ -345,54 +298,22 @@ class Server:
     peak_rss_mb: float = 0.0
     killed: bool = False
 
-    def pids(self) -> list[int]:
-        """The process and its descendants."""
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
-                children.setdefault(int(stat[1]), []).append(int(entry.name))
-        out, todo = [], [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo += children.get(pid, [])
-        return out
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the process tree so far."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for pid in self.pids():
-            if (stat := _proc_stat(pid)) is not None:
-                total += (int(stat[11]) + int(stat[12])) / ticks
-        return total
-
-    def rss_mb(self) -> float:
-        """Peak resident memory (VmHWM) summed over the process tree."""
-        total = 0.0
-        for pid in self.pids():
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        total += int(line.split()[1]) / 1024
-        return total
-
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """SIGTERM to the server's process group; wait for every process of it, else SIGKILL.
 
         uvicorn shuts down gracefully on SIGTERM, then raises the signal again: exit code -15 is clean.
         """
         if self.proc.poll() is None:
-            self.peak_rss_mb = self.rss_mb()
-            pids = self.pids()
+            self.peak_rss_mb = tree_peak_rss_mb(self.proc.pid)
+            pids = process_tree(self.proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout_s)
-            while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            while time.monotonic() < deadline and any(is_running(pid) for pid in pids):
                 time.sleep(0.1)
-            if self.proc.poll() is None or any(_alive(pid) for pid in pids):
+            if self.proc.poll() is None or any(is_running(pid) for pid in pids):
                 console.print(f"[yellow]{self.name} did not stop within {timeout_s:.0f} s: SIGKILL[/]")
                 self.killed = True
                 with contextlib.suppress(ProcessLookupError):
@@ -417,7 +338,7 @@ def start_server(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=pinned(cpu_or_none(cfg.server_cpu)),
+            preexec_fn=pinned(core_or_none(cfg.server_cpu)),
         )
     server = Server(name, proc, f"http://127.0.0.1:{port}", log_path)
     deadline = time.monotonic() + 180
@@ -434,11 +355,6 @@ def start_server(
 
 def tail(path: Path, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def cpu_or_none(cpu: int) -> int | None:
-    """The core to pin to, or None when the machine does not have it (or pinning is off: -1)."""
-    return cpu if 0 <= cpu < (os.cpu_count() or 1) else None
 
 
 def server_env(project: Project) -> dict[str, str]:
@@ -528,9 +444,9 @@ def run_wrk(
     cmd = ["wrk", "-t", str(cfg.threads), "-c", str(cfg.connections), "-d", f"{seconds:g}s"]
     cmd += ["--timeout", f"{cfg.timeout_s:g}s", "-s", str(WRK_DIR / script), server.url]
     env = {**os.environ, "BENCH_WRK_DIR": str(WRK_DIR), "BENCH_THREADS": str(cfg.threads), **env_extra}
-    before_wrk = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before_server = server.cpu_seconds()
-    before_busy = cpu_busy()
+    before_wrk = waited_children_cpu_seconds()
+    before_server = tree_cpu_seconds(server.proc.pid)
+    before_busy = busy_cpu_seconds()
     start = time.perf_counter()
     out = subprocess.run(
         cmd,
@@ -538,19 +454,18 @@ def run_wrk(
         capture_output=True,
         text=True,
         check=False,
-        preexec_fn=pinned(cpu_or_none(cfg.load_cpu)),
+        preexec_fn=pinned(core_or_none(cfg.load_cpu)),
     )
     wall = time.perf_counter() - start
-    busy = {k: v - before_busy.get(k, 0.0) for k, v in cpu_busy().items()}
-    server_cpu = server.cpu_seconds() - before_server
-    after_wrk = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = {k: v - before_busy.get(k, 0.0) for k, v in busy_cpu_seconds().items()}
+    server_cpu = tree_cpu_seconds(server.proc.pid) - before_server
+    wrk_cpu = waited_children_cpu_seconds() - before_wrk
     (logs / f"wrk-{tag}.log").write_text(f"$ {' '.join(cmd)}\n{out.stdout}\n{out.stderr}")
     lines = [line for line in out.stdout.splitlines() if line.startswith("BENCH_JSON ")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
     raw = json.loads(lines[-1].removeprefix("BENCH_JSON "))
-    wrk_cpu = (after_wrk.ru_utime - before_wrk.ru_utime) + (after_wrk.ru_stime - before_wrk.ru_stime)
-    result = summarize(raw, rows_per_request, wall, wrk_cpu, server_cpu)
+    result = summarise_run(raw, rows_per_request, wall, wrk_cpu, server_cpu)
     # whatever else ran on the machine meanwhile (other processes compete for the same cores)
     result["other_cpu_pct"] = 100 * max(0.0, busy.get("cpu", 0.0) - server_cpu - wrk_cpu) / wall
     result["core_busy_pct"] = {k: round(100 * v / wall, 1) for k, v in busy.items() if k != "cpu"}
@@ -563,7 +478,7 @@ def run_wrk(
     return result
 
 
-def summarize(
+def summarise_run(
     raw: dict[str, Any], rows_per_request: int, wall: float, wrk_cpu: float, server_cpu: float
 ) -> dict[str, Any]:
     """Requests/s, rows/s, latency in ms, errors by kind, CPU use of wrk and of the server."""
@@ -813,24 +728,9 @@ def goals(summary: dict[str, dict[str, dict[str, Any]]], swap: dict[str, Any] | 
     if "ours" in single and "mlflow" in single:
         o, m = single["ours"], single["mlflow"]
         ratio, p99 = o["requests_per_s"] / m["requests_per_s"], o["p99_ms"] / m["p99_ms"]
-        rows.append(
-            goal(
-                "single: ours req/s ≥ 15× mlflow's",
-                ratio,
-                GOALS["single_rps_ratio"],
-                "×",
-                ratio >= GOALS["single_rps_ratio"],
-            )
-        )
-        rows.append(
-            goal(
-                "single: ours p99 ≤ a tenth of mlflow's",
-                p99,
-                GOALS["single_p99_ratio"],
-                "×",
-                p99 <= GOALS["single_p99_ratio"],
-            )
-        )
+        rps_goal, p99_goal = GOALS["single_rps_ratio"], GOALS["single_p99_ratio"]
+        rows.append(goal("single: ours req/s ≥ 15× mlflow's", ratio, rps_goal, "×", ratio >= rps_goal))
+        rows.append(goal("single: ours p99 ≤ a tenth of mlflow's", p99, p99_goal, "×", p99 <= p99_goal))
         rows.append(goal("single: zero errors (ours)", o["errors"], 0, "", o["errors"] == 0))
     mlflow_batch = batch.get("mlflow")
     for label, ours in (("batch as rows", batch.get("ours")), ("batch as columns", columns.get("ours"))):
@@ -853,9 +753,9 @@ def print_report(report: dict[str, Any]) -> None:
         f"{report['machine']['cores']} cores — medians of {cfg['rounds']} × {cfg['seconds']:g} s rounds, "
         f"wrk {cfg['connections']} connections × {cfg['threads']} thread(s)"
     )
+    table.add_column("requests")
+    table.add_column("target")
     for col in (
-        "requests",
-        "target",
         "req/s (rounds)",
         "rows/s",
         "p50 ms",
@@ -865,7 +765,7 @@ def print_report(report: dict[str, Any]) -> None:
         "wrk CPU",
         "others' CPU",
     ):
-        table.add_column(col, justify="right" if col not in ("requests", "target") else "left")
+        table.add_column(col, justify="right")
     for kind, label in (
         ("single", "1 transaction"),
         ("batch", f"{cfg['batch_rows']:,}-row batches"),
@@ -929,74 +829,7 @@ def print_report(report: dict[str, Any]) -> None:
     )
 
 
-def git_state() -> dict[str, Any]:
-    """The commit measured and the files that differed from it (the servers ran the working tree)."""
-
-    def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return out.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--porcelain").splitlines()}
-
-
-def machine() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_gb = 0.0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gb = int(line.split()[1]) / 1024**2
-    os_name = platform.platform()
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
-    packages = (
-        "mlflow",
-        "fastapi",
-        "uvicorn",
-        "scikit-learn",
-        "onnxruntime",
-        "pandas",
-        "numpy",
-        "uvloop",
-        "httptools",
-    )
-    return {
-        "cpu": cpu,
-        "arch": platform.machine(),
-        "cores": os.cpu_count(),
-        "memory_gb": round(mem_gb, 1),
-        "os": os_name,
-        "python": platform.python_version(),
-        "wrk": wrk_version(),
-        "packages": {name: version(name) for name in packages},
-    }
-
-
 # --------------------------------------------------------------------------- main
-
-
-@contextlib.contextmanager
-def workspace(keep: bool) -> Iterator[Path]:
-    """A temporary folder, removed afterwards unless ``keep``; the working directory restored."""
-    cwd = Path.cwd()
-    root = Path(tempfile.mkdtemp(prefix="fraudops-bench-serving-"))
-    try:
-        yield root
-    finally:
-        os.chdir(cwd)
-        if keep:
-            console.print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def run(cfg: Config, out: Path, keep: bool) -> dict[str, Any]:
@@ -1005,15 +838,14 @@ def run(cfg: Config, out: Path, keep: bool) -> dict[str, Any]:
     if cfg.connections < cfg.threads:
         raise typer.BadParameter("--connections must be at least --threads")
     started = time.perf_counter()
-    with workspace(keep) as root:
+    with throwaway_folder("fraudops-bench-serving-", keep) as root:
         logs = root / "logs"
         logs.mkdir()
         project = build_project(cfg, root)
         console.print(f"project built in {project.build_s:.0f} s in {root}")
-        if (cpu := cpu_or_none(cfg.load_cpu)) is not None:
-            os.sched_setaffinity(0, {cpu})  # this process (idle during runs) off the servers' core
+        pin_to_core(core_or_none(cfg.load_cpu))  # this process (idle during runs) off the servers' core
         servers: dict[str, Server] = {}
-        code = git_state()  # what the servers import: the working tree as it is now
+        code = describe_code()  # what the servers import: the working tree as it is now
         try:
             with console.status("starting both servers..."):
                 servers["ours"] = start_ours(project, cfg, logs)
@@ -1043,7 +875,7 @@ def run(cfg: Config, out: Path, keep: bool) -> dict[str, Any]:
         report: dict[str, Any] = {
             "date": dt.date.today().isoformat(),
             "command": "python -m benchmarks.serving " + " ".join(sys.argv[1:]),
-            "machine": machine(),
+            "machine": describe_machine(PACKAGES) | {"wrk": wrk_version()},
             "config": cfg.__dict__,
             "model": {
                 "name": project.model_name,

@@ -5,18 +5,19 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from benchmarks.project import make_project
 from core.params import Params, load_params
 from core.settings import Settings, get_settings
 
+__all__ = ["make_project"]  # the throwaway project's one set-up, shared with the benchmarks
+
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("core", "pipelines", "serving", "monitoring", "fraudops", "dvc.yaml", "params.yaml")
 
 # Tool state and telemetry for everything the tests start (before Prefect or MLflow are imported).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -40,25 +41,6 @@ if os.environ.get("PYTHONDONTWRITEBYTECODE") and "PYTHONPYCACHEPREFIX" not in os
 def params() -> Params:
     """The project's params.yaml."""
     return load_params(ROOT / "params.yaml")
-
-
-def make_project(root: Path) -> Path:
-    """A copy of the project's code and pipeline files in its own git repository (DVC is set up lazily)."""
-    root.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, root / name)
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "tests@fraudops.invalid"],
-        ["git", "config", "user.name", "fraudops tests"],
-    ):
-        subprocess.run(cmd, cwd=root, check=True, env=env)
-    return root
 
 
 @pytest.fixture
