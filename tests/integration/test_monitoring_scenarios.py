@@ -237,7 +237,7 @@ def test_a_holiday_season_is_dataset_drift_and_retrains(world: World) -> None:
     world.serve(world.simulate(HOLIDAY_DAYS, "holiday", SEED + 3))
     calls: list[str] = []
 
-    def record(reason: str) -> dict[str, Any]:
+    def fake_retrain(reason: str) -> dict[str, Any]:
         calls.append(reason)
         return {
             "version": "0",
@@ -246,7 +246,7 @@ def test_a_holiday_season_is_dataset_drift_and_retrains(world: World) -> None:
         }
 
     today = HOLIDAY + dt.timedelta(days=HOLIDAY_DAYS)  # the window starts 14 days into the season
-    summary = world.monitor(today, retrain=record)
+    summary = world.monitor(today, retrain=fake_retrain)
     assert summary["action"] == "retrain", reasons(summary)
     assert summary["reasons"][0].startswith("dataset drift:")
     assert {"tx_amount", "customer_avg_amount_7d"} <= set(summary["drifted_columns"])
@@ -273,7 +273,7 @@ def test_a_quiet_window_is_not_enough_data(world: World, prefect_server: None) -
     history = read_history(world.settings)
     actions = ["none", "none", "retrain", "cooldown", "retrain", "retrain", "not-enough-data"]
     assert [h["action"] for h in history] == actions
-    for record in history:  # every decision keeps its inputs, its reasons and its reports
-        assert record["reasons"] and record["model"]["version"]
-        assert json.loads(Path(record["reports"]["summary_json"]).read_text())["today"] == record["today"]
+    for decision in history:  # every decision keeps its inputs, its reasons and its reports
+        assert decision["reasons"] and decision["model"]["version"]
+        assert json.loads(Path(decision["reports"]["summary_json"]).read_text())["today"] == decision["today"]
     assert len(read_predictions(world.settings.prediction_log)) == len(world.scored)
