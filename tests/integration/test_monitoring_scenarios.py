@@ -36,6 +36,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmarks.project import make_project
 from core.clock import set_today
 from core.features import compute_features, horizon_days
 from core.params import Params, load_params
@@ -51,7 +52,6 @@ from pipelines.flows import outcome_dict
 from pipelines.ingest import find_batches, ingest_batch
 from pipelines.training import run_training
 from pipelines.versioning import ensure_dvc_repo, track_data
-from tests.conftest import make_project
 from tests.model.world import mlflow_uris_restored
 
 pytestmark = pytest.mark.integration
