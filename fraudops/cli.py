@@ -149,7 +149,7 @@ def ingest(
     with friendly_errors(), console.status("ingesting..."):
         report = ingest_flow([str(p) for p in paths])
     render.print_ingest_report(console, report)
-    if any(o["status"] == "rejected" for o in report["outcomes"]):
+    if report.rejected:
         raise typer.Exit(1)
 
 

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pandas as pd
@@ -31,6 +31,10 @@ from core.simulator import SimulationConfig, write_simulation
 from fraudops import render
 from fraudops.errors import UserError
 from fraudops.schedule import stop_server
+
+if TYPE_CHECKING:
+    from pipelines.ingest import IngestReport
+    from pipelines.training import TrainingOutcome
 
 GENERATED = (
     "data/raw",
@@ -67,7 +71,7 @@ class Story:
         self.params: Params = load_params(settings.project_dir / "params.yaml")
         self.world = settings.project_dir / "demo" / "world"
         self.base_url = f"http://{settings.api_host}:{cfg.port}"
-        self.trainings: list[dict[str, Any]] = []
+        self.trainings: list[TrainingOutcome] = []
         self.monitoring: list[dict[str, Any]] = []
         self.step_no = 0
 
@@ -111,7 +115,7 @@ def simulate_period(story: Story, days: int, scenarios: tuple[str, ...], seed: i
     return tx
 
 
-def ingest_world(story: Story) -> dict[str, Any]:
+def ingest_world(story: Story) -> IngestReport:
     """Run the ingest flow on the world folder (new days and newly released labels only)."""
     from pipelines.flows import ingest_flow
 
@@ -121,7 +125,7 @@ def ingest_world(story: Story) -> dict[str, Any]:
     return report
 
 
-def train_model(story: Story, reason: str) -> dict[str, Any]:
+def train_model(story: Story, reason: str) -> TrainingOutcome:
     """Run the training flow and show its result."""
     from pipelines.flows import training_flow
 
@@ -284,7 +288,7 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console) -> Story:
     ingest_world(story)
     story.step("Train the first model, log it to MLflow, gate it, register it")
     first = train_model(story, "initial model")
-    if not first["decision"]["promote"]:
+    if not first.decision.promote:
         raise UserError(
             "the first model did not pass the gate, so there is nothing to serve: try another --seed"
         )

@@ -7,57 +7,62 @@ summary) show the same table.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
+from core.registry import CHAMPION
 
-def print_ingest_report(console: Console, report: dict[str, Any]) -> None:
+if TYPE_CHECKING:  # the pipelines import MLflow and Prefect: only commands that run them pay for it
+    from pipelines.ingest import IngestReport
+    from pipelines.training import TrainingOutcome
+
+
+def print_ingest_report(console: Console, report: IngestReport) -> None:
     """Outcome counts per kind and status, then each rejected batch with its reason."""
     counts: dict[tuple[str, str], list[int]] = {}
-    for o in report["outcomes"]:
-        row = counts.setdefault((o["kind"], o["status"]), [0, 0, 0, 0])
-        for i, key in enumerate(("rows", "accepted", "quarantined")):
-            row[i] += o[key]
-        row[3] += 1
-    table = Table(title=f"Ingest — data version {report['data_version']}")
+    for o in report.outcomes:
+        row = counts.setdefault((o.kind, o.status), [0, 0, 0, 0])
+        for i, value in enumerate((o.rows, o.accepted, o.quarantined, 1)):
+            row[i] += value
+    table = Table(title=f"Ingest — data version {report.data_version}")
     for col in ("kind", "status", "files", "rows", "accepted", "quarantined"):
         table.add_column(col)
     for (kind, status), (rows, acc, bad, files) in sorted(counts.items()):
         table.add_row(kind, status, str(files), f"{rows:,}", f"{acc:,}", f"{bad:,}")
     console.print(table)
-    for o in report["outcomes"]:
-        if o["status"] == "rejected":
-            console.print(f"[red]rejected[/] {o['path']}: {o['reason']}")
+    for o in report.rejected:
+        console.print(f"[red]rejected[/] {o.path}: {o.reason}")
 
 
-def print_training(console: Console, outcome: dict[str, Any]) -> None:
+METRICS = (
+    ("average_precision", "average precision"),
+    ("roc_auc", "ROC AUC"),
+    ("card_precision_at_k", "card precision@k"),
+)
+
+
+def print_training(console: Console, outcome: TrainingOutcome) -> None:
     """Metrics of the new version beside the champion's and the random baseline, then the gate's verdict."""
-    table = Table(
-        title=f"Model version {outcome['version']} → @{outcome['alias']} (test {outcome['windows']['test_window']})"
-    )
+    test_window = outcome.windows.as_tags()["test_window"]
+    table = Table(title=f"Model version {outcome.version} → @{outcome.alias} (test {test_window})")
     for col in ("metric", "new version", "champion", "random"):
         table.add_column(col)
-    champ = outcome["champion_metrics"] or {}
-    for key, label in (
-        ("average_precision", "average precision"),
-        ("roc_auc", "ROC AUC"),
-        ("card_precision_at_k", "card precision@k"),
-    ):
-        random_key = f"{key}_random"
+    champ = outcome.champion_metrics
+    for key, label in METRICS:
         table.add_row(
             label,
-            f"{outcome['metrics'][key]:.3f}",
+            f"{outcome.metrics[key]:.3f}",
             f"{champ[key]:.3f}" if champ else "—",
-            f"{outcome['metrics'][random_key]:.3f}",
+            f"{outcome.metrics[f'{key}_random']:.3f}",
         )
     console.print(table)
-    verdict = "[green]promoted[/]" if outcome["decision"]["promote"] else "[yellow]not promoted[/]"
-    console.print(f"gate: {verdict} — " + "; ".join(outcome["decision"]["reasons"]))
+    verdict = "[green]promoted[/]" if outcome.decision.promote else "[yellow]not promoted[/]"
+    console.print(f"gate: {verdict} — " + "; ".join(outcome.decision.reasons))
 
 
-def print_models(console: Console, trainings: list[dict[str, Any]], champion: str | None) -> None:
+def print_models(console: Console, trainings: list[TrainingOutcome], champion: str | None) -> None:
     """Each trained version with its test metrics (random baseline in brackets) and the gate's verdict."""
     models = Table(
         title="Model versions (metrics on each one's held-out test window; random baseline in brackets)"
@@ -66,25 +71,22 @@ def print_models(console: Console, trainings: list[dict[str, Any]], champion: st
     for col in (*columns, "alerts: precision / recall", "gate"):
         models.add_column(col)
     for t in trainings:
-        m = t["metrics"]
+        m = t.metrics
+        now = "champion" if t.version == champion else "retired" if t.alias == CHAMPION else t.alias
         models.add_row(
-            str(t["version"]),
-            "champion"
-            if str(t["version"]) == champion
-            else t["alias"]
-            if t["alias"] != "champion"
-            else "retired",
-            str(t.get("reason", ""))[:40],
-            t["windows"]["test_window"],
+            t.version,
+            now,
+            t.reason[:40],
+            t.windows.as_tags()["test_window"],
             f"{m['average_precision']:.3f} ({m['average_precision_random']:.3f})",
             f"{m['roc_auc']:.3f}",
             f"{m['card_precision_at_k']:.3f} ({m['card_precision_at_k_random']:.3f})",
             f"{m['precision_at_threshold']:.2f} / {m['recall_at_threshold']:.2f}",
-            "promoted" if t["decision"]["promote"] else "kept champion",
+            "promoted" if t.decision.promote else "kept champion",
         )
     console.print(models)
     for t in trainings:
-        console.print(f"  v{t['version']} gate: " + "; ".join(t["decision"]["reasons"]))
+        console.print(f"  v{t.version} gate: " + "; ".join(t.decision.reasons))
 
 
 def print_monitoring(console: Console, summary: dict[str, Any]) -> None:

@@ -1,4 +1,18 @@
-"""Prefect flows: thin wrappers over the plain step functions, with retries where services are called.
+"""Prefect flows: the workflow's stages as tasks, each a thin wrapper over a plain step function.
+
+The Prefect UI shows each stage of a flow run as its own task run, with its duration and logs:
+
+- ``ingest``: *validate and store* once per day file, then *version* (``dvc add`` + push) once.
+- ``train``: one task per ``dvc.yaml`` stage (*validate*, *features*, *train*: DVC owns what it
+  reproduces, so ``dvc repro`` alone still makes the same model), then *evaluate*, *gate*,
+  *log run*, *register*, *promote*.
+- ``retrain``: the same tasks, started by the monitoring flow as a subflow.
+
+Only steps that are safe to repeat retry (``FRAUDOPS_TASK_RETRIES`` times, ``FRAUDOPS_RETRY_DELAY_S``
+apart), and only on failures that can heal (a service that did not answer): DVC stages, reads from
+MLflow, the training run (found again by its cycle id), registration (found again by its run id) and
+the alias. The gate is pure and never retries. The same steps run without Prefect:
+:func:`run_ingest` and :func:`pipelines.training.run_training` with their default ``step``.
 
 Without ``PREFECT_API_URL`` Prefect starts a temporary local server for the process, whose runs are
 kept in ``stores/prefect`` (``make prefect-ui`` shows them).
@@ -7,17 +21,18 @@ kept in ``stores/prefect`` (``make prefect-ui`` shows them).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from prefect.runtime import flow_run
 
 from core.clock import read_today
 from core.params import Params, load_params
 from core.settings import Settings, get_settings
-from pipelines.ingest import IngestReport, find_batches, ingest_batch
-from pipelines.training import TrainingOutcome, run_training
+from pipelines.ingest import BatchOutcome, IngestReport, Kind, find_batches, ingest_batch
+from pipelines.training import Step, T, TrainingOutcome, new_cycle_id, plain, run_training
 from pipelines.versioning import data_version, ensure_dvc_repo, track_data
 
 
@@ -40,51 +55,78 @@ def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
     return is_transient(state.result(raise_on_failure=False))
 
 
-def _retrying(fn: Any, settings: Settings) -> Any:
-    return task(fn).with_options(
-        retries=settings.task_retries,
-        retry_delay_seconds=settings.retry_delay_s,
-        retry_condition_fn=_retry_condition,
-    )
+def tasks(settings: Settings) -> Step:
+    """Run each stage as a Prefect task named for it; ``retry`` only for steps that are safe to repeat."""
+
+    def as_task(name: str, fn: Callable[..., T], retry: bool) -> Callable[..., T]:
+        options: dict[str, Any] = {"name": name}
+        if retry:
+            options |= {
+                "retries": settings.task_retries,
+                "retry_delay_seconds": settings.retry_delay_s,
+                "retry_condition_fn": _retry_condition,
+            }
+        return task(**options)(fn)
+
+    return as_task
 
 
-def run_ingest(settings: Settings, params: Params, paths: list[Path], today: dt.date) -> IngestReport:
-    """Ingest every batch found under ``paths``, then version what arrived with DVC."""
-    report = IngestReport()
-    for kind, path in find_batches(paths):
-        dest = settings.raw_dir if kind == "transactions" else settings.labels_dir
-        report.outcomes.append(ingest_batch(kind, path, dest, today, params.data.label_delay_days))
+# --- ingest ----------------------------------------------------------------------------------------
+
+
+def run_ingest(
+    settings: Settings, params: Params, paths: list[Path], today: dt.date, step: Step = plain
+) -> IngestReport:
+    """Validate and store every batch found under ``paths``, then version what arrived with DVC once."""
+    store = step("validate and store", store_batch, retry=False)
+    outcomes = [store(settings, params, kind, path, today) for kind, path in find_batches(paths)]
+    version = step("version", version_data, retry=True)(settings, outcomes)
+    return IngestReport(outcomes=outcomes, data_version=version)
+
+
+def store_batch(settings: Settings, params: Params, kind: Kind, path: Path, today: dt.date) -> BatchOutcome:
+    """Validate one day file and copy it into the raw store (or the labels store)."""
+    dest = settings.raw_dir if kind == "transactions" else settings.labels_dir
+    return ingest_batch(kind, path, dest, today, params.data.label_delay_days)
+
+
+def version_data(settings: Settings, outcomes: list[BatchOutcome]) -> str:
+    """``dvc add`` and push the raw days and labels when something arrived; the data version."""
     ensure_dvc_repo(settings.project_dir)
-    if report.ingested or data_version(settings.project_dir) == "untracked":
-        report.data_version = _retrying(track_data, settings)(settings.project_dir)
-    else:
-        report.data_version = data_version(settings.project_dir)
-    return report
+    if any(o.status == "ingested" for o in outcomes) or data_version(settings.project_dir) == "untracked":
+        return track_data(settings.project_dir)
+    return data_version(settings.project_dir)
 
 
 @flow(name="ingest", log_prints=False)
-def ingest_flow(paths: list[str]) -> dict[str, Any]:
-    """Ingest and validate day batches into the raw store, and version them with DVC."""
+def ingest_flow(paths: list[str]) -> IngestReport:
+    """Validate and store each day batch, then version them with DVC once."""
     settings, params = load_context()
     today = read_today(settings.clock_file) or dt.datetime.now(dt.UTC).date()
-    return run_ingest(settings, params, [Path(p) for p in paths], today).to_dict()
+    return run_ingest(settings, params, [Path(p) for p in paths], today, tasks(settings))
 
 
-def outcome_dict(outcome: TrainingOutcome) -> dict[str, Any]:
-    """A JSON-friendly summary of a training cycle."""
-    data = asdict(outcome)
-    data["windows"] = outcome.windows.as_tags()
-    return data
+# --- training --------------------------------------------------------------------------------------
+
+
+def current_cycle_id() -> str:
+    """The flow run's id: Prefect's retry of a failed run keeps it, so the retry finds what it logged."""
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else new_cycle_id()
 
 
 @flow(name="train")
-def training_flow(reason: str = "manual") -> dict[str, Any]:
-    """Reproduce the data, train a candidate, gate it against the champion, register it."""
+def training_flow(reason: str = "manual", cycle_id: str | None = None) -> TrainingOutcome:
+    """Reproduce the data, train a candidate, gate it against the champion, register it.
+
+    ``cycle_id``: resume a failed cycle (its id is the failed flow run's id) without a second version.
+    """
     settings, params = load_context()
-    return outcome_dict(_retrying(run_training, settings)(settings, params, reason))
+    return run_training(settings, params, reason, cycle_id or current_cycle_id(), tasks(settings))
 
 
 @flow(name="retrain")
-def retraining_flow(reason: str) -> dict[str, Any]:
+def retraining_flow(reason: str) -> TrainingOutcome:
     """Retraining triggered by monitoring: the training cycle on the newest versioned data."""
-    return training_flow.fn(reason)  # same steps; its own flow name in the Prefect UI
+    settings, params = load_context()
+    return run_training(settings, params, reason, current_cycle_id(), tasks(settings))

@@ -7,19 +7,21 @@ otherwise the new version is tagged ``challenger`` and the champion stays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from core.params import GateParams
 from core.registry import CHALLENGER, CHAMPION
 
 
-@dataclass(frozen=True)
-class GateDecision:
+class GateDecision(BaseModel):
     """Whether to promote, and why."""
 
+    model_config = ConfigDict(frozen=True)
+
     promote: bool
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = []
 
 
 def judge(challenger: dict[str, float], champion: dict[str, float] | None, gate: GateParams) -> GateDecision:
@@ -29,9 +31,8 @@ def judge(challenger: dict[str, float], champion: dict[str, float] | None, gate:
         floor = challenger["average_precision_random"] + gate.first_model_ap_margin
         ok = ap >= floor
         verdict = "beats" if ok else "does not beat"
-        return GateDecision(
-            ok, [f"first model: AP {ap:.3f} {verdict} random baseline + margin ({floor:.3f})"]
-        )
+        reason = f"first model: AP {ap:.3f} {verdict} random baseline + margin ({floor:.3f})"
+        return GateDecision(promote=ok, reasons=[reason])
     need_ap = champion["average_precision"] + gate.ap_margin
     need_cpk = champion["card_precision_at_k"] - gate.cpk_tolerance
     cpk = challenger["card_precision_at_k"]
@@ -39,7 +40,7 @@ def judge(challenger: dict[str, float], champion: dict[str, float] | None, gate:
         f"AP {ap:.3f} {'>=' if ap >= need_ap else '<'} champion {champion['average_precision']:.3f} + margin {gate.ap_margin}",
         f"CP@k {cpk:.3f} {'>=' if cpk >= need_cpk else '<'} champion {champion['card_precision_at_k']:.3f} - tolerance {gate.cpk_tolerance}",
     ]
-    return GateDecision(ap >= need_ap and cpk >= need_cpk, reasons)
+    return GateDecision(promote=ap >= need_ap and cpk >= need_cpk, reasons=reasons)
 
 
 def apply_decision(client: Any, name: str, version: str, decision: GateDecision) -> str:

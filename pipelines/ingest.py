@@ -11,8 +11,10 @@ import datetime as dt
 import filecmp
 import logging
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from core.clock import labels_released
 from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS, LabelSchema, TransactionSchema
@@ -21,25 +23,31 @@ from pipelines.validate import BatchRejected, read_batch, validate_rows
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class BatchOutcome:
+Kind = Literal["transactions", "labels"]
+Status = Literal["ingested", "already ingested", "pending", "rejected"]
+
+
+class BatchOutcome(BaseModel):
     """What happened to one file: ingested, already there, pending (labels not released) or rejected."""
 
+    model_config = ConfigDict(frozen=True)
+
     path: str
-    kind: str
-    status: str
+    kind: Kind
+    status: Status
     rows: int = 0
     accepted: int = 0
     quarantined: int = 0
     reason: str = ""
 
 
-@dataclass
-class IngestReport:
-    """Every batch's outcome; rows in = accepted + quarantined for each ingested batch."""
+class IngestReport(BaseModel):
+    """Every batch's outcome and the data version after the run; rows = accepted + quarantined per batch."""
 
-    outcomes: list[BatchOutcome] = field(default_factory=list)
-    data_version: str = ""
+    model_config = ConfigDict(frozen=True)
+
+    outcomes: list[BatchOutcome]
+    data_version: str
 
     @property
     def rejected(self) -> list[BatchOutcome]:
@@ -49,13 +57,10 @@ class IngestReport:
     def ingested(self) -> list[BatchOutcome]:
         return [o for o in self.outcomes if o.status == "ingested"]
 
-    def to_dict(self) -> dict[str, object]:
-        return {"data_version": self.data_version, "outcomes": [asdict(o) for o in self.outcomes]}
 
-
-def find_batches(paths: list[Path]) -> list[tuple[str, Path]]:
+def find_batches(paths: list[Path]) -> list[tuple[Kind, Path]]:
     """(kind, file) pairs from files or folders in the ``fraudops simulate`` layout."""
-    found: list[tuple[str, Path]] = []
+    found: list[tuple[Kind, Path]] = []
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(
@@ -78,35 +83,57 @@ def _is_day(path: Path) -> bool:
     return True
 
 
-def ingest_batch(kind: str, path: Path, dest_dir: Path, today: dt.date, delay_days: int) -> BatchOutcome:
+def ingest_batch(kind: Kind, path: Path, dest_dir: Path, today: dt.date, delay_days: int) -> BatchOutcome:
     """Check one day file and copy it into the store unless it is there already."""
     if not _is_day(path):
         return BatchOutcome(
-            str(path), kind, "rejected", reason="file name must be the day: YYYY-MM-DD.parquet"
+            path=str(path),
+            kind=kind,
+            status="rejected",
+            reason="file name must be the day: YYYY-MM-DD.parquet",
         )
     if kind == "labels" and not labels_released(dt.date.fromisoformat(path.stem), today, delay_days):
-        return BatchOutcome(str(path), kind, "pending", reason=f"labels not released before {today}")
+        return BatchOutcome(
+            path=str(path), kind=kind, status="pending", reason=f"labels not released before {today}"
+        )
     columns, schema = (
         (LABEL_COLUMNS, LabelSchema) if kind == "labels" else (TRANSACTION_COLUMNS, TransactionSchema)
     )
     try:
         frame = read_batch(path, columns)
     except BatchRejected as exc:
-        return BatchOutcome(str(path), kind, "rejected", reason=str(exc))
+        return BatchOutcome(path=str(path), kind=kind, status="rejected", reason=str(exc))
     day = dt.date.fromisoformat(path.stem) if kind == "transactions" else None
     try:
         result = validate_rows(frame, schema, day)
     except BatchRejected as exc:
-        return BatchOutcome(str(path), kind, "rejected", reason=str(exc))
+        return BatchOutcome(path=str(path), kind=kind, status="rejected", reason=str(exc))
     rows, accepted, quarantined = len(frame), len(result.valid), len(result.quarantined)
     dest = dest_dir / path.name
     if dest.exists():
         if filecmp.cmp(path, dest, shallow=False):
-            return BatchOutcome(str(path), kind, "already ingested", rows, accepted, quarantined)
+            return BatchOutcome(
+                path=str(path),
+                kind=kind,
+                status="already ingested",
+                rows=rows,
+                accepted=accepted,
+                quarantined=quarantined,
+            )
         reason = f"{dest} exists with other content: raw days are immutable"
-        return BatchOutcome(str(path), kind, "rejected", rows, accepted, quarantined, reason)
+        return BatchOutcome(
+            path=str(path),
+            kind=kind,
+            status="rejected",
+            rows=rows,
+            accepted=accepted,
+            quarantined=quarantined,
+            reason=reason,
+        )
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
     shutil.copyfile(path, tmp)
     tmp.replace(dest)
-    return BatchOutcome(str(path), kind, "ingested", rows, accepted, quarantined)
+    return BatchOutcome(
+        path=str(path), kind=kind, status="ingested", rows=rows, accepted=accepted, quarantined=quarantined
+    )

@@ -1,4 +1,4 @@
-"""MLflow tracking and registration: one run per training, the model registered with its contract tags."""
+"""MLflow tracking and registration: one run per training cycle, one model version per run, with its contract tags."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.registry import (
+    MODEL_ARTIFACT,
     ONNX_ARTIFACT,
     REFERENCE_ARTIFACT,
     SKOPS_TRUSTED_TYPES,
@@ -30,6 +31,8 @@ from core.runtime import sha256
 from core.settings import Settings
 
 EXPERIMENT = "fraudops"
+TAG_CYCLE = "fraudops.training_cycle"  # the training cycle a run belongs to (a re-run finds its run)
+CONTRACT_TAGS = (TAG_THRESHOLD, TAG_FEATURES, TAG_LABEL_DELAY, TAG_DATA_VERSION, TAG_ONNX_SHA256)
 SERVING_PACKAGES = ("scikit-learn", "numpy", "pandas", "skops")
 
 
@@ -88,17 +91,34 @@ def git_commit(root: Path) -> str:
     return out.stdout.strip()
 
 
-def log_and_register(
+def find_cycle_run(settings: Settings, cycle_id: str) -> str | None:
+    """The finished training run of a cycle, if an earlier attempt logged it (its model included)."""
+    from mlflow.entities import ViewType
+
+    client = client_for(settings)
+    runs = client.search_runs(
+        [ensure_experiment(settings)],
+        filter_string=f"tags.`{TAG_CYCLE}` = '{cycle_id}' and attributes.status = 'FINISHED'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        max_results=1,
+    )
+    return str(runs[0].info.run_id) if runs else None
+
+
+def log_run(
     settings: Settings,
     model: Any,
     run_data: dict[str, Any],
     reference: pd.DataFrame,
     report_files: list[Path],
     onnx_model: bytes,
-) -> ModelInfo:
-    """Log one training run (params, metrics, tags, report files, reference sample, model); register it.
+) -> str:
+    """Log one training run (params, metrics, tags, report files, reference sample, model); its run id.
 
-    The ONNX form of the model is an artifact of the same run; its sha256 is a tag of the version.
+    The run ends FINISHED only once everything is logged, so a failed attempt is never taken for a
+    complete one (:func:`find_cycle_run`). What serving needs of the model (threshold, features,
+    label delay, data version, ONNX sha256) is tagged on the run, and :func:`register_run` copies it
+    to the model version.
     """
     import mlflow
     import mlflow.sklearn
@@ -106,10 +126,17 @@ def log_and_register(
     # pip is deliberately absent from the uv-managed venv and pip_requirements are given explicitly
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     features: list[str] = run_data["features"]
-    with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=run_data["run_name"]):
+    contract = {
+        TAG_THRESHOLD: str(run_data["threshold"]),
+        TAG_FEATURES: json.dumps(features),
+        TAG_LABEL_DELAY: str(run_data["label_delay_days"]),
+        TAG_DATA_VERSION: run_data["tags"]["data_version"],
+        TAG_ONNX_SHA256: sha256(onnx_model),
+    }
+    with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=run_data["run_name"]) as run:
         mlflow.log_params(run_data["params"])
         mlflow.log_metrics({k: v for k, v in run_data["metrics"].items() if np.isfinite(v)})
-        mlflow.set_tags(run_data["tags"])
+        mlflow.set_tags({**run_data["tags"], **contract})
         with tempfile.TemporaryDirectory() as tmp:
             ref_path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
             reference.to_parquet(ref_path, index=False)
@@ -122,25 +149,34 @@ def log_and_register(
         with warnings.catch_warnings():
             # the hint concerns integer inputs; ours are float32, the hint fires on the output schema
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-            logged = mlflow.sklearn.log_model(
+            mlflow.sklearn.log_model(
                 model,
-                name="model",
-                registered_model_name=settings.model_name,
+                name=MODEL_ARTIFACT,
                 pyfunc_predict_fn="predict_proba",
                 pip_requirements=pip_requirements(),
                 skops_trusted_types=SKOPS_TRUSTED_TYPES,
                 input_example=reference[features].head(2).astype(np.float32),
             )
-        version = str(logged.registered_model_version)
+        return str(run.info.run_id)
+
+
+def register_run(settings: Settings, run_id: str) -> ModelInfo:
+    """The model version of a training run: the one registered before for ``run_id``, else a new one.
+
+    Registering twice would leave two versions of one model, so the registry is asked first; a retry
+    or a re-run after a failure past this point finds the version and only sets its tags again.
+    """
+    import mlflow
+
     client = client_for(settings)
-    tags = {
-        TAG_THRESHOLD: str(run_data["threshold"]),
-        TAG_FEATURES: json.dumps(features),
-        TAG_LABEL_DELAY: str(run_data["label_delay_days"]),
-        TAG_DATA_VERSION: run_data["tags"]["data_version"],
-        TAG_ONNX_SHA256: sha256(onnx_model),
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, version, key, value)
+    found = client.search_model_versions(f"name='{settings.model_name}' and run_id='{run_id}'")
+    if found:
+        version = str(min(int(mv.version) for mv in found))
+    else:
+        use_store(settings)
+        version = str(mlflow.register_model(f"runs:/{run_id}/{MODEL_ARTIFACT}", settings.model_name).version)
+    tags = client.get_run(run_id).data.tags
+    for key in CONTRACT_TAGS:
+        client.set_model_version_tag(settings.model_name, version, key, tags[key])
     client.update_registered_model(settings.model_name, description=MODEL_DESCRIPTION)
     return model_info_from_version(client.get_model_version(settings.model_name, version), None)

@@ -1,7 +1,10 @@
 """One training cycle: reproduce the data, train a candidate, judge it against the champion, register.
 
-Used by ``fraudops train``, the Prefect training flow and the retraining the monitor triggers, so
-every path runs the same code. The alias moves last: a failure anywhere leaves the champion as it was.
+:func:`run_training` is the cycle, stage by stage: the ``dvc.yaml`` stages (validate, features,
+train), evaluate, gate, log run, register, promote. ``fraudops train``, the Prefect training flow and
+the retraining the monitor triggers all run it (the flows make each stage a task), so every path
+runs the same code. The alias moves last: a failure anywhere leaves the champion as it was, and a
+cycle run again with its id finds the run and the version it logged before instead of adding more.
 """
 
 from __future__ import annotations
@@ -9,12 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 from core.features import feature_names
 from core.params import Params
@@ -23,7 +29,15 @@ from core.settings import Settings
 from pipelines.features import read_feature_table
 from pipelines.gate import GateDecision, apply_decision, judge
 from pipelines.report import save_confusion, save_curves, save_importance, write_model_card
-from pipelines.tracking import client_for, git_commit, log_and_register, use_store
+from pipelines.tracking import (
+    TAG_CYCLE,
+    client_for,
+    find_cycle_run,
+    git_commit,
+    log_run,
+    register_run,
+    use_store,
+)
 from pipelines.train import (
     Windows,
     evaluate_model,
@@ -31,25 +45,42 @@ from pipelines.train import (
     split_windows,
 )
 from pipelines.train_stage import TrainedModel, read_stage
-from pipelines.versioning import data_version, reproduce
+from pipelines.versioning import DVC_STAGES, data_version, reproduce
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class TrainingOutcome(BaseModel):
+    """What one training cycle produced and what the gate decided (``reports/training/v<version>.json``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    alias: str  # "champion" when promoted, else "challenger"
+    decision: GateDecision
+    metrics: dict[str, float]  # metric name -> value on the test window (with the random baselines)
+    champion_metrics: dict[str, float] | None  # the previous champion on the same window
+    previous_champion: str | None
+    windows: Windows
+    data_version: str  # the DVC hashes of the raw days and labels the model was trained on
+    run_id: str
+    cycle_id: str  # the training cycle: a re-run with the same id registers no second version
+    reason: str
 
 
 @dataclass(frozen=True)
-class TrainingOutcome:
-    """What one training cycle produced and what the gate decided."""
+class Candidate:
+    """The DVC stage's model evaluated beside the champion on the newest labelled window."""
 
-    version: str
-    alias: str
-    decision: GateDecision
+    trained: TrainedModel
+    train: pd.DataFrame
+    test: pd.DataFrame
+    features: list[str]
     metrics: dict[str, float]
+    champion: ModelInfo | None
     champion_metrics: dict[str, float] | None
-    previous_champion: str | None
-    windows: Windows
     data_version: str
-    run_id: str
-    reason: str
 
 
 def current_champion(client: Any, name: str) -> tuple[ModelInfo, Any] | None:
@@ -91,68 +122,162 @@ def reference_sample(model: Any, train: pd.DataFrame, features: list[str], param
     return sample.assign(**{SCORE_COLUMN: score_frame(model, sample, features)})
 
 
-def run_training(settings: Settings, params: Params, reason: str) -> TrainingOutcome:
-    """Reproduce the DVC stages, train, evaluate both models on the held-out window, register, gate."""
+def check_raw_data(settings: Settings) -> None:
+    """Refuse to train before anything was ingested, with the commands that fix it."""
     if not any(settings.raw_dir.glob("*.parquet")):
         raise FileNotFoundError(
             f"no data in {settings.raw_dir}: run `fraudops simulate --out DIR` and `fraudops ingest DIR` first"
         )
-    reproduce(settings.project_dir)  # validate -> features -> train: the stage fits the model
+
+
+def evaluate_candidate(settings: Settings, params: Params) -> Candidate:
+    """Read the train stage's model and score it, and the champion, on the stage's test window."""
     table = read_feature_table(settings.data_dir)
     trained = read_stage(settings.data_dir, settings.project_dir / "metrics")
-    model, windows = trained.model, trained.windows
-    train, test = split_windows(table, windows)
+    train, test = split_windows(table, trained.windows)
     features = feature_names(params.features)
     population = int(table["customer_id"].nunique())  # customers seen in all the data: k as in the stage
-    metrics = evaluate_model(model, test, features, trained.threshold, params, population)
+    metrics = evaluate_model(trained.model, test, features, trained.threshold, params, population)
     use_store(settings)  # the champion is loaded through MLflow's process-wide URIs
-    client = client_for(settings)
-    champion = current_champion(client, settings.model_name)
+    champion = current_champion(client_for(settings), settings.model_name)
     champion_metrics = None
     if champion is not None:
-        info, champ_model = champion
-        champion_metrics = evaluate_model(
-            champ_model, test, info.features, info.threshold, params, population
-        )
-    decision = judge(metrics, champion_metrics, params.gate)
-    version_of_data = data_version(settings.project_dir)
-    run_data = _run_data(
-        settings, params, reason, trained, metrics, champion_metrics, decision, version_of_data
+        info, model = champion
+        champion_metrics = evaluate_model(model, test, info.features, info.threshold, params, population)
+    return Candidate(
+        trained,
+        train,
+        test,
+        features,
+        metrics,
+        champion[0] if champion else None,
+        champion_metrics,
+        data_version(settings.project_dir),
     )
-    reference = reference_sample(model, train, features, params)
+
+
+def log_candidate(
+    settings: Settings,
+    params: Params,
+    candidate: Candidate,
+    decision: GateDecision,
+    reason: str,
+    cycle_id: str,
+) -> str:
+    """The MLflow run of this training cycle (report, reference sample, model): found again on a re-run."""
+    found = find_cycle_run(settings, cycle_id)
+    if found is not None:
+        log.info("training cycle %s: run %s already logged", cycle_id, found)
+        return found
+    run_data = _run_data(settings, params, reason, candidate, decision, cycle_id)
+    reference = reference_sample(candidate.trained.model, candidate.train, candidate.features, params)
     with tempfile.TemporaryDirectory() as tmp:
-        report = write_report(Path(tmp), model, test, run_data, params)
+        report = write_report(Path(tmp), candidate.trained.model, candidate.test, run_data, params)
         training_json = Path(tmp) / "training.json"  # search candidates, threshold note, windows
-        training_json.write_text(json.dumps(trained.training, indent=2), encoding="utf-8")
+        training_json.write_text(json.dumps(candidate.trained.training, indent=2), encoding="utf-8")
         report.append(training_json)
-        registered = log_and_register(
-            settings, model, run_data, reference, report, trained.onnx_path.read_bytes()
+        return log_run(
+            settings,
+            candidate.trained.model,
+            run_data,
+            reference,
+            report,
+            candidate.trained.onnx_path.read_bytes(),
         )
-    alias = apply_decision(client, settings.model_name, registered.version, decision)
+
+
+class Step(Protocol):
+    """How a stage runs: :func:`plain` calls it; the Prefect flows make it a named, retried task."""
+
+    def __call__(self, name: str, fn: Callable[..., T], retry: bool) -> Callable[..., T]: ...
+
+
+def plain(name: str, fn: Callable[..., T], retry: bool) -> Callable[..., T]:
+    """Run a stage as the plain function it is (no Prefect, no retries)."""
+    return fn
+
+
+def run_training(
+    settings: Settings, params: Params, reason: str, cycle_id: str | None = None, step: Step = plain
+) -> TrainingOutcome:
+    """One training cycle: the DVC stages, evaluate, gate, log run, register, promote.
+
+    ``cycle_id`` names the cycle (a new one by default): running a failed cycle again with its id
+    registers no second model version. ``step`` runs each stage (the flows pass Prefect tasks);
+    ``retry`` marks the stages that are safe to repeat.
+    """
+    cycle_id = cycle_id or new_cycle_id()
+    check_raw_data(settings)
+    for name in DVC_STAGES:
+        step(name, reproduce_stage, retry=True)(settings, name)
+    candidate = step("evaluate", evaluate_candidate, retry=True)(settings, params)
+    decision = step("gate", judge, retry=False)(candidate.metrics, candidate.champion_metrics, params.gate)
+    run_id = step("log run", log_candidate, retry=True)(
+        settings, params, candidate, decision, reason, cycle_id
+    )
+    registered = step("register", register_run, retry=True)(settings, run_id)
+    alias = step("promote", promote, retry=True)(settings, registered, decision)
+    outcome = outcome_of(candidate, decision, registered, alias, reason, cycle_id)
+    save_outcome(settings, outcome)
+    return outcome
+
+
+def reproduce_stage(settings: Settings, name: str) -> list[str]:
+    """``dvc repro`` of one ``dvc.yaml`` stage (and what it depends on); the stages that ran."""
+    return reproduce(settings.project_dir, name)
+
+
+def promote(settings: Settings, registered: ModelInfo, decision: GateDecision) -> str:
+    """Move ``champion`` (promoted) or ``challenger`` to the registered version; the alias set."""
+    return apply_decision(client_for(settings), settings.model_name, registered.version, decision)
+
+
+def new_cycle_id() -> str:
+    """A fresh training-cycle id."""
+    return uuid.uuid4().hex
+
+
+def outcome_of(
+    candidate: Candidate,
+    decision: GateDecision,
+    registered: ModelInfo,
+    alias: str,
+    reason: str,
+    cycle_id: str,
+) -> TrainingOutcome:
+    """The typed result of one cycle."""
     return TrainingOutcome(
         version=registered.version,
         alias=alias,
         decision=decision,
-        metrics=metrics,
-        champion_metrics=champion_metrics,
-        previous_champion=champion[0].version if champion else None,
-        windows=windows,
-        data_version=version_of_data,
+        metrics=candidate.metrics,
+        champion_metrics=candidate.champion_metrics,
+        previous_champion=candidate.champion.version if candidate.champion else None,
+        windows=candidate.trained.windows,
+        data_version=candidate.data_version,
         run_id=registered.run_id,
+        cycle_id=cycle_id,
         reason=reason,
     )
+
+
+def save_outcome(settings: Settings, outcome: TrainingOutcome) -> Path:
+    """Write the outcome to ``reports/training/v<version>.json`` (schema: docs/schemas)."""
+    path = settings.reports_dir / "training" / f"v{outcome.version}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(outcome.model_dump_json(indent=2), encoding="utf-8")
+    return path
 
 
 def _run_data(
     settings: Settings,
     params: Params,
     reason: str,
-    trained: TrainedModel,
-    metrics: dict[str, float],
-    champion_metrics: dict[str, float] | None,
+    candidate: Candidate,
     decision: GateDecision,
-    version_of_data: str,
+    cycle_id: str,
 ) -> dict[str, Any]:
+    trained, metrics, champion_metrics = candidate.trained, candidate.metrics, candidate.champion_metrics
     windows = trained.windows
     logged = {f"test_{k}": v for k, v in metrics.items()}
     logged |= {  # the stage's comparisons: logistic baseline and prequential folds
@@ -188,7 +313,8 @@ def _run_data(
             **windows.as_tags(),
             "reason": reason,
             "git_commit": git_commit(settings.project_dir),
-            "data_version": version_of_data,
+            "data_version": candidate.data_version,
+            TAG_CYCLE: cycle_id,
             "features": ",".join(feature_names(params.features)),
             "gate.promote": str(decision.promote),
             "gate.reasons": " | ".join(decision.reasons),

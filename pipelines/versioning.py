@@ -12,6 +12,7 @@ import yaml
 
 log = logging.getLogger(__name__)
 TRACKED = ("data/raw", "data/labels")
+DVC_STAGES = ("validate", "features", "train")  # dvc.yaml's stages, in order
 LOCAL_REMOTE = "stores/dvc-remote"
 
 

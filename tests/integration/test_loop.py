@@ -40,14 +40,15 @@ def test_drift_retrains_and_the_running_api_serves_the_new_champion(
     root = project_settings.project_dir
 
     first, last = story.trainings[0], story.trainings[-1]
-    assert first["version"] == "1" and first["decision"]["promote"]
+    assert first.version == "1" and first.decision.promote
     assert [m["action"] for m in story.monitoring] == ["none", "retrain"], out.getvalue()[-3000:]
     normal, drifted = story.monitoring
     assert normal["drift"]["drifted"] is False
     assert drifted["drift"]["drifted"] is True and "tx_amount" in drifted["drifted_columns"]
-    assert last["version"] == "2" and last["decision"]["promote"], last["decision"]
+    assert last.version == "2" and last.decision.promote, last.decision
     # the gate judged both models on the same held-out window, and the challenger won there
-    assert last["metrics"]["average_precision"] > last["champion_metrics"]["average_precision"]
+    assert last.champion_metrics is not None
+    assert last.metrics["average_precision"] > last.champion_metrics["average_precision"]
     assert current_champion_version(project_settings) == "2"
     assert "/v1/metadata now reports version 2" in out.getvalue()
 
@@ -59,7 +60,7 @@ def test_drift_retrains_and_the_running_api_serves_the_new_champion(
 
     # DVC versioned the data; the retrained model records the newest version
     assert (root / "data" / "raw.dvc").exists() and (root / "dvc.lock").exists()
-    assert last["data_version"] != first["data_version"]
+    assert last.data_version != first.data_version
     assert any((root / "stores" / "dvc-remote").rglob("*"))
     reports = sorted((root / "reports" / "monitoring").glob("*-drift.html"))
     assert len(reports) == 2 and all(p.stat().st_size > 10_000 for p in reports)

@@ -356,3 +356,54 @@ def test_cards_known_to_be_compromised_leave_the_test_set(params: Params) -> Non
     assert kept[1] == [f"02-{d:02d}" for d in range(5, 12)]  # its fraud predates the training window
     assert kept[3] == ["02-05"]  # its gap fraud (01-29) became known on 02-06
     assert len(kept[4]) == 7 and kept[5] == ["02-05"]
+
+
+def test_a_failure_after_registration_never_registers_a_second_version(
+    trained_project: TrainedProject, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The register task retries and the failed cycle is run again: one version for its run, same champion."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from core.settings import get_settings
+    from pipelines.flows import training_flow
+    from pipelines.tracking import TAG_CYCLE, ensure_experiment
+
+    settings = trained_project.settings
+    monkeypatch.setenv("FRAUDOPS_TASK_RETRIES", "1")
+    monkeypatch.setenv("FRAUDOPS_RETRY_DELAY_S", "0")
+    get_settings.cache_clear()  # the flow reads the settings with these retries (and again after)
+    champion = alias_version(settings, CHAMPION)
+    set_tag, set_alias = MlflowClient.set_model_version_tag, MlflowClient.set_registered_model_alias
+    tagged: list[str] = []
+
+    def tag_then_fail_once(self: Any, name: str, version: str, key: str, value: str) -> None:
+        set_tag(self, name, version, key, value)  # the version exists; the answer is lost once
+        tagged.append(version)
+        if len(tagged) == 1:
+            raise MlflowException("connection reset by peer (injected after registration)")
+
+    def registry_down(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise MlflowException("registry unavailable (injected)")
+
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", tag_then_fail_once)
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", registry_down)
+    cycle = "cycle-failing-after-registration"
+    try:
+        with mlflow_uris_restored(), pytest.raises(MlflowException, match="registry unavailable"):
+            training_flow("registry flaky", cycle_id=cycle)  # register retried; promote fails for good
+        monkeypatch.setattr(MlflowClient, "set_registered_model_alias", set_alias)
+        with mlflow_uris_restored():
+            outcome = training_flow("registry flaky", cycle_id=cycle)  # the failed cycle run again
+    finally:
+        get_settings.cache_clear()
+
+    with mlflow_uris_restored():
+        experiment = ensure_experiment(settings)
+    runs = client(settings).search_runs([experiment], filter_string=f"tags.`{TAG_CYCLE}` = '{cycle}'")
+    assert [r.info.run_id for r in runs] == [outcome.run_id]  # one run for the cycle
+    found = client(settings).search_model_versions(f"run_id='{outcome.run_id}'")
+    assert [str(v.version) for v in found] == [outcome.version]  # one version for the run
+    assert set(tagged) == {outcome.version}
+    assert alias_version(settings, CHAMPION) == champion and outcome.alias == CHALLENGER
+    assert alias_version(settings, CHALLENGER) == outcome.version
