@@ -162,9 +162,9 @@ def test_schedule_serves_a_run_of_the_monitoring_flow_then_stops_on_ctrl_c(
                 process,
             )
             assert final.is_completed(), final.message
-            [record] = read_history(project_settings)
-            assert record["model"]["version"] == "1"
-            assert record["retrain"] is None
+            [decision] = read_history(project_settings)
+            assert decision["model"]["version"] == "1"
+            assert decision["retrain"] is None
 
             process.send_signal(signal.SIGINT)  # what Ctrl-C sends
             output, _ = process.communicate(timeout=60)
