@@ -43,6 +43,10 @@ class ModelInfo:
     onnx_sha256: str | None = None  # of the ONNX artifact, recorded at training
 
 
+class ModelNotFound(LookupError):
+    """No version of the model holds the alias asked for (train and promote one first)."""
+
+
 def registry_client(tracking_uri: str) -> Any:
     """An MLflow client whose tracking and registry are both ``tracking_uri`` (never the process default)."""
     from mlflow import MlflowClient

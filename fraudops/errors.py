@@ -18,13 +18,16 @@ class UserError(Exception):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    """What a user can cause or fix. Not LookupError: a KeyError or IndexError is a bug (traceback)."""
     from pydantic import ValidationError
+
+    from core.registry import ModelNotFound
 
     expected: list[type[BaseException]] = [
         UserError,
         FileNotFoundError,
         ValueError,
-        LookupError,
+        ModelNotFound,
         RuntimeError,
         ConnectionError,
         ValidationError,

@@ -24,6 +24,7 @@ from core.registry import (
     REFERENCE_ARTIFACT,
     SCORE_COLUMN,
     ModelInfo,
+    ModelNotFound,
     download_onnx,
     read_model_info,
     registry_client,
@@ -55,7 +56,7 @@ def read_champion(settings: Settings) -> Champion:
     try:
         info = read_model_info(client, settings.model_name, CHAMPION)
     except MlflowException as exc:
-        raise LookupError(
+        raise ModelNotFound(
             f"no {CHAMPION!r} version of model {settings.model_name!r}: train and promote one first"
         ) from exc
     metrics = client.get_run(info.run_id).data.metrics

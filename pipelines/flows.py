@@ -31,7 +31,7 @@ from prefect.runtime import flow_run
 from core.clock import read_today
 from core.params import Params, load_params
 from core.settings import Settings, get_settings
-from pipelines.ingest import BatchOutcome, IngestReport, Kind, find_batches, ingest_batch
+from pipelines.ingest import BatchOutcome, IngestReport, Kind, find_batches, ingest_batch, save_report
 from pipelines.training import Step, T, TrainingOutcome, new_cycle_id, plain, run_training
 from pipelines.versioning import data_version, ensure_dvc_repo, track_data
 
@@ -58,8 +58,10 @@ def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
 def tasks(settings: Settings) -> Step:
     """Run each stage as a Prefect task named for it; ``retry`` only for steps that are safe to repeat."""
 
-    def as_task(name: str, fn: Callable[..., T], retry: bool) -> Callable[..., T]:
-        options: dict[str, Any] = {"name": name}
+    def as_task(
+        name: str, fn: Callable[..., T], retry: bool, run_name: str | None = None
+    ) -> Callable[..., T]:
+        options: dict[str, Any] = {"name": name, "task_run_name": run_name}
         if retry:
             options |= {
                 "retries": settings.task_retries,
@@ -78,10 +80,14 @@ def run_ingest(
     settings: Settings, params: Params, paths: list[Path], today: dt.date, step: Step = plain
 ) -> IngestReport:
     """Validate and store every batch found under ``paths``, then version what arrived with DVC once."""
-    store = step("validate and store", store_batch, retry=False)
+    store = step(
+        "validate and store", store_batch, retry=False, run_name="validate and store {path.name} ({kind})"
+    )
     outcomes = [store(settings, params, kind, path, today) for kind, path in find_batches(paths)]
     version = step("version", version_data, retry=True)(settings, outcomes)
-    return IngestReport(outcomes=outcomes, data_version=version)
+    report = IngestReport(outcomes=outcomes, data_version=version)
+    save_report(settings.reports_dir, report)
+    return report
 
 
 def store_batch(settings: Settings, params: Params, kind: Kind, path: Path, today: dt.date) -> BatchOutcome:

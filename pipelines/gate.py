@@ -18,10 +18,12 @@ from core.registry import CHALLENGER, CHAMPION
 class GateDecision(BaseModel):
     """Whether to promote, and why."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     promote: bool
+    """Whether the new version becomes the champion."""
     reasons: list[str] = []
+    """Each rule the gate applied, with the numbers it compared."""
 
 
 def judge(challenger: dict[str, float], champion: dict[str, float] | None, gate: GateParams) -> GateDecision:

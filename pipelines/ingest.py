@@ -30,24 +30,31 @@ Status = Literal["ingested", "already ingested", "pending", "rejected"]
 class BatchOutcome(BaseModel):
     """What happened to one file: ingested, already there, pending (labels not released) or rejected."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     path: str
+    """The file as given."""
     kind: Kind
     status: Status
     rows: int = 0
+    """Rows read (0 when the file was rejected before reading them)."""
     accepted: int = 0
+    """Rows that pass validation."""
     quarantined: int = 0
+    """Rows the ``validate`` stage sets aside (rows = accepted + quarantined)."""
     reason: str = ""
+    """Why the file was rejected or is pending."""
 
 
 class IngestReport(BaseModel):
-    """Every batch's outcome and the data version after the run; rows = accepted + quarantined per batch."""
+    """Every batch's outcome and the data version after the run (``reports/ingest/<UTC time>.json``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     outcomes: list[BatchOutcome]
+    """One per file, in the order they were found."""
     data_version: str
+    """The DVC hashes of the raw days and labels after the run."""
 
     @property
     def rejected(self) -> list[BatchOutcome]:
@@ -56,6 +63,15 @@ class IngestReport(BaseModel):
     @property
     def ingested(self) -> list[BatchOutcome]:
         return [o for o in self.outcomes if o.status == "ingested"]
+
+
+def save_report(reports_dir: Path, report: IngestReport, now: dt.datetime | None = None) -> Path:
+    """Write the report to ``reports/ingest/<UTC time>.json`` (schema: docs/schemas)."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    path = reports_dir / "ingest" / f"{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    return path
 
 
 def find_batches(paths: list[Path]) -> list[tuple[Kind, Path]]:

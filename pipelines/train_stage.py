@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import RootModel
 
 from core.features import feature_names
 from core.params import HyperParams, Params, load_params
@@ -44,6 +45,14 @@ log = logging.getLogger(__name__)
 MODEL_FILE, ONNX_FILE, TRAINING_FILE = "model.skops", "model.onnx", "training.json"
 METRICS_FILE, PR_CURVE_FILE = "metrics.json", "pr_curve.csv"
 SUMMARY_KEYS = ("average_precision", "roc_auc", "card_precision_at_k")
+
+
+class StageMetrics(RootModel[dict[str, float]]):
+    """``metrics/metrics.json``: metric name -> value on the test window (``dvc metrics show`` reads it).
+
+    The test metrics with their random baselines, the logistic baseline's (``baseline_*``), the
+    prequential folds' means and spreads (``prequential_*``), the threshold and the ONNX check.
+    """
 
 
 @dataclass(frozen=True)
@@ -175,8 +184,8 @@ def run_stage(data_dir: Path, metrics_dir: Path, params: Params) -> TrainedModel
         "onnx_max_abs_diff": metrics["onnx_max_abs_diff"],
     }
     (model_dir / TRAINING_FILE).write_text(json.dumps(training, indent=2), encoding="utf-8")
-    finite = {k: round(v, 6) for k, v in metrics.items() if np.isfinite(v)}
-    (metrics_dir / METRICS_FILE).write_text(json.dumps(finite, indent=2), encoding="utf-8")
+    finite = StageMetrics({k: round(v, 6) for k, v in metrics.items() if np.isfinite(v)})
+    (metrics_dir / METRICS_FILE).write_text(finite.model_dump_json(indent=2), encoding="utf-8")
     features = feature_names(params.features)
     pr_curve(test["tx_fraud"].to_numpy(), score_frame(model, test, features)).to_csv(
         metrics_dir / PR_CURVE_FILE, index=False

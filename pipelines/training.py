@@ -54,19 +54,30 @@ T = TypeVar("T")
 class TrainingOutcome(BaseModel):
     """What one training cycle produced and what the gate decided (``reports/training/v<version>.json``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     version: str
-    alias: str  # "champion" when promoted, else "challenger"
+    """The registered model version."""
+    alias: str
+    """``champion`` when the gate promoted it, else ``challenger``."""
     decision: GateDecision
-    metrics: dict[str, float]  # metric name -> value on the test window (with the random baselines)
-    champion_metrics: dict[str, float] | None  # the previous champion on the same window
+    """The gate's verdict and its reasons."""
+    metrics: dict[str, float]
+    """Metric name -> value on the test window, with the random baselines (``*_random``)."""
+    champion_metrics: dict[str, float] | None
+    """The previous champion's metrics on the same window (None for a first model)."""
     previous_champion: str | None
+    """The champion's version when the cycle started."""
     windows: Windows
-    data_version: str  # the DVC hashes of the raw days and labels the model was trained on
+    """The training and test windows (inclusive days)."""
+    data_version: str
+    """The DVC hashes of the raw days and labels the model was trained on."""
     run_id: str
-    cycle_id: str  # the training cycle: a re-run with the same id registers no second version
+    """The MLflow run (params, metrics, report, reference sample, model)."""
+    cycle_id: str
+    """The training cycle: run again with this id, a failed cycle registers no second version."""
     reason: str
+    """Why the cycle ran (``manual``, or the monitor's reasons)."""
 
 
 @dataclass(frozen=True)
@@ -189,10 +200,12 @@ def log_candidate(
 class Step(Protocol):
     """How a stage runs: :func:`plain` calls it; the Prefect flows make it a named, retried task."""
 
-    def __call__(self, name: str, fn: Callable[..., T], retry: bool) -> Callable[..., T]: ...
+    def __call__(
+        self, name: str, fn: Callable[..., T], retry: bool, run_name: str | None = None
+    ) -> Callable[..., T]: ...
 
 
-def plain(name: str, fn: Callable[..., T], retry: bool) -> Callable[..., T]:
+def plain(name: str, fn: Callable[..., T], retry: bool, run_name: str | None = None) -> Callable[..., T]:
     """Run a stage as the plain function it is (no Prefect, no retries)."""
     return fn
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.settings import Settings
 from pipelines.ingest import find_batches, ingest_batch
 
 DELAY = 7
@@ -133,3 +134,22 @@ def test_a_file_not_named_for_its_day_is_rejected(
     assert outcome.status == "rejected"
     assert outcome.reason == "file name must be the day: YYYY-MM-DD.parquet"
     assert not (tmp_path / "raw").exists()
+
+
+def test_run_ingest_returns_and_saves_a_typed_report(sim_dir: Path, project_settings: Settings) -> None:
+    """Validate and store per batch, version once; the report on disk is the one returned."""
+    from core.params import load_params
+    from pipelines.flows import run_ingest
+    from pipelines.ingest import IngestReport
+    from pipelines.versioning import data_version
+
+    params = load_params(project_settings.project_dir / "params.yaml")
+    report = run_ingest(project_settings, params, [sim_dir], LATE)
+    assert len(report.outcomes) == 20 and {o.status for o in report.outcomes} == {"ingested"}
+    assert all(o.rows == o.accepted + o.quarantined > 0 for o in report.outcomes)
+    assert report.data_version == data_version(project_settings.project_dir) != "untracked"
+    (saved,) = (project_settings.reports_dir / "ingest").glob("*.json")
+    assert IngestReport.model_validate_json(saved.read_text(encoding="utf-8")) == report
+    again = run_ingest(project_settings, params, [sim_dir], LATE)  # nothing new: the same version
+    assert {o.status for o in again.outcomes} == {"already ingested"}
+    assert again.data_version == report.data_version

@@ -60,16 +60,17 @@ def make_world(sim_dir: Path, params: Params) -> SmallWorld:
 @contextmanager
 def mlflow_uris_restored() -> Iterator[None]:
     """Put MLflow's process-wide tracking and registry URIs back as they were (training sets them)."""
-    from mlflow.tracking._model_registry import utils as registry
-    from mlflow.tracking._tracking_service import utils as tracking
+    import mlflow
 
+    # MLflow's setters keep these variables in step with its URIs (None unsets): restoring the
+    # variables' values through the setters restores the URIs
     names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     env = {name: os.environ.get(name) for name in names}
-    uris = tracking._tracking_uri, registry._registry_uri
     try:
         yield
     finally:
-        tracking._tracking_uri, registry._registry_uri = uris
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(env["MLFLOW_REGISTRY_URI"])
         for name, value in env.items():
             if value is None:
                 os.environ.pop(name, None)

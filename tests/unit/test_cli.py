@@ -115,3 +115,18 @@ def test_the_installed_command_reports_usage_errors_in_one_line(args: list[str],
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
     assert "--help" in lines[0]
+
+
+def test_a_key_error_is_a_bug_and_keeps_its_traceback() -> None:
+    """Expected failures end in one line; a KeyError (or IndexError) is not one of them."""
+    import typer
+
+    from core.registry import ModelNotFound
+    from fraudops.errors import friendly_errors
+
+    with pytest.raises(KeyError, match="decision"), friendly_errors():
+        raise KeyError("decision")
+    with pytest.raises(IndexError), friendly_errors():
+        raise IndexError("list index out of range")
+    with pytest.raises(typer.Exit), friendly_errors():
+        raise ModelNotFound("no 'champion' version of model 'fraud-detector': train and promote one first")
