@@ -78,7 +78,7 @@ def read_windows(
     if logged.empty:
         return current, pd.DataFrame(columns=LABELLED_COLUMNS), 0
     days = logged["tx_datetime"].dt.date
-    labelled = label_predictions(logged, read_feedback(settings.prediction_log))
+    labelled = label_predictions(logged, read_feedback(settings.prediction_log, start, week["end"]))
     labelled = drop_known_cards(labelled, week["start"], week["end"], params)
     # the champion's validation figures say nothing about rows an earlier model scored
     labelled = labelled[labelled["model_version"].astype(str) == champion.info.version]

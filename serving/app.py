@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from core.clock import ClockWatch
 from core.features import feature_names
 from core.params import load_params
-from core.predlog import PredictionWriter
+from core.predlog import PredictionWriter, SqlitePredictionLog
 from core.settings import Settings, ensure_admin_key, get_settings
 from serving.deps import Services
 from serving.errors import add_error_handlers
@@ -37,7 +37,7 @@ def build_services(settings: Settings, telemetry: Telemetry) -> Services:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the server log
     names = feature_names(params.features)
     store = ModelStore(settings, names, params.data.label_delay_days, telemetry)
-    predictions = PredictionWriter(settings.prediction_log, names)
+    predictions = PredictionWriter(SqlitePredictionLog(settings.prediction_log), names)
     services = Services(
         settings,
         params,

@@ -16,7 +16,7 @@ import orjson
 from fastapi.responses import Response
 
 from core.online import EPOCH
-from core.predlog import PredictionBatch, append_feedback
+from core.predlog import PredictionBatch
 from serving.deps import Services
 from serving.model_store import LoadedModel
 from serving.schemas import ColumnsIn, LabelIn, TransactionIn
@@ -120,13 +120,13 @@ def score_transactions(services: Services, champion: LoadedModel, tx: Transactio
     queue refuses the request (503) rather than losing a prediction.
     """
     seconds = (tx.micros // 1_000_000).tolist()  # floored, as core.features does
-    features = services.state.record(
+    features = services.state.add_transactions(
         list(zip(tx.ids, seconds, tx.customers, tx.terminals, tx.amounts, strict=True))
     )
     probabilities = champion.predict_fraud(features).astype(np.float64)
     threshold, version = champion.info.threshold, champion.info.version
     flags = probabilities >= threshold
-    services.predictions.submit_batch(
+    services.predictions.submit(
         PredictionBatch.scored(
             tx.ids,
             tx.micros,
@@ -151,4 +151,4 @@ def record_feedback(services: Services, labels: list[LabelIn]) -> int:
     today = services.clock.today() or dt.datetime.now(dt.UTC).date()
     services.state.add_labels({label.transaction_id: label.tx_fraud for label in labels})
     records = [{**label.model_dump(), "received_on": today.isoformat()} for label in labels]
-    return append_feedback(services.settings.prediction_log, records)
+    return services.predictions.log.append_feedback(records)

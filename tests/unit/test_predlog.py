@@ -1,4 +1,4 @@
-"""The prediction log: the API's batched writer, the synchronous helpers and the read-only readers."""
+"""The prediction log: the SQLite log, the API's batched writer, the helpers and the read-only readers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,13 @@ import pytest
 
 from core.predlog import (
     COUNT_SQL,
+    Cursor,
+    PredictionBatch,
     PredictionLogClosed,
     PredictionLogError,
     PredictionLogFull,
     PredictionWriter,
+    SqlitePredictionLog,
     append_feedback,
     append_predictions,
     count_records,
@@ -54,8 +58,22 @@ def row(i: int, features: int = len(FEATURES), day: int = 5) -> tuple[Any, ...]:
     )
 
 
-def writer(db: Path, **kwargs: Any) -> PredictionWriter:
-    return PredictionWriter(db, FEATURES, **{"flush_interval_s": 0.01, **kwargs})
+def batch(rows: Sequence[tuple[Any, ...]], features: int = len(FEATURES)) -> PredictionBatch:
+    """Row tuples of one request (one threshold, version and scoring time) as the API's batch."""
+    ids, times, customers, terminals, amounts = (list(c) for c in zip(*(r[:5] for r in rows), strict=True))
+    scores = [r[5 + features :] for r in rows]
+    return PredictionBatch(
+        *(ids, np.array([pd.Timestamp(t).value // 1000 for t in times]), customers, terminals, amounts),
+        np.array([r[5 : 5 + features] for r in rows], dtype=float).reshape(len(rows), features),
+        np.array([s[0] for s in scores]),
+        np.array([bool(s[1]) for s in scores]),
+        *scores[0][2:],
+    )
+
+
+def writer(db: Path, busy_timeout_s: float = 5.0, **kwargs: Any) -> PredictionWriter:
+    store = SqlitePredictionLog(db, busy_timeout_s)
+    return PredictionWriter(store, FEATURES, **{"flush_interval_s": 0.01, **kwargs})
 
 
 def test_rows_submitted_from_several_threads_are_read_back_once(tmp_path: Path) -> None:
@@ -65,7 +83,7 @@ def test_rows_submitted_from_several_threads_are_read_back_once(tmp_path: Path) 
 
     def client(first: int) -> None:
         for start in range(first, first + 500, 10):
-            log.submit([row(i) for i in range(start, start + 10)])
+            log.submit(batch([row(i) for i in range(start, start + 10)]))
 
     clients = [threading.Thread(target=client, args=(n * 500,)) for n in range(4)]
     for thread in clients:
@@ -93,12 +111,12 @@ def test_rows_submitted_from_several_threads_are_read_back_once(tmp_path: Path) 
 def test_flush_returns_once_everything_submitted_before_is_committed(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
     log = writer(db, flush_interval_s=30.0)  # only flush() makes it write within the test
-    log.submit([row(1)])
+    log.submit(batch([row(1)]))
     with pytest.raises(PredictionLogError, match="start"):
         log.flush()
     log.start()
     assert not db.exists()  # submit never touches the disk
-    log.submit([row(2), row(3)])
+    log.submit(batch([row(2), row(3)]))
     assert log.pending == 3
     assert log.flush(timeout=5)
     assert (log.pending, log.written) == (0, 3)
@@ -106,24 +124,23 @@ def test_flush_returns_once_everything_submitted_before_is_committed(tmp_path: P
     assert log.flush(timeout=0)  # nothing waiting
     log.close()
     with pytest.raises(PredictionLogClosed):
-        log.submit([row(4)])
+        log.submit(batch([row(4)]))
 
 
 def test_database_is_in_wal_mode_with_a_window_index(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
     with writer(db) as log:
-        log.submit([row(1)])
+        log.submit(batch([row(1)]))
     with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        plan = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM predictions WHERE tx_datetime >= ? AND tx_datetime < ?",
-            ("2026-01-05", "2026-01-06"),
-        ).fetchall()
         batches = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM prediction_batches WHERE last_us >= ? AND first_us < ?", (0, 1)
+            "EXPLAIN QUERY PLAN SELECT * FROM batches WHERE last_us >= ? AND first_us < ?", (0, 1)
         ).fetchall()
-    assert "predictions_tx_datetime" in str(plan)
-    assert "prediction_batches_last_us" in str(batches)
+        labels = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM feedback WHERE transaction_id = 'T1'"
+        ).fetchall()
+    assert "batches_last_us" in str(batches)
+    assert "feedback_transaction_id" in str(labels)
 
 
 def test_a_window_is_the_utc_transaction_days(tmp_path: Path) -> None:
@@ -146,14 +163,14 @@ def test_a_window_is_the_utc_transaction_days(tmp_path: Path) -> None:
 def test_readers_read_while_the_writer_writes(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
     log = writer(db, flush_interval_s=0.005).start()
-    log.submit([row(0)])
+    log.submit(batch([row(0)]))
     assert log.flush(timeout=5)
     stop = threading.Event()
 
     def produce() -> None:
         i = 1
         while not stop.is_set():
-            log.submit([row(n) for n in range(i, i + 20)])
+            log.submit(batch([row(n) for n in range(i, i + 20)]))
             i += 20
             time.sleep(0.002)
 
@@ -180,17 +197,17 @@ def test_readers_read_while_the_writer_writes(tmp_path: Path) -> None:
 def test_a_failed_write_keeps_the_rows_and_retries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     db = tmp_path / "predictions.db"
     log = writer(db, busy_timeout_s=0.01).start()
-    log.submit([row(0)])
+    log.submit(batch([row(0)]))
     assert log.flush(timeout=5)
     blocker = sqlite3.connect(db, isolation_level=None)
     try:
         blocker.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
         with caplog.at_level(logging.ERROR, logger="core.predlog"):
-            log.submit([row(i) for i in range(1, 101)])
+            log.submit(batch([row(i) for i in range(1, 101)]))
             assert not log.flush(timeout=0.2)
         assert log.pending == 100 and "locked" in repr(log.last_error)
         assert "kept, retrying" in caplog.text
-        log.submit([row(i) for i in range(101, 111)])  # accepted while writes fail
+        log.submit(batch([row(i) for i in range(101, 111)]))  # accepted while writes fail
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
@@ -204,14 +221,14 @@ def test_a_failed_write_keeps_the_rows_and_retries(tmp_path: Path, caplog: pytes
 def test_submit_refuses_rows_beyond_max_pending(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
     log = writer(db, max_pending=5)  # not started: nothing leaves the queue
-    log.submit([row(i) for i in range(4)])
+    log.submit(batch([row(i) for i in range(4)]))
     with pytest.raises(PredictionLogFull, match="5"):
-        log.submit([row(4), row(5)])
-    log.submit([row(4)])
+        log.submit(batch([row(4), row(5)]))
+    log.submit(batch([row(4)]))
     with pytest.raises(PredictionLogFull):
-        log.submit([row(5)])
-    with pytest.raises(ValueError, match=r"order of \.columns"):
-        log.submit([row(6)[:-1]])
+        log.submit(batch([row(5)]))
+    with pytest.raises(ValueError, match="2 feature columns"):
+        log.submit(batch([row(6, features=1)], features=1))
     assert log.pending == 5
     assert log.close(timeout=5)  # starts the thread to write what waits
     assert sorted(read_predictions(db)["transaction_id"]) == [f"T{i}" for i in range(5)]
@@ -221,18 +238,17 @@ def test_numpy_values_are_stored_as_numbers(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
     values = list(row(7))
     values[2], values[5], values[-4] = np.int64(7), np.float32(1.5), np.bool_(True)
-    with writer(db) as log:
-        log.submit([tuple(values)])
+    append_predictions(db, [dict(zip(prediction_columns(FEATURES), values, strict=True))])
     got = read_predictions(db).iloc[0]
     assert (got["customer_id"], got["f_a"], got["is_fraud"]) == (7, 1.5, True)
 
 
 def test_new_feature_columns_are_added_and_nothing_is_dropped(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
-    with PredictionWriter(db, ["a"], flush_interval_s=0.01) as old:
-        old.submit([row(1, features=1), row(2, features=1)])
-    with PredictionWriter(db, ["a", "b"], flush_interval_s=0.01) as new:
-        new.submit([row(3)])
+    with PredictionWriter(SqlitePredictionLog(db), ["a"], flush_interval_s=0.01) as old:
+        old.submit(batch([row(1, features=1), row(2, features=1)], features=1))
+    with PredictionWriter(SqlitePredictionLog(db), ["a", "b"], flush_interval_s=0.01) as new:
+        new.submit(batch([row(3)]))
     record = dict(zip(prediction_columns(["a", "c"]), row(4), strict=True))
     append_predictions(db, [record])
     frame = read_predictions(db).set_index("transaction_id")
@@ -277,30 +293,26 @@ def test_the_newest_label_wins(tmp_path: Path) -> None:
         append_feedback(db, [{"transaction_id": "T2", "tx_fraud": 1, "comment": "x"}])
 
 
-def test_times_stored_in_another_form_read_as_pandas_reads_them(tmp_path: Path) -> None:
+def test_times_in_another_form_read_as_pandas_reads_them(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
     append_predictions(db, [dict(zip(prediction_columns(FEATURES), row(1), strict=True))])
     stamps = ["2026-01-05T11:00:00.000001+01:00", "2026-01-05T10:00:00.5"]  # an offset; no offset at all
-    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
-        conn.executemany(
-            "INSERT INTO predictions (transaction_id, tx_datetime) VALUES (?, ?)",
-            [("T2", stamps[0]), ("T3", stamps[1])],
-        )
+    append_predictions(db, [{"transaction_id": "T2", "tx_datetime": stamps[0]}])
+    append_predictions(db, [{"transaction_id": "T3", "tx_datetime": stamps[1]}])
     frame = read_predictions(db).set_index("transaction_id")
     expected = pd.to_datetime(pd.Series(stamps), utc=True, format="ISO8601")
     assert frame.loc[["T2", "T3"], "tx_datetime"].tolist() == expected.tolist()
     assert str(frame["tx_datetime"].dtype) == "datetime64[us, UTC]"
-    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
-        conn.execute("INSERT INTO predictions (transaction_id, tx_datetime) VALUES ('T4', 'yesterday')")
     with pytest.raises(ValueError, match="yesterday"):
-        read_predictions(db)
+        append_predictions(db, [{"transaction_id": "T4", "tx_datetime": "yesterday"}])
+    assert count_records(db) == 3
 
 
 def test_a_read_of_some_columns_gives_those_of_the_full_read(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
     with writer(db) as log:
-        log.submit([row(i, day=5 + i % 3) for i in range(30)])
-        log.submit([row(4, day=9)])  # a rescore: the newest wins in both reads
+        log.submit(batch([row(i, day=5 + i % 3) for i in range(30)]))
+        log.submit(batch([row(4, day=9)]))  # a rescore: the newest wins in both reads
     full = read_predictions(db, dt.date(2026, 1, 6), dt.date(2026, 1, 9))
     some = read_predictions(db, dt.date(2026, 1, 6), dt.date(2026, 1, 9), columns=["f_b", "tx_datetime"])
     assert list(some.columns) == ["transaction_id", "tx_datetime", "f_b"]
@@ -308,3 +320,69 @@ def test_a_read_of_some_columns_gives_those_of_the_full_read(tmp_path: Path) -> 
     assert read_predictions(db, columns=["customer_id"]).columns.tolist() == ["transaction_id", "customer_id"]
     with pytest.raises(ValueError, match="not a column"):
         read_predictions(db, columns=["fraud"])
+
+
+def label(tid: str, fraud: int, received_on: str) -> dict[str, object]:
+    return {"transaction_id": tid, "tx_fraud": fraud, "tx_fraud_scenario": fraud, "received_on": received_on}
+
+
+def test_feedback_of_a_window_is_chosen_by_transaction_time_not_arrival(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    times = {"T1": "2026-01-05T10:00:00Z", "T2": "2026-01-06T23:59:59Z", "T3": "2026-01-07T00:00:00Z"}
+    append_predictions(db, [{"transaction_id": tid, "tx_datetime": t} for tid, t in times.items()])
+    labels = [label("T1", 0, "2026-01-20"), label("T3", 1, "2026-01-06"), label("X", 1, "2026-01-06")]
+    append_feedback(db, [*labels, label("T2", 0, "2026-01-13")])
+    append_feedback(db, [label("T2", 1, "2026-01-14")])  # a correction: the newest label wins
+    window = read_feedback(db, dt.date(2026, 1, 5), dt.date(2026, 1, 6))
+    assert window.to_dict("records") == [
+        {"transaction_id": "T1", "tx_fraud": 0, "tx_fraud_scenario": 0},
+        {"transaction_id": "T2", "tx_fraud": 1, "tx_fraud_scenario": 1},
+    ]
+    assert read_feedback(db, start=dt.date(2026, 1, 7))["transaction_id"].tolist() == ["T3"]
+    assert sorted(read_feedback(db)["transaction_id"]) == ["T1", "T2", "T3", "X"]  # no range: every label
+    assert read_feedback(db, dt.date(2026, 2, 1), dt.date(2026, 2, 7)).empty
+
+
+def test_a_transaction_is_looked_up_by_id_newest_record_first(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    store = SqlitePredictionLog(db)
+    assert store.read_prediction("T2") is None and not db.exists()
+    with writer(db) as log:
+        log.submit(batch([row(i) for i in range(1, 6)]))
+    rescored = {**dict(zip(prediction_columns(FEATURES), row(2), strict=True)), "fraud_probability": 0.99}
+    append_predictions(db, [rescored, dict(zip(prediction_columns(FEATURES), row(9, day=20), strict=True))])
+    got = store.read_prediction("T2")
+    assert got is not None and got["fraud_probability"] == 0.99 and got["f_b"] == 2 / 3
+    assert got["tx_datetime"] == dt.datetime(2026, 1, 5, 10, 0, 2, 2, tzinfo=dt.UTC)
+    first = store.read_prediction("T4")
+    assert first is not None and (first["fraud_probability"], first["is_fraud"]) == (0.04, False)
+    assert store.read_prediction("T2", tx_datetime=got["tx_datetime"]) == got  # the time narrows the search
+    assert store.read_prediction("T2", tx_datetime=dt.datetime(2026, 1, 21, tzinfo=dt.UTC)) is None
+    assert store.read_prediction("T7") is None
+
+
+def test_what_was_logged_after_a_cursor_is_read_once(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    store = SqlitePredictionLog(db)
+    nothing = store.read_after(Cursor())
+    assert nothing.predictions.empty and nothing.feedback.empty and nothing.cursor == Cursor()
+    append_predictions(db, [dict(zip(prediction_columns(FEATURES), row(i), strict=True)) for i in (1, 2)])
+    append_feedback(db, [label("T1", 1, "2026-01-12")])
+    first = store.read_after(Cursor())
+    assert first.predictions["transaction_id"].tolist() == ["T1", "T2"]
+    assert list(first.predictions.columns) == prediction_columns(FEATURES)
+    assert first.feedback["transaction_id"].tolist() == ["T1"] and first.cursor != Cursor()
+    again = store.read_after(first.cursor)
+    assert again.predictions.empty and again.feedback.empty and again.cursor == first.cursor
+    with writer(db) as log:
+        log.submit(batch([row(3), row(1)]))  # T1 rescored
+    append_feedback(db, [label("T2", 0, "2026-01-13"), label("T2", 1, "2026-01-14")])
+    later = store.read_after(first.cursor)
+    assert later.predictions["transaction_id"].tolist() == ["T3", "T1"]
+    assert later.feedback.to_dict("records") == [
+        {"transaction_id": "T2", "tx_fraud": 1, "tx_fraud_scenario": 1}
+    ]
+    assert store.read_after(later.cursor).predictions.empty
+    everything = store.read_after(Cursor())
+    assert sorted(everything.predictions["transaction_id"]) == ["T1", "T2", "T3"]
+    assert len(everything.feedback) == 2
