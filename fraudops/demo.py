@@ -33,6 +33,7 @@ from fraudops.errors import UserError
 from fraudops.schedule import stop_server
 
 if TYPE_CHECKING:
+    from monitoring.summary import MonitoringSummary
     from pipelines.ingest import IngestReport
     from pipelines.training import TrainingOutcome
 
@@ -72,7 +73,7 @@ class Story:
         self.world = settings.project_dir / "demo" / "world"
         self.base_url = f"http://{settings.api_host}:{cfg.port}"
         self.trainings: list[TrainingOutcome] = []
-        self.monitoring: list[dict[str, Any]] = []
+        self.monitoring: list[MonitoringSummary] = []
         self.step_no = 0
 
     def step(self, text: str) -> None:
@@ -225,7 +226,7 @@ def replay(story: Story, tx: pd.DataFrame, title: str) -> dict[str, int]:
     return totals
 
 
-def monitor_once(story: Story) -> dict[str, Any]:
+def monitor_once(story: Story) -> MonitoringSummary:
     """Run the monitoring flow (which runs the retraining flow when the policy says so)."""
     from monitoring.flow import monitoring_flow
 
@@ -235,10 +236,10 @@ def monitor_once(story: Story) -> dict[str, Any]:
         summary = monitoring_flow(today=None, retrain=True)
     render.print_monitoring(story.console, summary)
     story.monitoring.append(summary)
-    retrain = summary.get("retrain") or {}
-    if retrain.get("completed"):
-        render.print_training(story.console, retrain["outcome"])
-        story.trainings.append(retrain["outcome"])
+    outcome = summary.retrain.outcome if summary.retrain else None
+    if outcome is not None:
+        render.print_training(story.console, outcome)
+        story.trainings.append(outcome)
     return summary
 
 
@@ -320,11 +321,10 @@ def run_traffic(story: Story) -> None:
     story.step("Ingest the new days and the released labels")
     ingest_world(story)
     story.step("Monitor: the drifted weeks")
-    summary = monitor_once(story)
-    retrain = summary.get("retrain") or {}
-    if retrain.get("promoted"):
+    retrain = monitor_once(story).retrain
+    if retrain is not None and retrain.promoted and retrain.version is not None:
         story.step("The running API picks up the new champion")
-        served = wait_for_version(story, str(retrain["version"]))
+        served = wait_for_version(story, retrain.version)
         story.console.print(f"/v1/metadata now reports version {served}: promoted without a restart")
 
 

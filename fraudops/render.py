@@ -7,7 +7,8 @@ summary) show the same table.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -15,6 +16,7 @@ from rich.table import Table
 from core.registry import CHAMPION
 
 if TYPE_CHECKING:  # the pipelines import MLflow and Prefect: only commands that run them pay for it
+    from monitoring.summary import MonitoringSummary, ReportPaths, RetrainOutcome
     from pipelines.ingest import IngestReport
     from pipelines.training import TrainingOutcome
 
@@ -89,72 +91,79 @@ def print_models(console: Console, trainings: list[TrainingOutcome], champion: s
         console.print(f"  v{t.version} gate: " + "; ".join(t.decision.reasons))
 
 
-def print_monitoring(console: Console, summary: dict[str, Any]) -> None:
+def print_monitoring(console: Console, summary: MonitoringSummary) -> None:
     """The decision, its reasons, the retraining it started and where its reports are."""
-    console.print(f"monitoring {summary.get('today')}: [bold]{summary.get('action')}[/]")
-    for reason in summary.get("reasons", []):
+    console.print(f"monitoring {summary.today}: [bold]{summary.decision.action}[/]")
+    for reason in summary.decision.reasons:
         console.print(f"  • {reason}")
-    retrain = summary.get("retrain") or {}
-    if retrain.get("started"):
-        console.print(f"  retraining: {retrain_outcome(retrain)}")
-    for name, path in (summary.get("reports") or {}).items():
-        if path:
-            console.print(f"  {name.replace('_', ' ')}: {path}", soft_wrap=True)
-    if summary.get("mlflow_run_id"):
-        console.print(f"  MLflow run: {summary['mlflow_run_id']} (experiment fraudops-monitoring)")
+    if summary.retrain is not None and summary.retrain.started:
+        console.print(f"  retraining: {retrain_outcome(summary.retrain)}")
+    for name, path in report_paths(summary.reports):
+        console.print(f"  {name}: {path}", soft_wrap=True)
+    if summary.mlflow_run_id:
+        console.print(f"  MLflow run: {summary.mlflow_run_id} (experiment fraudops-monitoring)")
 
 
-def retrain_outcome(retrain: dict[str, Any] | None) -> str:
+def report_paths(reports: ReportPaths) -> list[tuple[str, Path]]:
+    """Each report written, with a readable name ("drift html")."""
+    return [(name.replace("_", " "), path) for name, path in reports if path is not None]
+
+
+def retrain_outcome(retrain: RetrainOutcome | None) -> str:
     """What a retraining the monitor started came to, in a few words."""
-    if not retrain or not retrain.get("started"):
+    if retrain is None or not retrain.started:
         return "—"
-    if not retrain.get("completed"):
-        return f"failed: {retrain.get('error', '?')}"
-    verdict = "promoted" if retrain.get("promoted") else "kept the champion"
-    return f"version {retrain.get('version')}, gate {verdict}"
+    if not retrain.completed:
+        return f"failed: {retrain.error}"
+    verdict = "promoted" if retrain.promoted else "kept the champion"
+    return f"version {retrain.version}, gate {verdict}"
 
 
-def decisions_table(runs: list[dict[str, Any]], title: str = "Monitoring decisions") -> Table:
+def live_ap(summary: MonitoringSummary) -> str:
+    """Live AP, with the expected AP and the alarm floor in brackets when known."""
+    perf = summary.performance
+    live, floor = perf.average_precision, perf.floor
+    expected = perf.expected.average_precision if perf.expected else None
+    if live is None:
+        return "—"
+    if expected is None and floor is None:
+        return f"{live:.3f}"
+    shown = "—" if expected is None else f"{expected:.3f}"
+    return f"{live:.3f} ({shown}" + (")" if floor is None else f"; {floor:.3f})")
+
+
+def decisions_table(runs: list[MonitoringSummary], title: str = "Monitoring decisions") -> Table:
     """One row per monitoring run: the evidence, the action and what the retraining came to."""
     table = Table(title=title)
     columns = ("today", "model", "scored rows", "drifted columns", "prediction drift")
     for col in (*columns, "live AP (expected; alarm below)", "action", "retraining"):
         table.add_column(col)
     for s in runs:
-        drift, perf = s.get("drift") or {}, s.get("performance") or {}
-        drifted = f"{len(s.get('drifted_columns', []))}/{drift.get('n_columns', '?')}" if drift else "—"
-        prediction = s.get("prediction_drift")
-        score = (
-            f"{prediction['score']:.3f}" + (" (drift)" if prediction["drifted"] else "")
-            if prediction
-            else "—"
-        )
-        live, expected, floor = perf.get("average_precision"), s.get("expected_ap"), perf.get("floor")
-        live_text = "—" if live is None else f"{live:.3f}"
-        if live is not None and (expected is not None or floor is not None):
-            live_text += " (" + ("—" if expected is None else f"{expected:.3f}")
-            live_text += ")" if floor is None else f"; {floor:.3f})"
+        drift = s.drift
+        prediction = drift.prediction if drift else None
+        score = "—"
+        if prediction is not None:
+            score = f"{prediction.score:.3f}" + (" (drift)" if prediction.drifted else "")
         table.add_row(
-            str(s.get("today")),
-            str((s.get("model") or {}).get("version", "?")),
-            f"{s.get('rows', 0):,}",
-            drifted,
+            s.today.isoformat(),
+            s.model.version,
+            f"{s.rows:,}",
+            f"{len(drift.drifted_columns)}/{drift.n_columns}" if drift else "—",
             score,
-            live_text,
-            str(s.get("action")),
-            retrain_outcome(s.get("retrain")),
+            live_ap(s),
+            s.decision.action,
+            retrain_outcome(s.retrain),
         )
     return table
 
 
-def print_decisions(console: Console, runs: list[dict[str, Any]], reports: bool = True) -> None:
+def print_decisions(console: Console, runs: list[MonitoringSummary], reports: bool = True) -> None:
     """Each monitoring run: its evidence in a table, then its reasons (and the paths of its reports)."""
     console.print(decisions_table(runs))
     for s in runs:
-        reasons = "; ".join(s.get("reasons", []))
-        console.print(f"  {s.get('today')} — {s.get('action')}: {reasons}", soft_wrap=True)
+        reasons = "; ".join(s.decision.reasons)
+        console.print(f"  {s.today} — {s.decision.action}: {reasons}", soft_wrap=True)
         if not reports:
             continue
-        for name, path in (s.get("reports") or {}).items():
-            if path:
-                console.print(f"    {name.replace('_', ' ')}: {path}", soft_wrap=True)  # copyable, unbroken
+        for name, path in report_paths(s.reports):
+            console.print(f"    {name}: {path}", soft_wrap=True)  # copyable, unbroken

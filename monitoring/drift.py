@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 from core.predlog import prediction_columns
 from core.schemas import TRANSACTION_COLUMNS
@@ -52,35 +53,38 @@ class DriftConfig:
     score_threshold: float | None = None
 
 
-@dataclass(frozen=True)
-class DriftResult:
+class ColumnTest(BaseModel):
+    """Evidently's drift test on one column: its method, score, threshold and verdict."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+class PredictionDrift(ColumnTest):
+    """The drift test on the model's score column (prediction drift)."""
+
+    column: str
+
+
+class DriftResult(BaseModel):
     """Evidently's verdict on one window: dataset drift, its share and each column's test."""
+
+    model_config = ConfigDict(frozen=True)
 
     drifted: bool
     share: float
     drifted_columns: list[str]
     n_columns: int
-    column_scores: dict[str, dict[str, Any]]
+    column_scores: dict[str, ColumnTest]
     html_path: Path | None
     drift_share: float = 0.5
     reference_rows: int = 0
     current_rows: int = 0
-    prediction: dict[str, Any] | None = None  # the score's ValueDrift test (None: not checked)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly copy."""
-        return {
-            "drifted": self.drifted,
-            "share": self.share,
-            "drift_share": self.drift_share,
-            "drifted_columns": self.drifted_columns,
-            "n_columns": self.n_columns,
-            "column_scores": self.column_scores,
-            "prediction": self.prediction,
-            "reference_rows": self.reference_rows,
-            "current_rows": self.current_rows,
-            "html_path": str(self.html_path) if self.html_path else None,
-        }
+    prediction: PredictionDrift | None = None  # the score's ValueDrift test (None: not checked)
 
 
 def log_feature_columns(features: list[str]) -> dict[str, str]:
@@ -116,7 +120,7 @@ def detect_drift(
     config = config or DriftConfig(drift_share=drift_share)
     if html_path is None:
         result = test_columns(reference, current, columns, config, score_column)
-        return replace(result, reference_rows=len(reference), current_rows=len(current))
+        return result.model_copy(update={"reference_rows": len(reference), "current_rows": len(current)})
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -149,10 +153,10 @@ def detect_drift(
         result.n_columns,
         result.share,
         result.drifted,
-        result.prediction["drifted"] if result.prediction else "not checked",
+        result.prediction.drifted if result.prediction else "not checked",
         html_path,
     )
-    return replace(result, reference_rows=len(reference), current_rows=len(current))
+    return result.model_copy(update={"reference_rows": len(reference), "current_rows": len(current)})
 
 
 def test_columns(
@@ -172,7 +176,7 @@ def test_columns(
     from evidently.legacy.core import ColumnType
 
     score = score_column if score_column in reference.columns and score_column in current.columns else None
-    column_scores: dict[str, dict[str, Any]] = {}
+    column_scores: dict[str, ColumnTest] = {}
     for column in [*columns, *([score] if score else [])]:
         is_score = column == score
         method = config.score_method if is_score else config.methods.get(column)
@@ -182,14 +186,14 @@ def test_columns(
         )
         test = get_stattest(ref, cur, ColumnType.Numerical, method)
         outcome = test(ref, cur, ColumnType.Numerical, threshold)
-        column_scores[column] = {
-            "method": method or test.display_name,
-            "score": float(outcome.drift_score),
-            "threshold": float(outcome.actual_threshold),
-            "drifted": bool(outcome.drifted),
-        }
+        column_scores[column] = ColumnTest(
+            method=method or test.display_name,
+            score=float(outcome.drift_score),
+            threshold=float(outcome.actual_threshold),
+            drifted=bool(outcome.drifted),
+        )
     prediction = column_scores.pop(score) if score else None
-    drifted = [c for c, test in column_scores.items() if test["drifted"]]
+    drifted = [c for c, test in column_scores.items() if test.drifted]
     share = len(drifted) / len(column_scores)
     return DriftResult(
         drifted=share >= config.drift_share,  # Evidently's test: the share must stay below drift_share
@@ -199,8 +203,13 @@ def test_columns(
         column_scores=column_scores,
         html_path=None,
         drift_share=config.drift_share,
-        prediction=None if prediction is None else {"column": score, **prediction},
+        prediction=None if prediction is None else as_prediction(prediction, score),
     )
+
+
+def as_prediction(test: ColumnTest, column: str | None) -> PredictionDrift:
+    """A column's test as the verdict on the model's score."""
+    return PredictionDrift(**test.model_dump(), column=str(column))
 
 
 def read_verdict(
@@ -210,7 +219,7 @@ def read_verdict(
     values = {m["id"]: m["value"] for m in results["metrics"]}
     dataset_drifted = False
     share: float | None = None
-    column_scores: dict[str, dict[str, Any]] = {}
+    column_scores: dict[str, ColumnTest] = {}
     for test in results["tests"]:
         config = test["metric_config"]
         status = _status(test)
@@ -218,24 +227,24 @@ def read_verdict(
             dataset_drifted = status == "FAIL"
             share = float(values[config["metric_id"]]["share"])
         elif config["params"]["type"] == VALUE_DRIFT_METRIC:
-            column_scores[config["params"]["column"]] = {
-                "method": config["params"]["method"],
-                "score": float(values[config["metric_id"]]),
-                "threshold": float(config["params"]["threshold"]),
-                "drifted": status == "FAIL",
-            }
+            column_scores[config["params"]["column"]] = ColumnTest(
+                method=config["params"]["method"],
+                score=float(values[config["metric_id"]]),
+                threshold=float(config["params"]["threshold"]),
+                drifted=status == "FAIL",
+            )
     if share is None:
         raise RuntimeError("Evidently's report has no DriftedColumnsCount test: cannot judge dataset drift")
     prediction = column_scores.pop(score_column, None) if score_column else None
     return DriftResult(
         drifted=dataset_drifted,
         share=share,
-        drifted_columns=[c for c, s in column_scores.items() if s["drifted"]],
+        drifted_columns=[c for c, s in column_scores.items() if s.drifted],
         n_columns=len(column_scores),
         column_scores=column_scores,
         html_path=html_path,
         drift_share=drift_share,
-        prediction=None if prediction is None else {"column": score_column, **prediction},
+        prediction=None if prediction is None else as_prediction(prediction, score_column),
     )
 
 

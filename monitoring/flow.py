@@ -1,20 +1,21 @@
 """The monitoring flow: drift and delayed-label performance of the champion, the policy, and retraining.
 
 :func:`run_monitoring` does the work and is what tests call; :func:`monitoring_flow` is the Prefect
-wrapper, which retrains through ``pipelines.flows.retraining_flow`` (imported when the flow runs).
-Each run writes its Evidently HTML reports (drift; classification quality when labels allow) and a
-JSON summary under ``reports/monitoring/``, logs them to MLflow (experiment ``fraudops-monitoring``)
-and appends its decision to the history the cool-down and ``fraudops monitor history`` read.
+wrapper, whose tasks are the stages: *gather windows* (the champion, the scored window, the labelled
+week), *data drift*, *prediction drift*, *live performance*, *decide*, then the ``retrain`` subflow
+(``pipelines.flows.retraining_flow``) when the policy says so, and *record*. Each run writes its
+Evidently HTML reports (data drift, prediction drift; classification quality when labels allow) and
+a JSON summary under ``reports/monitoring/``, logs them to MLflow (experiment ``fraudops-monitoring``)
+and appends its summary to the history the cool-down and ``fraudops monitor history`` read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from prefect import flow
@@ -22,7 +23,7 @@ from prefect import flow
 from core.clock import last_labelled_day, read_today
 from core.params import Params
 from core.predlog import read_feedback, read_predictions
-from core.registry import CHAMPION, SCORE_COLUMN
+from core.registry import SCORE_COLUMN
 from core.settings import Settings
 from monitoring.champion import Champion, read_champion
 from monitoring.drift import features_from_log
@@ -30,10 +31,12 @@ from monitoring.evidence import Evidence, judge_window
 from monitoring.history import append_decision, last_retrain_day, log_run, read_history
 from monitoring.performance import LABELLED_COLUMNS, drop_known_cards, label_predictions, lookback_start
 from monitoring.policy import Decision
+from monitoring.summary import ModelRef, MonitoringSummary, MonitoringWindows, RetrainOutcome
+from pipelines.training import Step, TrainingOutcome, plain
 
 log = logging.getLogger(__name__)
 
-RetrainFn = Callable[[str], dict[str, Any]]
+RetrainFn = Callable[[str], TrainingOutcome]
 SCORED_COLUMNS = [c for c in LABELLED_COLUMNS if c != "tx_fraud"]  # what the labels join needs of the log
 
 
@@ -86,50 +89,74 @@ def read_windows(
     return current, labelled, scored_in_week
 
 
-def run_retrain(retrain_fn: RetrainFn | None, reason: str) -> tuple[dict[str, Any], Exception | None]:
+def run_retrain(retrain_fn: RetrainFn | None, reason: str) -> tuple[RetrainOutcome, Exception | None]:
     """Call the retraining and summarise it; an exception is returned to be raised once recorded."""
     if retrain_fn is None:
-        return {"started": False, "completed": False, "note": "retraining disabled for this run"}, None
+        return RetrainOutcome(started=False, note="retraining disabled for this run"), None
     try:
-        result = retrain_fn(reason)
+        outcome = retrain_fn(reason)
     except Exception as exc:  # recorded in the history, then re-raised by the caller
         log.exception("retraining failed")
-        return {"started": True, "completed": False, "error": repr(exc)}, exc
-    gate = result.get("decision") or {}
-    promoted = bool(gate.get("promote", result.get("alias") == CHAMPION))
-    return {
-        "started": True,
-        "completed": True,
-        "promoted": promoted,
-        "version": result.get("version"),
-        "alias": result.get("alias"),
-        "gate_reasons": gate.get("reasons", []),
-        "outcome": result,
-    }, None
+        return RetrainOutcome(started=True, error=repr(exc)), exc
+    promoted = outcome.decision.promote
+    return RetrainOutcome(
+        started=True, completed=True, promoted=promoted, version=outcome.version, outcome=outcome
+    ), None
 
 
-def run_monitoring(
-    settings: Settings, params: Params, today: dt.date | None = None, retrain_fn: RetrainFn | None = None
-) -> dict[str, Any]:
-    """One monitoring run as of ``today``: judge drift and performance, decide, record, maybe retrain."""
-    day = resolve_today(settings, today)
+@dataclass(frozen=True)
+class Gathered:
+    """What the judgement reads: the windows, the champion, its scored and labelled rows, the last retrain."""
+
+    windows: MonitoringWindows
+    champion: Champion
+    current: pd.DataFrame  # the scored window's features and scores
+    labelled: pd.DataFrame  # the champion's labelled week
+    scored_in_week: int  # the labelled week's scored rows, labelled or not
+    last_retrain: dt.date | None  # for the cool-down
+
+
+def gather_windows(settings: Settings, params: Params, day: dt.date) -> Gathered:
+    """Read the champion (MLflow), its windows (the prediction and feedback log) and the history."""
     windows = plan_windows(day, params)
     champion = read_champion(settings)
     current, labelled, scored_in_week = read_windows(settings, params, champion, windows)
-    out_dir = settings.reports_dir / "monitoring"
     last_retrain = last_retrain_day(read_history(settings), day)
-    evidence, decision = judge_window(champion, current, labelled, params, day, last_retrain, out_dir)
-    evidence.performance["scored_rows"] = scored_in_week
-    retrain: dict[str, Any] | None = None
+    planned = MonitoringWindows.model_validate(windows)
+    return Gathered(planned, champion, current, labelled, scored_in_week, last_retrain)
+
+
+def run_monitoring(
+    settings: Settings,
+    params: Params,
+    today: dt.date | None = None,
+    retrain_fn: RetrainFn | None = None,
+    step: Step = plain,
+) -> MonitoringSummary:
+    """One monitoring run as of ``today``: judge drift and performance, decide, maybe retrain, record.
+
+    ``step`` runs each stage (:func:`monitoring_flow` passes Prefect tasks); only reads retry.
+    """
+    day = resolve_today(settings, today)
+    gathered = step("gather windows", gather_windows, retry=True)(settings, params, day)
+    out_dir = settings.reports_dir / "monitoring"
+    evidence, decision = judge_window(
+        gathered.champion,
+        gathered.current,
+        gathered.labelled,
+        params,
+        day,
+        gathered.last_retrain,
+        out_dir,
+        step,
+    )
+    retrain: RetrainOutcome | None = None
     error: Exception | None = None
     if decision.action == "retrain":
         retrain, error = run_retrain(retrain_fn, f"monitor {day}: " + "; ".join(decision.reasons))
-    summary = build_summary(day, windows, champion, evidence, decision, retrain)
-    summary_path = out_dir / f"{day}-summary.json"
-    summary["reports"] = {**evidence.reports, "summary_json": str(summary_path)}
-    summary["mlflow_run_id"] = log_run(settings, summary)
-    write_summary(summary_path, summary)
-    append_decision(settings, summary)
+    summary = build_summary(day, gathered, evidence, decision, retrain, out_dir / f"{day}-summary.json")
+    # not retried: a second attempt would log a second MLflow run and append a second history line
+    summary = step("record", record_run, retry=False)(settings, summary)
     if error is not None:
         raise error
     return summary
@@ -137,51 +164,48 @@ def run_monitoring(
 
 def build_summary(
     day: dt.date,
-    windows: dict[str, dict[str, dt.date]],
-    champion: Champion,
+    gathered: Gathered,
     evidence: Evidence,
     decision: Decision,
-    retrain: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """The JSON record of one run (also the history line)."""
-    drift = evidence.drift
-    expected = champion.expected
-    return {
-        "run_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "today": day.isoformat(),
-        "data_window": {k: v.isoformat() for k, v in windows["data"].items()},
-        "labelled_window": {k: v.isoformat() for k, v in windows["labelled"].items()},
-        "rows": evidence.rows,
-        "model": {
-            "name": champion.info.name,
-            "version": champion.info.version,
-            "run_id": champion.info.run_id,
-            "threshold": champion.info.threshold,
-        },
-        "expected_ap": expected.average_precision if expected else None,
-        "drift_share": drift.share if drift else None,
-        "drifted_columns": drift.drifted_columns if drift else [],
-        "prediction_drift": drift.prediction if drift else None,
-        "drift": drift.to_dict() if drift else None,
-        "performance": evidence.performance,
-        "performance_change": evidence.performance.get("change"),
-        "action": decision.action,
-        "reasons": decision.reasons,
-        "retrain": retrain,
-    }
+    retrain: RetrainOutcome | None,
+    summary_path: Path,
+) -> MonitoringSummary:
+    """The record of one run (also the history line), before it is logged to MLflow."""
+    info = gathered.champion.info
+    return MonitoringSummary(
+        run_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        today=day,
+        windows=gathered.windows,
+        rows=evidence.rows,
+        model=ModelRef(name=info.name, version=info.version, run_id=info.run_id, threshold=info.threshold),
+        drift=evidence.drift,
+        performance=evidence.performance.model_copy(update={"scored_rows": gathered.scored_in_week}),
+        decision=decision,
+        retrain=retrain,
+        reports=evidence.reports.model_copy(update={"summary_json": summary_path}),
+    )
 
 
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
+def record_run(settings: Settings, summary: MonitoringSummary) -> MonitoringSummary:
+    """Log the run to MLflow, then write its JSON summary and append it to the history."""
+    summary = summary.model_copy(update={"mlflow_run_id": log_run(settings, summary)})
+    if summary.reports.summary_json is not None:
+        write_summary(summary.reports.summary_json, summary)
+    append_decision(settings, summary)
+    return summary
+
+
+def write_summary(path: Path, summary: MonitoringSummary) -> None:
     """Write the run's summary beside its HTML reports."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    path.write_text(summary.model_dump_json(indent=2), encoding="utf-8")
 
 
 @flow(name="monitor")
-def monitoring_flow(today: str | None = None, retrain: bool = True) -> dict[str, Any]:
+def monitoring_flow(today: str | None = None, retrain: bool = True) -> MonitoringSummary:
     """Judge the champion's last window for drift and performance; retrain when the policy says so."""
-    from pipelines.flows import load_context, retraining_flow
+    from pipelines.flows import load_context, retraining_flow, tasks
 
     settings, params = load_context()
     day = dt.date.fromisoformat(today) if today else None
-    return run_monitoring(settings, params, day, retraining_flow if retrain else None)
+    return run_monitoring(settings, params, day, retraining_flow if retrain else None, tasks(settings))

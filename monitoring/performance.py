@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
+from pydantic.dataclasses import dataclass
 
 from core.metrics import evaluate_scores
 from core.params import Params
@@ -30,6 +31,63 @@ LABELLED_COLUMNS = [
     "model_version",
     "tx_fraud",
 ]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the champion promised at training: AP over its validation folds, and alerts at its threshold."""
+
+    average_precision: float  # mean over the folds
+    average_precision_std: float | None = None  # their sample standard deviation (None: no spread)
+    folds: int = 1
+    precision: float | None = None  # mean precision and recall at the threshold on the validation folds
+    recall: float | None = None
+    source: str = "validation folds"  # which folds (or "test window" for runs without folds)
+
+
+class PerformanceChange(BaseModel):
+    """Live minus validation, for AP and for precision and recall at the threshold (None: not promised)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    average_precision: float | None
+    precision_at_threshold: float | None
+    recall_at_threshold: float | None
+
+
+class LivePerformance(BaseModel):
+    """The champion on its labelled week: counts, the metrics when measurable, and what it promised.
+
+    ``measured`` is False (and ``reason`` says why) when the rows cannot be judged; the metrics are
+    then None. ``expected``, ``floor`` and ``change`` are set when the champion recorded what it
+    promised; ``scored_rows`` counts the week's scored transactions, labelled or not.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    rows: int
+    frauds: int
+    measured: bool
+    reason: str | None = None
+    average_precision: float | None = None
+    average_precision_random: float | None = None
+    roc_auc: float | None = None
+    roc_auc_random: float | None = None
+    card_precision_at_k: float | None = None
+    card_precision_at_k_random: float | None = None
+    card_precision_at_k_ceiling: float | None = None
+    precision_at_threshold: float | None = None
+    precision_at_threshold_random: float | None = None
+    recall_at_threshold: float | None = None
+    recall_at_threshold_random: float | None = None
+    fraud_rate: float | None = None
+    k: int | None = None
+    expected: Expected | None = None
+    floor: float | None = None  # the live AP below which performance has dropped
+    floor_rule: str | None = None  # how the floor was set
+    change: PerformanceChange | None = None
+    html_path: Path | None = None  # Evidently's classification report
+    scored_rows: int | None = None
 
 
 def label_predictions(predictions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
@@ -63,22 +121,21 @@ def drop_known_cards(labelled: pd.DataFrame, start: dt.date, end: dt.date, param
     return drop_known_compromised(labelled, windows, week)
 
 
-def measure_performance(labelled: pd.DataFrame, threshold: float, k: int) -> dict[str, Any]:
+def measure_performance(labelled: pd.DataFrame, threshold: float, k: int) -> LivePerformance:
     """Metrics of the logged scores on labelled rows, with their random baselines.
 
-    Always returns ``rows``, ``frauds`` and ``measured``; when the rows cannot be judged (none, or a
-    single class) ``measured`` is False and ``reason`` says why, otherwise the metrics of
-    :func:`core.metrics.evaluate_scores` are included.
+    When the rows cannot be judged (none, or a single class) ``measured`` is False and ``reason``
+    says why, otherwise the metrics of :func:`core.metrics.evaluate_scores` are included.
     """
     rows, frauds = len(labelled), int(labelled["tx_fraud"].sum()) if len(labelled) else 0
-    summary: dict[str, Any] = {"rows": rows, "frauds": frauds, "measured": False, "reason": None}
+    reason = None
     if rows == 0:
-        summary["reason"] = "no labelled rows in the window"
+        reason = "no labelled rows in the window"
     elif frauds in (0, rows):
-        summary["reason"] = f"one class only ({frauds} frauds in {rows} labelled rows)"
-    if summary["reason"]:
-        log.info("performance not measured: %s", summary["reason"])
-        return summary
+        reason = f"one class only ({frauds} frauds in {rows} labelled rows)"
+    if reason:
+        log.info("performance not measured: %s", reason)
+        return LivePerformance(rows=rows, frauds=frauds, measured=False, reason=reason)
     scores = labelled["fraud_probability"].to_numpy(dtype=float)
     metrics = evaluate_scores(labelled, scores, threshold, k)
     log.info(
@@ -88,7 +145,9 @@ def measure_performance(labelled: pd.DataFrame, threshold: float, k: int) -> dic
         rows,
         frauds,
     )
-    return {**metrics, **summary, "rows": rows, "measured": True}
+    return LivePerformance.model_validate(
+        {**metrics, "rows": rows, "frauds": frauds, "measured": True, "k": k}
+    )
 
 
 def save_performance_report(labelled: pd.DataFrame, threshold: float, html_path: Path) -> Path:

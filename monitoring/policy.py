@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import field
+from typing import Literal
+
+from pydantic.dataclasses import dataclass
 
 from core.params import MonitoringParams
 from monitoring.drift import DriftResult
+from monitoring.performance import Expected, LivePerformance
+
+__all__ = ["Action", "Decision", "Expected", "ap_floor", "decide"]
 
 Action = Literal["retrain", "none", "not-enough-data", "cooldown"]
 
@@ -31,22 +36,6 @@ class Decision:
 
     action: Action
     reasons: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Expected:
-    """What the champion promised at training: AP over its validation folds, and alerts at its threshold."""
-
-    average_precision: float  # mean over the folds
-    average_precision_std: float | None = None  # their sample standard deviation (None: no spread)
-    folds: int = 1
-    precision: float | None = None  # mean precision and recall at the threshold on the validation folds
-    recall: float | None = None
-    source: str = "validation folds"  # which folds (or "test window" for runs without folds)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly copy."""
-        return dict(self.__dict__)
 
 
 def ap_floor(expected: Expected, params: MonitoringParams) -> tuple[float, str]:
@@ -63,7 +52,7 @@ def ap_floor(expected: Expected, params: MonitoringParams) -> tuple[float, str]:
 
 def decide(
     drift: DriftResult | None,
-    live: dict[str, Any] | None,
+    live: LivePerformance | None,
     expected: Expected | None,
     params: MonitoringParams,
     today: dt.date,
@@ -111,16 +100,16 @@ def judge_prediction_drift(drift: DriftResult | None, params: MonitoringParams) 
     if drift is None or drift.prediction is None:
         return "", False
     test = drift.prediction
-    compared = f"{test['method']} {test['score']:.3f}"
-    if not test["drifted"]:
-        return f"no prediction drift: {compared} < {test['threshold']:g}", False
+    compared = f"{test.method} {test.score:.3f}"
+    if not test.drifted:
+        return f"no prediction drift: {compared} < {test.threshold:g}", False
     if params.prediction_drift_retrains:
-        return f"prediction drift: {compared} >= {test['threshold']:g}", True
-    return f"prediction drift: {compared} >= {test['threshold']:g} (not a retrain trigger)", False
+        return f"prediction drift: {compared} >= {test.threshold:g}", True
+    return f"prediction drift: {compared} >= {test.threshold:g} (not a retrain trigger)", False
 
 
 def judge_performance(
-    live: dict[str, Any] | None, expected: Expected | None, params: MonitoringParams, labelled_frauds: int
+    live: LivePerformance | None, expected: Expected | None, params: MonitoringParams, labelled_frauds: int
 ) -> tuple[str, bool]:
     """A sentence on live average precision against the champion's validation figures, and whether it alarms."""
     if labelled_frauds < params.min_labelled_frauds:
@@ -129,14 +118,14 @@ def judge_performance(
             f"(< min_labelled_frauds {params.min_labelled_frauds})",
             False,
         )
-    if live is None or not live.get("measured"):
-        why = live.get("reason") if live else "no labelled window"
+    if live is None or not live.measured or live.average_precision is None:
+        why = live.reason if live else "no labelled window"
         return f"performance not judged: {why}", False
+    ap = live.average_precision
     if expected is None:
-        return f"live AP {live['average_precision']:.2f}; no expected AP recorded for the model", False
-    ap = float(live["average_precision"])
+        return f"live AP {ap:.2f}; no expected AP recorded for the model", False
     floor, how = ap_floor(expected, params)
-    chance = float(live.get("average_precision_random") or 0.0)
+    chance = live.average_precision_random or 0.0
     if floor <= chance:  # even a useless model would pass: say so rather than pretend to watch
         return (
             f"live AP {ap:.2f} vs expected {expected.average_precision:.2f}: no performance alarm possible,"

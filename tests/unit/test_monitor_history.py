@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from core.settings import Settings
 from fraudops.cli import app
+from monitoring.drift import DriftResult, PredictionDrift
 from monitoring.history import append_decision
+from monitoring.performance import LivePerformance
+from monitoring.policy import Decision
+from monitoring.summary import (
+    DateWindow,
+    ModelRef,
+    MonitoringSummary,
+    MonitoringWindows,
+    ReportPaths,
+    RetrainOutcome,
+)
 
 runner = CliRunner()
 
@@ -24,34 +37,65 @@ def restore_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
+def decided(today: str, rows: int, action: str, reason: str, **parts: Any) -> MonitoringSummary:
+    """A history line with the evidence the table shows: prediction drift, live AP and its floor."""
+    day = dt.date.fromisoformat(today)
+    window = DateWindow(start=day - dt.timedelta(days=7), end=day - dt.timedelta(days=1))
+    return MonitoringSummary(
+        run_at=dt.datetime(2026, 5, 4, tzinfo=dt.UTC),
+        today=day,
+        windows=MonitoringWindows(data=window, labelled=window),
+        rows=rows,
+        model=ModelRef(name="fraud", version="1", run_id="r1", threshold=0.5),
+        decision=Decision(action, [reason]),  # type: ignore[arg-type]
+        reports=ReportPaths(),
+        **parts,
+    )
+
+
+def drift_with_score(share: float, score: float) -> DriftResult:
+    test = PredictionDrift(
+        column="fraud_probability", method="wasserstein", score=score, threshold=0.1, drifted=False
+    )
+    return DriftResult(
+        drifted=False,
+        share=share,
+        drifted_columns=[],
+        n_columns=15,
+        column_scores={},
+        html_path=None,
+        prediction=test,
+    )
+
+
 def test_history_lists_decisions_in_order(project_settings: Settings) -> None:
     append_decision(
         project_settings,
-        {
-            "today": "2026-04-13",
-            "model": {"version": "1"},
-            "rows": 27_599,
-            "drift_share": 0.0,
-            "action": "none",
-        }
-        | {"prediction_drift": {"score": 0.031, "drifted": False}, "reasons": ["no dataset drift: 0/15"]}
-        | {"performance": {"average_precision": 0.712, "floor": 0.301}, "retrain": None},
+        decided(
+            "2026-04-13",
+            27_599,
+            "none",
+            "no dataset drift: 0/15",
+            drift=drift_with_score(0.0, 0.031),
+            performance=LivePerformance(
+                rows=5000, frauds=40, measured=True, average_precision=0.712, floor=0.301
+            ),
+            retrain=None,
+        ),
     )
     append_decision(
         project_settings,
-        {
-            "today": "2026-05-04",
-            "model": {"version": "1"},
-            "rows": 27_800,
-            "drift_share": 0.13,
-            "action": "retrain",
-        }
-        | {
-            "prediction_drift": {"score": 0.021, "drifted": False},
-            "reasons": ["performance drop: live AP 0.21"],
-        }
-        | {"performance": {"average_precision": 0.214, "floor": 0.301}}
-        | {"retrain": {"started": True, "completed": True, "promoted": False, "version": "2"}},
+        decided(
+            "2026-05-04",
+            27_800,
+            "retrain",
+            "performance drop: live AP 0.21",
+            drift=drift_with_score(0.13, 0.021),
+            performance=LivePerformance(
+                rows=5000, frauds=40, measured=True, average_precision=0.214, floor=0.301
+            ),
+            retrain=RetrainOutcome(started=True, completed=True, promoted=False, version="2"),
+        ),
     )
     result = runner.invoke(app, ["monitor", "history"])
     assert result.exit_code == 0, result.output

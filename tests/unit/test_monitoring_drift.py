@@ -69,10 +69,10 @@ def test_holiday_shift_is_flagged_as_dataset_drift(holiday: DriftResult) -> None
 
 def test_holiday_column_scores_carry_evidently_method_and_threshold(holiday: DriftResult) -> None:
     amount = holiday.column_scores["tx_amount"]
-    assert amount["method"] == "Wasserstein distance (normed)"
-    assert amount["threshold"] == pytest.approx(0.1)
-    assert amount["score"] > amount["threshold"]
-    assert amount["drifted"] is True
+    assert amount.method == "Wasserstein distance (normed)"
+    assert amount.threshold == pytest.approx(0.1)
+    assert amount.score > amount.threshold
+    assert amount.drifted is True
     assert set(holiday.column_scores) == set(COLUMNS)
 
 
@@ -80,12 +80,12 @@ def test_same_process_under_another_seed_is_not_dataset_drift(control: DriftResu
     assert not control.drifted
     assert control.share < 0.5
     assert "tx_amount" not in control.drifted_columns
-    assert control.column_scores["tx_amount"]["drifted"] is False
+    assert control.column_scores["tx_amount"].drifted is False
 
 
 def test_html_report_is_written(holiday: DriftResult, control: DriftResult) -> None:
     for result in (holiday, control):
-        assert result.html_path.exists()
+        assert result.html_path is not None and result.html_path.exists()
         assert result.html_path.stat().st_size > 10_000
         assert "<html" in result.html_path.read_text(encoding="utf-8")[:2000].lower()
 
@@ -131,8 +131,8 @@ def test_prediction_drift_follows_the_scores_and_stays_out_of_the_share(
         config=config,
         score_column="fraud_probability",
     )
-    assert shifted.prediction is not None and shifted.prediction["drifted"] is True
-    assert shifted.prediction["score"] > 0.1 and shifted.prediction["column"] == "fraud_probability"
+    assert shifted.prediction is not None and shifted.prediction.drifted is True
+    assert shifted.prediction.score > 0.1 and shifted.prediction.column == "fraud_probability"
     assert (shifted.n_columns, shifted.share) == (len(COLUMNS), pytest.approx(holiday.share))
     assert shifted.html_path is None
     same = detect_drift(
@@ -143,7 +143,7 @@ def test_prediction_drift_follows_the_scores_and_stays_out_of_the_share(
         config=config,
         score_column="fraud_probability",
     )
-    assert same.prediction is not None and same.prediction["drifted"] is False
+    assert same.prediction is not None and same.prediction.drifted is False
     assert same.html_path is not None and same.html_path.exists()
 
 
@@ -152,11 +152,11 @@ def test_per_column_methods_and_thresholds_replace_the_defaults(
 ) -> None:
     config = DriftConfig(methods={"tx_amount": "psi"}, thresholds={"tx_amount": 50.0, "tx_during_night": 0.5})
     result = detect_drift(reference, holiday_window, COLUMNS, None, config=config)
-    assert result.column_scores["tx_amount"]["method"] == "psi"
-    assert result.column_scores["tx_amount"]["threshold"] == pytest.approx(50.0)
-    assert result.column_scores["tx_amount"]["drifted"] is False  # a threshold no PSI reaches
-    assert result.column_scores["tx_during_night"]["threshold"] == pytest.approx(0.5)
-    assert result.column_scores["customer_avg_amount_7d"]["method"] == "Wasserstein distance (normed)"
+    assert result.column_scores["tx_amount"].method == "psi"
+    assert result.column_scores["tx_amount"].threshold == pytest.approx(50.0)
+    assert result.column_scores["tx_amount"].drifted is False  # a threshold no PSI reaches
+    assert result.column_scores["tx_during_night"].threshold == pytest.approx(0.5)
+    assert result.column_scores["customer_avg_amount_7d"].method == "Wasserstein distance (normed)"
     assert result.prediction is None  # no score column: not checked
 
 
@@ -181,8 +181,12 @@ def test_without_a_report_the_verdict_is_the_reports(
     )
     assert fast.column_scores.keys() == full.column_scores.keys()
     for column, test in full.column_scores.items():
-        assert fast.column_scores[column] == {
-            **test,
-            "score": pytest.approx(test["score"], rel=1e-9, abs=1e-12),
+        assert fast.column_scores[column].model_dump() == {
+            **test.model_dump(),
+            "score": pytest.approx(test.score, rel=1e-9, abs=1e-12),
         }
-    assert fast.prediction == {**full.prediction, "score": pytest.approx(full.prediction["score"], abs=1e-12)}
+    assert fast.prediction is not None and full.prediction is not None
+    assert fast.prediction.model_dump() == {
+        **full.prediction.model_dump(),
+        "score": pytest.approx(full.prediction.score, abs=1e-12),
+    }

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +40,10 @@ from core.settings import Settings
 from core.simulator import SimulationConfig, make_population, simulate
 from monitoring.flow import plan_windows, run_monitoring
 from monitoring.history import read_history
+from monitoring.summary import MonitoringSummary, RetrainOutcome
+from pipelines.gate import GateDecision
+from pipelines.train import Windows
+from pipelines.training import TrainingOutcome
 
 FEATURES = FeatureParams(customer_windows_days=[1, 7, 30], terminal_windows_days=[1, 7, 30], night_end_hour=6)
 COLUMNS = feature_names(FEATURES)
@@ -181,66 +184,130 @@ def test_windows_follow_today_and_label_delay() -> None:
     }
 
 
+def training_outcome(reason: str, version: str, promote: bool) -> TrainingOutcome:
+    """What a training cycle returns; the stand-in's figures are made up, only their recording matters."""
+    day = dt.date(2026, 3, 1)
+    return TrainingOutcome(
+        version=version,
+        alias=CHAMPION if promote else "challenger",
+        decision=GateDecision(promote=promote, reasons=["better"]),
+        metrics={"average_precision": 0.7, "average_precision_random": 0.01},
+        champion_metrics={"average_precision": 0.6, "average_precision_random": 0.01},
+        previous_champion="1",
+        windows=Windows(
+            day, day + dt.timedelta(days=20), day + dt.timedelta(days=28), day + dt.timedelta(days=34)
+        ),
+        data_version="d2",
+        run_id="run-2",
+        cycle_id="cycle-2",
+        reason=reason,
+    )
+
+
 def test_holiday_drift_retrains_once_then_cools_down(settings: Settings) -> None:
     calls: list[str] = []
+    outcomes: list[TrainingOutcome] = []
 
-    def retrain(reason: str) -> dict[str, Any]:
+    def retrain(reason: str) -> TrainingOutcome:
         calls.append(reason)
-        return {"version": "2", "alias": CHAMPION, "decision": {"promote": True, "reasons": ["better"]}}
+        outcomes.append(training_outcome(reason, "2", promote=True))
+        return outcomes[-1]
 
     first = run_monitoring(settings, make_params(), TODAY, retrain)
-    assert first["action"] == "retrain"
-    assert first["reasons"][0].startswith("dataset drift:")
-    assert "tx_amount" in first["drifted_columns"]
-    assert first["retrain"] == {
-        "started": True,
-        "completed": True,
-        "promoted": True,
-        "version": "2",
-        "alias": CHAMPION,
-        "gate_reasons": ["better"],
-        "outcome": {"version": "2", "alias": CHAMPION, "decision": {"promote": True, "reasons": ["better"]}},
-    }
+    assert first.decision.action == "retrain"
+    assert first.decision.reasons[0].startswith("dataset drift:")
+    assert first.drift is not None and "tx_amount" in first.drift.drifted_columns
+    assert first.retrain == RetrainOutcome(
+        started=True, completed=True, promoted=True, version="2", outcome=outcomes[0]
+    )
+    assert first.retrain.outcome is not None and first.retrain.outcome.alias == CHAMPION
+    assert first.retrain.outcome.decision.reasons == ["better"]
     assert len(calls) == 1 and calls[0].startswith(f"monitor {TODAY}: dataset drift")
-    assert first["performance"]["measured"] is True
-    assert first["model"]["version"] == "1"
-    assert first["expected_ap"] == pytest.approx(0.6)
-    assert Path(first["reports"]["drift_html"]).stat().st_size > 0
-    assert json.loads(Path(first["reports"]["summary_json"]).read_text())["action"] == "retrain"
+    assert first.performance.measured is True
+    assert first.model.version == "1"
+    assert first.performance.expected is not None
+    assert first.performance.expected.average_precision == pytest.approx(0.6)
+    reports = first.reports
+    assert reports.drift_html is not None and reports.drift_html.stat().st_size > 0
+    assert reports.prediction_drift_html is None and first.drift.prediction is None  # reference unscored
+    assert reports.summary_json is not None
+    written = MonitoringSummary.model_validate_json(reports.summary_json.read_text())
+    assert written.decision.action == "retrain" and written == first  # the file is the summary
     # the run is in MLflow too: its decision as tags, its numbers as metrics, its reports as artifacts
     client = registry_client(settings.tracking_uri)
-    run = client.get_run(first["mlflow_run_id"])
+    run = client.get_run(first.mlflow_run_id)
     assert run.data.tags["action"] == "retrain" and run.data.tags["reasons"].startswith("dataset drift:")
-    assert run.data.metrics["drift_share"] == pytest.approx(first["drift_share"])
+    assert run.data.metrics["drift_share"] == pytest.approx(first.drift.share)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {"summary.json", "reports"}
     assert [a.path for a in client.list_artifacts(run.info.run_id, "reports")] == [
         f"reports/{TODAY}-drift.html",
         f"reports/{TODAY}-performance.html",
     ]
-    assert Path(first["reports"]["performance_html"]).stat().st_size > 0
+    assert reports.performance_html is not None and reports.performance_html.stat().st_size > 0
 
     second = run_monitoring(settings, make_params(), TODAY + dt.timedelta(days=1), retrain)
-    assert second["action"] == "cooldown"
-    assert second["reasons"][0].startswith(f"cooldown: last retrain on {TODAY}, 1 < 14 days ago")
+    assert second.decision.action == "cooldown"
+    assert second.decision.reasons[0].startswith(f"cooldown: last retrain on {TODAY}, 1 < 14 days ago")
     assert len(calls) == 1
-    assert [h["action"] for h in read_history(settings)] == ["retrain", "cooldown"]
+    history = read_history(settings)
+    assert [h.decision.action for h in history] == ["retrain", "cooldown"]
+    assert history == [first, second]  # the history's lines are the summaries, read back whole
 
 
 def test_far_future_window_is_not_enough_data(settings: Settings) -> None:
     summary = run_monitoring(settings, make_params(), TODAY + dt.timedelta(days=30), None)
-    assert summary["action"] == "not-enough-data"
-    assert summary["rows"] == 0
-    assert summary["drift"] is None
-    assert summary["retrain"] is None
+    assert summary.decision.action == "not-enough-data"
+    assert summary.rows == 0
+    assert summary.drift is None
+    assert summary.retrain is None
 
 
 def test_failed_retrain_is_recorded_then_raised(settings: Settings) -> None:
-    def broken(reason: str) -> dict[str, Any]:
+    def broken(reason: str) -> TrainingOutcome:
         raise RuntimeError("training data missing")
 
     with pytest.raises(RuntimeError, match="training data missing"):
         run_monitoring(settings, make_params(), TODAY, broken)
-    [record] = read_history(settings)
-    assert record["retrain"]["completed"] is False
-    assert "training data missing" in record["retrain"]["error"]
+    [decision] = read_history(settings)
+    assert decision.retrain is not None and decision.retrain.completed is False
+    assert decision.retrain.error is not None and "training data missing" in decision.retrain.error
+
+
+def test_the_prefect_flow_runs_the_stages_as_tasks(
+    settings: Settings, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Prefect UI shows each stage of a monitoring run as a task run, and the retraining as a subflow."""
+    from prefect import flow, get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+
+    import pipelines.flows
+    from monitoring.flow import monitoring_flow
+
+    @flow(name="retrain")
+    def fake_retraining(reason: str) -> TrainingOutcome:  # a real training has its own flow tests
+        return training_outcome(reason, "2", promote=False)
+
+    monkeypatch.setattr(pipelines.flows, "load_context", lambda: (settings, make_params()))
+    monkeypatch.setattr(pipelines.flows, "retraining_flow", fake_retraining)
+    state = monitoring_flow(today=TODAY.isoformat(), return_state=True)
+    summary = state.result()
+    assert isinstance(summary, MonitoringSummary) and summary.decision.action == "retrain"
+    assert summary.retrain is not None and summary.retrain.version == "2" and not summary.retrain.promoted
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        [subflow] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))
+        )
+    stages = [r.name.rsplit("-", 1)[0] for r in sorted(runs, key=lambda r: str(r.start_time))]
+    assert [s for s in stages if s != "retrain"] == [
+        "gather windows",
+        "data drift",
+        "prediction drift",
+        "live performance",
+        "decide",
+        "record",
+    ]
+    assert all(r.state is not None and r.state.is_completed() for r in runs)
+    assert subflow.state is not None and subflow.state.is_completed()  # the retraining, as a subflow

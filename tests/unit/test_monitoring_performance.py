@@ -10,7 +10,13 @@ import pytest
 
 from core.params import Params
 from monitoring.champion import expected_from_metrics
-from monitoring.performance import drop_known_cards, label_predictions, lookback_start, measure_performance
+from monitoring.performance import (
+    LivePerformance,
+    drop_known_cards,
+    label_predictions,
+    lookback_start,
+    measure_performance,
+)
 from monitoring.policy import Expected
 
 
@@ -65,18 +71,22 @@ def test_good_scores_beat_every_random_baseline() -> None:
     predictions = scored(4000)
     labelled = label_predictions(predictions, feedback_for(predictions, slice(None)))
     result = measure_performance(labelled, threshold=0.5, k=10)
-    assert result["measured"] is True
-    assert result["rows"] == 4000
-    assert result["frauds"] == int(predictions["_truth"].sum())
-    assert result["average_precision"] > result["average_precision_random"] + 0.3
-    assert result["roc_auc"] > 0.9
-    assert result["card_precision_at_k"] > result["card_precision_at_k_random"]
+    assert result.measured is True
+    assert result.rows == 4000
+    assert result.frauds == int(predictions["_truth"].sum())
+    assert result.average_precision is not None and result.average_precision_random is not None
+    assert result.average_precision > result.average_precision_random + 0.3
+    assert result.roc_auc is not None and result.roc_auc > 0.9
+    assert result.card_precision_at_k is not None and result.card_precision_at_k_random is not None
+    assert result.card_precision_at_k > result.card_precision_at_k_random
 
 
 def test_no_labelled_rows_is_not_measured() -> None:
     empty = label_predictions(scored(10), pd.DataFrame(columns=["transaction_id", "tx_fraud"]))
     result = measure_performance(empty, threshold=0.5, k=10)
-    assert result == {"rows": 0, "frauds": 0, "measured": False, "reason": "no labelled rows in the window"}
+    assert result == LivePerformance(
+        rows=0, frauds=0, measured=False, reason="no labelled rows in the window"
+    )
 
 
 @pytest.mark.parametrize("label", [0, 1])
@@ -84,8 +94,8 @@ def test_one_class_is_not_measured(label: int) -> None:
     predictions = scored(50)
     feedback = feedback_for(predictions, slice(None)).assign(tx_fraud=label)
     result = measure_performance(label_predictions(predictions, feedback), threshold=0.5, k=10)
-    assert result["measured"] is False
-    assert result["reason"] == f"one class only ({50 * label} frauds in 50 labelled rows)"
+    assert result.measured is False
+    assert result.reason == f"one class only ({50 * label} frauds in 50 labelled rows)"
 
 
 def test_cards_known_to_be_compromised_leave_the_week(params: Params) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,18 @@ import pytest
 from pydantic import ValidationError
 
 from core.params import DRIFT_METHODS, MonitoringParams, Params
-from monitoring.drift import DriftResult
+from monitoring.drift import ColumnTest, DriftResult, PredictionDrift
 from monitoring.history import last_retrain_day
-from monitoring.policy import Expected, ap_floor, decide
+from monitoring.performance import LivePerformance
+from monitoring.policy import Decision, Expected, ap_floor, decide
+from monitoring.summary import (
+    DateWindow,
+    ModelRef,
+    MonitoringSummary,
+    MonitoringWindows,
+    ReportPaths,
+    RetrainOutcome,
+)
 
 PARAMS = MonitoringParams(
     window_days=7,
@@ -42,14 +50,19 @@ def drift_of(drifted: list[str]) -> DriftResult:
         share=share,
         drifted_columns=drifted,
         n_columns=len(COLUMNS),
-        column_scores={c: {"drifted": c in drifted} for c in COLUMNS},
+        column_scores={
+            c: ColumnTest(
+                method="wasserstein", score=0.2 if c in drifted else 0.05, threshold=0.1, drifted=c in drifted
+            )
+            for c in COLUMNS
+        },
         html_path=Path("drift.html"),
         drift_share=0.5,
     )
 
 
-def live_of(ap: float) -> dict[str, Any]:
-    return {"measured": True, "average_precision": ap, "rows": 5000, "frauds": 40, "reason": None}
+def live_of(ap: float) -> LivePerformance:
+    return LivePerformance(measured=True, average_precision=ap, rows=5000, frauds=40, reason=None)
 
 
 NO_DRIFT = drift_of(["c0", "c1"])
@@ -115,7 +128,9 @@ def test_too_few_labelled_frauds_means_no_performance_judgement() -> None:
 
 
 def test_unmeasurable_window_says_why() -> None:
-    live = {"measured": False, "reason": "one class only (0 frauds in 800 labelled rows)"}
+    live = LivePerformance(
+        rows=800, frauds=0, measured=False, reason="one class only (0 frauds in 800 labelled rows)"
+    )
     decision = run(live=live)
     assert decision.action == "none"
     assert "performance not judged: one class only (0 frauds in 800 labelled rows)" in decision.reasons
@@ -148,29 +163,47 @@ def test_cooldown_does_not_hide_a_healthy_window() -> None:
     assert run(last_retrain=TODAY - dt.timedelta(days=1)).action == "none"
 
 
+def decided(today: str, action: str, completed: bool | None) -> MonitoringSummary:
+    """A history line: a run on ``today`` that decided ``action`` (retraining completed or not, or none)."""
+    day = dt.date.fromisoformat(today)
+    return MonitoringSummary.model_validate(
+        {
+            "run_at": dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+            "today": day,
+            "windows": MonitoringWindows(
+                data=DateWindow(start=day, end=day), labelled=DateWindow(start=day, end=day)
+            ),
+            "rows": 5000,
+            "model": ModelRef(name="fraud", version="1", run_id="r", threshold=0.5),
+            "drift": None,
+            "performance": live_of(0.7),
+            "decision": Decision(action, ["why"]),  # type: ignore[arg-type]
+            "retrain": None if completed is None else RetrainOutcome(started=True, completed=completed),
+            "reports": ReportPaths(),
+        }
+    )
+
+
 @pytest.mark.parametrize(
     ("history", "expected"),
     [
         ([], None),
-        (
-            [{"today": "2026-02-20", "action": "retrain", "retrain": {"completed": True}}],
-            dt.date(2026, 2, 20),
-        ),
-        ([{"today": "2026-02-20", "action": "retrain", "retrain": {"completed": False}}], None),
-        ([{"today": "2026-02-20", "action": "retrain", "retrain": None}], None),
-        ([{"today": "2026-02-20", "action": "cooldown", "retrain": None}], None),
+        ([decided("2026-02-20", "retrain", completed=True)], dt.date(2026, 2, 20)),
+        ([decided("2026-02-20", "retrain", completed=False)], None),
+        ([decided("2026-02-20", "retrain", completed=None)], None),
+        ([decided("2026-02-20", "cooldown", completed=None)], None),
         (
             [
-                {"today": "2026-02-10", "action": "retrain", "retrain": {"completed": True}},
-                {"today": "2026-02-20", "action": "retrain", "retrain": {"completed": True}},
-                {"today": "2026-03-05", "action": "retrain", "retrain": {"completed": True}},
+                decided("2026-02-10", "retrain", completed=True),
+                decided("2026-02-20", "retrain", completed=True),
+                decided("2026-03-05", "retrain", completed=True),
             ],
             dt.date(2026, 2, 20),
         ),
     ],
 )
 def test_last_retrain_day_counts_completed_retrains_up_to_today(
-    history: list[dict[str, Any]], expected: dt.date | None
+    history: list[MonitoringSummary], expected: dt.date | None
 ) -> None:
     assert last_retrain_day(history, TODAY) == expected
 
@@ -206,8 +239,10 @@ def test_without_a_spread_the_floor_falls_back_to_ap_drop(expected: Expected) ->
 
 
 def with_prediction(drifted: bool, score: float) -> DriftResult:
-    test = {"column": "fraud_probability", "method": "wasserstein", "score": score, "threshold": 0.1}
-    return replace(NO_DRIFT, prediction={**test, "drifted": drifted})
+    test = PredictionDrift(
+        column="fraud_probability", method="wasserstein", score=score, threshold=0.1, drifted=drifted
+    )
+    return NO_DRIFT.model_copy(update={"prediction": test})
 
 
 def test_prediction_drift_retrains_when_the_policy_says_so() -> None:
@@ -260,7 +295,7 @@ def test_params_refuse_unknown_methods_and_columns(params: Params) -> None:
 def test_a_floor_at_chance_level_says_the_alarm_is_blind() -> None:
     """Folds that vary this much leave no floor above the random baseline: the reason says so."""
     noisy = Expected(0.25, average_precision_std=0.13, folds=4, source="prequential folds")
-    live = live_of(0.01) | {"average_precision_random": 0.008}
+    live = live_of(0.01).model_copy(update={"average_precision_random": 0.008})
     decision = run(live=live, expected=noisy)
     assert decision.action == "none"
     assert decision.reasons[1] == (

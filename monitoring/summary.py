@@ -1,0 +1,90 @@
+"""The record of one monitoring run: what was judged, on which windows, the decision and its retraining.
+
+:class:`MonitoringSummary` is what :func:`monitoring.flow.run_monitoring` returns, what the CLI and the
+demo print, and what ``reports/monitoring/<day>-summary.json`` and each line of the history are
+dumped from (``model_dump_json``) and read back into.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from monitoring.drift import DriftResult
+from monitoring.performance import LivePerformance
+from monitoring.policy import Decision
+from pipelines.training import TrainingOutcome
+
+
+class DateWindow(BaseModel):
+    """An inclusive range of simulated days."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: dt.date
+    end: dt.date
+
+
+class MonitoringWindows(BaseModel):
+    """The scored window (drift) and the labelled week (performance), which ends a label delay earlier."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data: DateWindow
+    labelled: DateWindow
+
+
+class ModelRef(BaseModel):
+    """The champion the run judged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: str
+    run_id: str
+    threshold: float
+
+
+class ReportPaths(BaseModel):
+    """Where the run's reports are (None: not written, e.g. too few rows or no labels)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    drift_html: Path | None = None
+    prediction_drift_html: Path | None = None
+    performance_html: Path | None = None
+    summary_json: Path | None = None
+
+
+class RetrainOutcome(BaseModel):
+    """What the retraining the monitor started came to (``outcome``: the training cycle's own record)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    started: bool
+    completed: bool = False
+    promoted: bool = False
+    version: str | None = None
+    error: str | None = None  # the exception, when the retraining failed
+    note: str | None = None  # why it did not start
+    outcome: TrainingOutcome | None = None
+
+
+class MonitoringSummary(BaseModel):
+    """One monitoring run: its windows, the champion, the evidence, the decision and the retraining."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_at: dt.datetime
+    today: dt.date
+    windows: MonitoringWindows
+    rows: int  # scored transactions in the data window
+    model: ModelRef
+    drift: DriftResult | None  # None: no reference sample or too few rows
+    performance: LivePerformance
+    decision: Decision
+    retrain: RetrainOutcome | None  # None: the decision was not to retrain
+    reports: ReportPaths
+    mlflow_run_id: str | None = None  # None until logged, or when MLflow could not be reached
