@@ -28,7 +28,7 @@ import datetime as dt
 import json
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -142,7 +142,7 @@ def train_champion(world: World, params: Params, threads: int | None) -> Trained
         "prequential": {
             k: v for k, v in logged.items() if k.startswith("test_prequential_average_precision")
         },
-        "expected": champion.expected.to_dict() if champion.expected else None,
+        "expected": asdict(champion.expected) if champion.expected else None,
     }
     return Trained(champion, result.model, summary)
 
@@ -190,11 +190,11 @@ def judge_day(scored: pd.DataFrame, trained: Trained, params: Params, today: dt.
         "dataset_drift": bool(drift and drift.drifted),
         "drift_share": drift.share if drift else None,
         "drifted_columns": drift.drifted_columns if drift else [],
-        "prediction_drift": drift.prediction if drift else None,
+        "prediction_drift": drift.prediction.model_dump() if drift and drift.prediction else None,
         "performance_drop": any(r.startswith("performance drop") for r in decision.reasons),
-        "live_average_precision": perf.get("average_precision"),
-        "labelled_frauds": perf["frauds"],
-        "floor": perf.get("floor"),
+        "live_average_precision": perf.average_precision,
+        "labelled_frauds": perf.frauds,
+        "floor": perf.floor,
     }
 
 

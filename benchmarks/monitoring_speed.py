@@ -49,6 +49,7 @@ PARTS: list[tuple[str, list[tuple[str, str]]]] = [
         "drift: Evidently report and HTML",
         [("monitoring.evidence", "detect_drift"), ("monitoring.flow", "detect_drift")],
     ),
+    ("prediction drift: Evidently report and HTML", [("monitoring.evidence", "check_prediction_drift")]),
     (
         "performance on the labelled week",
         [("monitoring.evidence", "check_performance"), ("monitoring.flow", "check_performance")],
@@ -238,8 +239,8 @@ def measure(root: Path, today: str) -> dict[str, Any]:
                 "seconds": total,
                 "cpu_seconds": cpu,  # this process's own: other processes on the machine do not inflate it
                 "parts": dict(parts),
-                "rows": summary["rows"],
-                "action": summary["action"],
+                "rows": summary.rows,
+                "action": summary.decision.action,
             }
         )
     return {"import_s": import_s, "cold": runs[0], "warm": runs[1], "peak_rss_mb": own_peak_rss_mb()}
