@@ -10,10 +10,13 @@ import pandas as pd
 import pytest
 
 from core.features import compute_features, feature_names
-from core.params import FeatureParams
+from core.params import FeatureParams, Params
 from core.predlog import prediction_columns
+from core.registry import ModelInfo
 from core.simulator import SimulationConfig, make_population, simulate
+from monitoring.champion import Champion
 from monitoring.drift import DriftConfig, DriftResult, detect_drift, features_from_log
+from monitoring.evidence import check_prediction_drift
 
 FEATURES = FeatureParams(customer_windows_days=[1, 7, 30], terminal_windows_days=[1, 7, 30], night_end_hour=6)
 COLUMNS = feature_names(FEATURES)
@@ -190,3 +193,23 @@ def test_without_a_report_the_verdict_is_the_reports(
         **full.prediction.model_dump(),
         "score": pytest.approx(full.prediction.score, abs=1e-12),
     }
+
+
+@pytest.mark.parametrize("window", ["holiday", "control"])
+def test_prediction_drift_check_is_the_same_with_or_without_its_report(
+    window: str, reference: pd.DataFrame, holiday_window: pd.DataFrame, tmp_path: Path, params: Params
+) -> None:
+    """The monitor's own prediction-drift stage: its report and its direct test give the same verdict."""
+    current = (
+        holiday_window if window == "holiday" else simulated_features(seed=2, scenario="control", keep_days=7)
+    )
+    info = ModelInfo("fraud", "1", "champion", "run", 0.5, COLUMNS, 7, "d1")
+    champion = Champion(info, amount_score(reference), None)
+    monitoring = params.monitoring.model_copy(update={"min_rows": 100})
+    html = tmp_path / "prediction-drift.html"
+    full = check_prediction_drift(champion, amount_score(current), monitoring, html)
+    fast = check_prediction_drift(champion, amount_score(current), monitoring, None)
+    assert full is not None and fast is not None and html.stat().st_size > 10_000
+    assert full.drifted is (window == "holiday")
+    assert fast.model_dump() == {**full.model_dump(), "score": pytest.approx(full.score, abs=1e-12)}
+    assert check_prediction_drift(champion, current, monitoring, None) is None  # no scores: not checked
