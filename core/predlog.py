@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import sqlite3
 import threading
@@ -178,53 +179,41 @@ class PredictionBatch:
     def __len__(self) -> int:
         return len(self.transaction_id)
 
-    @classmethod
-    def scored(
-        cls,
-        transaction_id: Sequence[str],
-        tx_us: np.ndarray,
-        customer_id: Sequence[int],
-        terminal_id: Sequence[int],
-        tx_amount: Sequence[float],
-        features: np.ndarray,
-        fraud_probability: np.ndarray,
-        threshold: float,
-        model_version: str,
-        scored_at: str,
-    ) -> PredictionBatch:
-        """Verdicts with their decisions at ``threshold``."""
-        probability = np.asarray(fraud_probability, dtype=np.float64)
-        return cls(
-            *(transaction_id, tx_us, customer_id, terminal_id, tx_amount, features),
-            *(probability, probability >= threshold, threshold, model_version, scored_at),
-        )
-
 
 def batches_table(batches: Sequence[PredictionBatch], features: Sequence[str]) -> pa.Table:
     """The rows of ``batches``, in order, as one table of :func:`prediction_columns` (``features``)."""
     lengths = [len(b) for b in batches]
 
     def joined(name: str, kind: Any) -> np.ndarray:
-        return np.concatenate([np.asarray(getattr(b, name), dtype=kind) for b in batches])
+        parts = [getattr(b, name) for b in batches]
+        if isinstance(parts[0], np.ndarray):
+            return np.concatenate(parts).astype(kind, copy=False)
+        return np.fromiter(itertools.chain.from_iterable(parts), kind, sum(lengths))  # lists: no array each
 
-    def repeated(name: str, kind: Any) -> np.ndarray:
-        return np.repeat(np.array([getattr(b, name) for b in batches], dtype=kind), lengths)
+    def repeated(name: str, kind: Any) -> Any:  # one value a request: dictionary-encoded
+        rows = pa.array(np.repeat(np.arange(len(batches), dtype=np.int32), lengths))
+        return pa.DictionaryArray.from_arrays(rows, pa.array([getattr(b, name) for b in batches], kind))
 
-    matrix = np.concatenate([b.features for b in batches]).astype(np.float64)
+    matrix = np.concatenate([b.features for b in batches]).T.astype(np.float64, order="C")  # a row a feature
     columns: dict[str, Any] = {
         "transaction_id": [tid for b in batches for tid in b.transaction_id],
         "tx_datetime": joined("tx_us", np.int64),
         "customer_id": joined("customer_id", np.int64),
         "terminal_id": joined("terminal_id", np.int64),
         "tx_amount": joined("tx_amount", np.float64),
-        **{f"f_{name}": matrix[:, k] for k, name in enumerate(features)},
+        **{f"f_{name}": matrix[k] for k, name in enumerate(features)},
         "fraud_probability": joined("fraud_probability", np.float64),
         "is_fraud": joined("is_fraud", bool),
-        "threshold": repeated("threshold", np.float64),
-        "model_version": repeated("model_version", object),
-        "scored_at": repeated("scored_at", object),
+        "threshold": repeated("threshold", pa.float64()),
+        "model_version": repeated("model_version", pa.string()),
+        "scored_at": repeated("scored_at", pa.string()),
     }
-    return pa.table({name: pa.array(values, COLUMN_TYPES.get(name)) for name, values in columns.items()})
+    return pa.table(
+        {
+            name: v if isinstance(v, pa.Array) else pa.array(v, COLUMN_TYPES.get(name))
+            for name, v in columns.items()
+        }
+    )
 
 
 def predictions_table(records: Iterable[Mapping[str, object]]) -> pa.Table:
@@ -246,10 +235,11 @@ def predictions_table(records: Iterable[Mapping[str, object]]) -> pa.Table:
     frame["is_fraud"] = frame["is_fraud"].map(lambda v: None if pd.isna(v) else bool(v))
     for name in ("model_version", "scored_at"):  # text, times as ISO-8601
         frame[name] = frame[name].map(lambda v: None if pd.isna(v) else getattr(v, "isoformat", v.__str__)())
-    types = [COLUMN_TYPES.get(str(name), pa.float64()) for name in frame.columns]
-    return pa.table(
-        [pa.array(frame[n], t, from_pandas=True) for n, t in zip(frame, types, strict=True)], list(frame)
-    )
+    columns = [
+        pa.array(frame[name], COLUMN_TYPES.get(str(name), pa.float64()), from_pandas=True) for name in frame
+    ]
+    columns[-3:] = [column.dictionary_encode() for column in columns[-3:]]  # as batches_table stores them
+    return pa.table(columns, list(frame))
 
 
 def _feedback_rows(records: Iterable[Mapping[str, object]]) -> list[tuple[object, ...]]:
@@ -273,7 +263,9 @@ def _integer(value: Any) -> int | None:
 
 def _frame(table: pa.Table, order: Sequence[str]) -> pd.DataFrame:
     """``table`` as pandas, newest record per id, columns in ``order``; ``is_fraud`` numbers if incomplete."""
-    frame = table.to_pandas().drop_duplicates("transaction_id", keep="last").reset_index(drop=True)
+    plain = [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
+    frame = table.cast(pa.schema(plain)).to_pandas()
+    frame = frame.drop_duplicates("transaction_id", keep="last").reset_index(drop=True)
     if frame.get("is_fraud") is not None and frame["is_fraud"].dtype == object:
         frame["is_fraud"] = frame["is_fraud"].astype("float64")
     return frame[[name for name in order if name in frame.columns]]
@@ -281,6 +273,20 @@ def _frame(table: pa.Table, order: Sequence[str]) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------------
 # SQLite
+
+
+def _write_stream(sink: Any, batch: pa.Table) -> None:
+    with pa.ipc.new_stream(sink, batch.schema) as stream:
+        stream.write_table(batch)
+
+
+class _BlobWriter:
+    """What :class:`pyarrow.PythonFile` needs of a file, for an SQLite blob."""
+
+    closed = False
+
+    def __init__(self, blob: sqlite3.Blob) -> None:
+        self.write = blob.write
 
 
 def _micros(day: dt.date) -> int:
@@ -342,12 +348,15 @@ class SqlitePredictionLog:
         if batch.num_rows == 0:
             return 0
         times = pc.min_max(batch["tx_datetime"].cast(pa.int64()))
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batch.schema) as stream:
-            stream.write_table(batch)
-        values = (times["min"].as_py(), times["max"].as_py(), batch.num_rows, sink.getvalue().to_pybytes())
+        size = pa.MockOutputStream()
+        _write_stream(size, batch)
+        values = (times["min"].as_py(), times["max"].as_py(), batch.num_rows, size.size())
         with self._writing() as conn:
-            conn.execute("INSERT INTO batches (first_us, last_us, rows, arrow) VALUES (?, ?, ?, ?)", values)
+            sql = "INSERT INTO batches (first_us, last_us, rows, arrow) VALUES (?, ?, ?, zeroblob(?))"
+            row = conn.execute(sql, values).lastrowid
+            assert row is not None
+            with conn.blobopen("batches", "arrow", row) as blob:  # streamed into the row: no copy in memory
+                _write_stream(pa.PythonFile(_BlobWriter(blob), mode="w"), batch)
         return batch.num_rows
 
     def append_feedback(self, labels: Iterable[Mapping[str, object]]) -> int:

@@ -127,17 +127,9 @@ def score_transactions(services: Services, champion: LoadedModel, tx: Transactio
     threshold, version = champion.info.threshold, champion.info.version
     flags = probabilities >= threshold
     services.predictions.submit(
-        PredictionBatch.scored(
-            tx.ids,
-            tx.micros,
-            tx.customers,
-            tx.terminals,
-            tx.amounts,
-            features,
-            probabilities,
-            threshold,
-            version,
-            dt.datetime.now(dt.UTC).isoformat(),
+        PredictionBatch(
+            *(tx.ids, tx.micros, tx.customers, tx.terminals, tx.amounts, features, probabilities, flags),
+            *(threshold, version, dt.datetime.now(dt.UTC).isoformat()),
         )
     )
     n = len(tx)
