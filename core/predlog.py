@@ -190,8 +190,9 @@ def batches_table(batches: Sequence[PredictionBatch], features: Sequence[str]) -
             return np.concatenate(parts).astype(kind, copy=False)
         return np.fromiter(itertools.chain.from_iterable(parts), kind, sum(lengths))  # lists: no array each
 
-    def repeated(name: str, kind: Any) -> Any:  # one value a request: dictionary-encoded
-        rows = pa.array(np.repeat(np.arange(len(batches), dtype=np.int32), lengths))
+    def repeated(name: str, kind: Any) -> Any:  # one value a request: dictionary-encoded, narrow indices
+        index = np.int16 if len(batches) < 2**15 else np.int32
+        rows = pa.array(np.repeat(np.arange(len(batches), dtype=index), lengths))
         return pa.DictionaryArray.from_arrays(rows, pa.array([getattr(b, name) for b in batches], kind))
 
     matrix = np.concatenate([b.features for b in batches]).T.astype(np.float64, order="C")  # a row a feature
@@ -263,9 +264,7 @@ def _integer(value: Any) -> int | None:
 
 def _frame(table: pa.Table, order: Sequence[str]) -> pd.DataFrame:
     """``table`` as pandas, newest record per id, columns in ``order``; ``is_fraud`` numbers if incomplete."""
-    plain = [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
-    frame = table.cast(pa.schema(plain)).to_pandas()
-    frame = frame.drop_duplicates("transaction_id", keep="last").reset_index(drop=True)
+    frame = table.to_pandas().drop_duplicates("transaction_id", keep="last").reset_index(drop=True)
     if frame.get("is_fraud") is not None and frame["is_fraud"].dtype == object:
         frame["is_fraud"] = frame["is_fraud"].astype("float64")
     return frame[[name for name in order if name in frame.columns]]
@@ -273,6 +272,12 @@ def _frame(table: pa.Table, order: Sequence[str]) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------------
 # SQLite
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary-encoded columns decoded (index widths differ between batches)."""
+    plain = [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(plain))
 
 
 def _write_stream(sink: Any, batch: pa.Table) -> None:
@@ -399,9 +404,8 @@ class SqlitePredictionLog:
         tables = []
         for (blob,) in conn.execute(f"SELECT arrow FROM batches WHERE {where} ORDER BY id", args):
             table = pa.ipc.open_stream(blob).read_all()
-            tables.append(
-                table if names is None else table.select([n for n in names if n in table.schema.names])
-            )
+            kept = table if names is None else table.select([n for n in names if n in table.schema.names])
+            tables.append(_decoded(kept))
         if not tables:
             return pa.table(
                 {n: pa.array([], COLUMN_TYPES.get(n, pa.float64())) for n in names or COLUMN_TYPES}
