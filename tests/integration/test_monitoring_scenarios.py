@@ -24,7 +24,6 @@ three trainings affordable; everything else is ``params.yaml`` as shipped, the p
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,9 +47,10 @@ from core.settings import Settings, get_settings
 from core.simulator import SimulationConfig, write_simulation
 from monitoring.flow import run_monitoring
 from monitoring.history import read_history
-from pipelines.flows import outcome_dict
+from monitoring.summary import MonitoringSummary
+from pipelines.gate import GateDecision
 from pipelines.ingest import find_batches, ingest_batch
-from pipelines.training import run_training
+from pipelines.training import TrainingOutcome, run_training
 from pipelines.versioning import ensure_dvc_repo, track_data
 from tests.model.world import mlflow_uris_restored
 
@@ -76,6 +76,7 @@ class World:
     scored: set[str] = field(default_factory=set)
     labelled: set[str] = field(default_factory=set)
     retrains: list[str] = field(default_factory=list)
+    trained: list[TrainingOutcome] = field(default_factory=list)  # what each real cycle returned
     ingested: set[Path] = field(default_factory=set)  # batches in the store: the feed sends each once
 
     def simulate(self, days: int, scenario: str, seed: int) -> pd.DataFrame:
@@ -138,17 +139,18 @@ class World:
         append_feedback(self.settings.prediction_log, labels.to_dict("records"))
         self.labelled |= set(labels["transaction_id"])
 
-    def monitor(self, today: dt.date, retrain: Any = None) -> dict[str, Any]:
+    def monitor(self, today: dt.date, retrain: Any = None) -> MonitoringSummary:
         """Ingest, release the due labels, move the clock and run the monitor as of ``today``."""
         self.ingest(today)
         self.release_labels(today)
         set_today(self.settings.clock_file, today)
         return run_monitoring(self.settings, self.params, today, retrain or self.train)
 
-    def train(self, reason: str) -> dict[str, Any]:
+    def train(self, reason: str) -> TrainingOutcome:
         """The real training cycle on the newest versioned data (what the retrain flow runs)."""
         self.retrains.append(reason)
-        return outcome_dict(run_training(self.settings, self.params, reason))
+        self.trained.append(run_training(self.settings, self.params, reason))
+        return self.trained[-1]
 
 
 def one_candidate(path: Path) -> None:
@@ -178,58 +180,68 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         world.ingest(SERVING)
         set_today(settings.clock_file, SERVING)
         first = world.train("initial model")
-        assert first["version"] == "1" and first["decision"]["promote"], first["decision"]
+        assert first.version == "1" and first.decision.promote, first.decision
         yield world
         get_settings.cache_clear()
 
 
-def reasons(summary: dict[str, Any]) -> str:
-    return "; ".join(summary["reasons"])
+def reasons(summary: MonitoringSummary) -> str:
+    return "; ".join(summary.decision.reasons)
 
 
 def test_control_weeks_do_not_retrain(world: World) -> None:
     world.serve(world.simulate(CONTROL_DAYS, "control", SEED + 1))
     summary = world.monitor(PATTERN)
-    assert summary["action"] == "none", reasons(summary)
-    assert summary["drift"]["drifted"] is False and summary["prediction_drift"]["drifted"] is False
-    assert summary["performance"]["measured"] is True, summary["performance"]
-    assert summary["performance"]["average_precision"] >= summary["performance"]["floor"]
+    assert summary.decision.action == "none", reasons(summary)
+    assert summary.drift is not None and summary.drift.prediction is not None
+    assert summary.drift.drifted is False and summary.drift.prediction.drifted is False
+    perf = summary.performance
+    assert perf.measured is True, perf
+    assert perf.average_precision is not None and perf.floor is not None
+    assert perf.average_precision >= perf.floor
     assert world.retrains == ["initial model"]
 
 
 def test_a_new_fraud_pattern_is_invisible_until_its_labels_arrive(world: World) -> None:
     world.serve(world.simulate(PATTERN_DAYS, "new-pattern", SEED + 2))
     before = world.monitor(PATTERN + dt.timedelta(days=6))  # six of the window's seven days are new
-    assert before["action"] == "none", reasons(before)
-    assert before["drift"]["drifted"] is False and before["prediction_drift"]["drifted"] is False
-    assert before["labelled_window"]["end"] < PATTERN.isoformat()
+    assert before.decision.action == "none", reasons(before)
+    assert before.drift is not None and before.drift.prediction is not None
+    assert before.drift.drifted is False and before.drift.prediction.drifted is False
+    assert before.windows.labelled.end < PATTERN
 
 
 def test_its_labels_raise_the_performance_alarm_and_retraining_ends_in_a_promotion(world: World) -> None:
     first = world.monitor(PATTERN + dt.timedelta(days=13))  # the labelled week is the pattern's first
-    assert first["action"] == "retrain", reasons(first)
-    assert any(r.startswith("performance drop: live AP") for r in first["reasons"]), reasons(first)
-    assert first["drift"]["drifted"] is False  # the inputs still look as they did
-    perf = first["performance"]
-    assert perf["average_precision"] < perf["floor"] < perf["expected"]["average_precision"]
+    assert first.decision.action == "retrain", reasons(first)
+    assert any(r.startswith("performance drop: live AP") for r in first.decision.reasons), reasons(first)
+    assert first.drift is not None and first.drift.drifted is False  # the inputs still look as they did
+    perf = first.performance
+    assert perf.average_precision is not None and perf.floor is not None and perf.expected is not None
+    assert perf.average_precision < perf.floor < perf.expected.average_precision
     # the real cycle ran; its challenger trained on weeks before the pattern and was judged on the
     # pattern's first week, beside the champion
-    assert first["retrain"]["completed"] is True
-    outcome = first["retrain"]["outcome"]
-    assert outcome["windows"]["test_window"].startswith(PATTERN.isoformat())
-    assert outcome["windows"]["train_window"].endswith(str(PATTERN - dt.timedelta(days=8)))
-    assert first["retrain"]["gate_reasons"] and outcome["champion_metrics"] is not None
+    assert first.retrain is not None and first.retrain.completed is True
+    outcome = first.retrain.outcome
+    assert outcome is not None
+    assert outcome.windows.as_tags()["test_window"].startswith(PATTERN.isoformat())
+    assert outcome.windows.as_tags()["train_window"].endswith(str(PATTERN - dt.timedelta(days=8)))
+    assert outcome.decision.reasons and outcome.champion_metrics is not None
 
     held = world.monitor(PATTERN + dt.timedelta(days=20))
-    assert held["action"] == "cooldown", reasons(held)
-    assert held["reasons"][0] == f"cooldown: last retrain on {first['today']}, 7 < 14 days ago"
+    assert held.decision.action == "cooldown", reasons(held)
+    assert held.decision.reasons[0] == f"cooldown: last retrain on {first.today}, 7 < 14 days ago"
 
     again = world.monitor(PATTERN + dt.timedelta(days=27))
-    assert again["action"] == "retrain", reasons(again)
-    outcome = again["retrain"]["outcome"]
-    assert outcome["windows"]["train_window"].endswith(str(PATTERN + dt.timedelta(days=6)))  # a week of it
-    assert again["retrain"]["promoted"] is True, again["retrain"]["gate_reasons"]
-    assert outcome["metrics"]["average_precision"] > outcome["champion_metrics"]["average_precision"]
+    assert again.decision.action == "retrain", reasons(again)
+    assert again.retrain is not None and again.retrain.outcome is not None
+    outcome = again.retrain.outcome
+    assert outcome.windows.as_tags()["train_window"].endswith(
+        str(PATTERN + dt.timedelta(days=6))
+    )  # a week of it
+    assert again.retrain.promoted is True, outcome.decision.reasons
+    assert outcome.champion_metrics is not None
+    assert outcome.metrics["average_precision"] > outcome.champion_metrics["average_precision"]
     assert len(world.retrains) == 3  # the initial model and the two retrains
 
 
@@ -237,20 +249,20 @@ def test_a_holiday_season_is_dataset_drift_and_retrains(world: World) -> None:
     world.serve(world.simulate(HOLIDAY_DAYS, "holiday", SEED + 3))
     calls: list[str] = []
 
-    def fake_retrain(reason: str) -> dict[str, Any]:
-        calls.append(reason)
-        return {
-            "version": "0",
-            "alias": "challenger",
-            "decision": {"promote": False, "reasons": ["recorded"]},
-        }
+    def fake_retrain(reason: str) -> TrainingOutcome:
+        calls.append(reason)  # what a cycle returns, from the real first one: only its recording matters
+        decision = GateDecision(promote=False, reasons=["recorded"])
+        return world.trained[0].model_copy(
+            update={"version": "0", "alias": "challenger", "decision": decision}
+        )
 
     today = HOLIDAY + dt.timedelta(days=HOLIDAY_DAYS)  # the window starts 14 days into the season
     summary = world.monitor(today, retrain=fake_retrain)
-    assert summary["action"] == "retrain", reasons(summary)
-    assert summary["reasons"][0].startswith("dataset drift:")
-    assert {"tx_amount", "customer_avg_amount_7d"} <= set(summary["drifted_columns"])
-    assert summary["model"]["version"] == "3"
+    assert summary.decision.action == "retrain", reasons(summary)
+    assert summary.decision.reasons[0].startswith("dataset drift:")
+    assert summary.drift is not None
+    assert {"tx_amount", "customer_avg_amount_7d"} <= set(summary.drift.drifted_columns)
+    assert summary.model.version == "3"
     assert len(calls) == 1 and calls[0].startswith(f"monitor {today}: dataset drift")
 
 
@@ -263,17 +275,19 @@ def test_a_quiet_window_is_not_enough_data(world: World, prefect_server: None) -
     world.ingest(today)
     set_today(world.settings.clock_file, today + dt.timedelta(days=6))  # the window: 1 scored day of 7
     summary = monitoring_flow(today=None, retrain=True)
-    assert summary["action"] == "not-enough-data"
-    assert summary["rows"] == 300
-    assert summary["reasons"] == [
+    assert summary.decision.action == "not-enough-data"
+    assert summary.rows == 300
+    assert summary.decision.reasons == [
         f"only 300 scored transactions in the window (< min_rows {world.params.monitoring.min_rows}): no judgement"
     ]
-    assert summary["drift"] is None and summary["retrain"] is None
+    assert summary.drift is None and summary.retrain is None
 
     history = read_history(world.settings)
     actions = ["none", "none", "retrain", "cooldown", "retrain", "retrain", "not-enough-data"]
-    assert [h["action"] for h in history] == actions
+    assert [h.decision.action for h in history] == actions
     for decision in history:  # every decision keeps its inputs, its reasons and its reports
-        assert decision["reasons"] and decision["model"]["version"]
-        assert json.loads(Path(decision["reports"]["summary_json"]).read_text())["today"] == decision["today"]
+        assert decision.decision.reasons and decision.model.version
+        assert decision.reports.summary_json is not None
+        written = MonitoringSummary.model_validate_json(decision.reports.summary_json.read_text())
+        assert written.today == decision.today
     assert len(read_predictions(world.settings.prediction_log)) == len(world.scored)
