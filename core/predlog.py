@@ -336,6 +336,9 @@ class SqlitePredictionLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, self.busy_timeout_s, isolation_level=None, check_same_thread=False)
         try:
+            # a new database only: 16 KiB pages write a batch's blob about 20 % faster than 4 KiB and
+            # cost a one-label feedback transaction little (64 KiB: faster still, but every small write pays)
+            conn.execute("PRAGMA page_size=16384")
             if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
                 log.warning("prediction log %s: not in WAL mode", self.path)
             conn.execute("PRAGMA synchronous=NORMAL")
