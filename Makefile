@@ -55,6 +55,7 @@ bench: setup ## Run the benchmarks and print their figures (see docs/benchmarks.
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.monitoring_speed
 	$(BIN)/python -m benchmarks.monitoring
+	$(BIN)/python -m benchmarks.predlog
 	@command -v wrk >/dev/null 2>&1 || { echo "wrk not found: installing it with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(BIN)/python -m benchmarks.serving $(SERVING_ARGS)

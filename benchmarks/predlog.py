@@ -215,14 +215,22 @@ ROWS = [
 ]
 
 
+def machine() -> str:
+    """CPU model, cores and memory, from /proc where there is one."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
+    memory = Path("/proc/meminfo").read_text().split()[1] if Path("/proc/meminfo").exists() else "0"
+    return f"{model or platform.machine()}, {os.cpu_count()} cores, {int(memory) / 2**20:.0f} GiB"
+
+
 def main(rounds: int = 3) -> None:
     """Both sides, then a markdown table of their figures."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     before = run_side("before", before_tree(), rounds)
     after = run_side("after", ROOT, rounds)
     print(f"# prediction log, before ({BEFORE}) and after (working tree at {commit.stdout.strip()})")
-    print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, ")
-    print(f"# {os.cpu_count()} cores, Python {platform.python_version()}, median of {rounds} rounds")
+    print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine()}, Python {platform.python_version()}")
+    print(f"# median of {rounds} rounds")
     print("| | before | after | after / before |\n|---|---:|---:|---:|")
     for key, label, form in ROWS:
         ratio = after[key] / before[key] if before[key] else float("nan")
