@@ -18,13 +18,15 @@ SCHEMA_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 
 def result_models() -> dict[str, type[BaseModel] | type[RootModel[dict[str, float]]]]:
     """File name stem -> the model its JSON is dumped from (imported here: MLflow and Prefect are slow)."""
+    from monitoring.summary import MonitoringSummary
     from pipelines.ingest import IngestReport
+    from pipelines.results import TrainingOutcome
     from pipelines.train_stage import StageMetrics
-    from pipelines.training import TrainingOutcome
 
     return {
         "ingest-report": IngestReport,  # reports/ingest/<UTC time>.json
         "training-outcome": TrainingOutcome,  # reports/training/v<version>.json
+        "monitoring-summary": MonitoringSummary,  # reports/monitoring/<day>-summary.json, each history line
         "stage-metrics": StageMetrics,  # metrics/metrics.json
     }
 

@@ -17,7 +17,6 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from pydantic.dataclasses import dataclass
 
-from core.metrics import evaluate_scores
 from core.params import Params
 
 log = logging.getLogger(__name__)
@@ -137,6 +136,8 @@ def measure_performance(labelled: pd.DataFrame, threshold: float, k: int) -> Liv
         log.info("performance not measured: %s", reason)
         return LivePerformance(rows=rows, frauds=frauds, measured=False, reason=reason)
     scores = labelled["fraud_probability"].to_numpy(dtype=float)
+    from core.metrics import evaluate_scores  # scikit-learn: only when something is measured
+
     metrics = evaluate_scores(labelled, scores, threshold, k)
     log.info(
         "live AP %.3f (random %.3f) on %d rows, %d frauds",

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from monitoring.drift import DriftResult
 from monitoring.performance import LivePerformance
 from monitoring.policy import Decision
-from pipelines.training import TrainingOutcome
+from pipelines.results import TrainingOutcome
 
 
 class DateWindow(BaseModel):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from core.clock import read_today
@@ -61,7 +62,8 @@ def tasks(settings: Settings) -> Step:
     def as_task(
         name: str, fn: Callable[..., T], retry: bool, run_name: str | None = None
     ) -> Callable[..., T]:
-        options: dict[str, Any] = {"name": name, "task_run_name": run_name}
+        # no cache keys: Prefect would hash every input (frames, models) for a cache nothing reads
+        options: dict[str, Any] = {"name": name, "task_run_name": run_name, "cache_policy": NO_CACHE}
         if retry:
             options |= {
                 "retries": settings.task_retries,

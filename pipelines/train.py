@@ -18,26 +18,11 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from core.features import feature_names, horizon_days
 from core.metrics import card_k, evaluate_scores
 from core.params import HyperParams, Params, ThresholdParams
+from pipelines.results import Windows
 
 
 class NotEnoughData(ValueError):
     """The windows hold too little labelled data to train or judge a model."""
-
-
-@dataclass(frozen=True)
-class Windows:
-    """Inclusive day ranges of the training and test windows."""
-
-    train_start: dt.date
-    train_end: dt.date
-    test_start: dt.date
-    test_end: dt.date
-
-    def as_tags(self) -> dict[str, str]:
-        return {
-            "train_window": f"{self.train_start}..{self.train_end}",
-            "test_window": f"{self.test_start}..{self.test_end}",
-        }
 
 
 def plan_windows(last_labelled: dt.date, params: Params, first_day: dt.date | None = None) -> Windows:

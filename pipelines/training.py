@@ -20,7 +20,6 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
 from core.features import feature_names
 from core.params import Params
@@ -29,6 +28,7 @@ from core.settings import Settings
 from pipelines.features import read_feature_table
 from pipelines.gate import GateDecision, apply_decision, judge
 from pipelines.report import save_confusion, save_curves, save_importance, write_model_card
+from pipelines.results import TrainingOutcome
 from pipelines.tracking import (
     TAG_CYCLE,
     client_for,
@@ -39,7 +39,6 @@ from pipelines.tracking import (
     use_store,
 )
 from pipelines.train import (
-    Windows,
     evaluate_model,
     score_frame,
     split_windows,
@@ -49,35 +48,6 @@ from pipelines.versioning import DVC_STAGES, data_version, reproduce
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class TrainingOutcome(BaseModel):
-    """What one training cycle produced and what the gate decided (``reports/training/v<version>.json``)."""
-
-    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
-
-    version: str
-    """The registered model version."""
-    alias: str
-    """``champion`` when the gate promoted it, else ``challenger``."""
-    decision: GateDecision
-    """The gate's verdict and its reasons."""
-    metrics: dict[str, float]
-    """Metric name -> value on the test window, with the random baselines (``*_random``)."""
-    champion_metrics: dict[str, float] | None
-    """The previous champion's metrics on the same window (None for a first model)."""
-    previous_champion: str | None
-    """The champion's version when the cycle started."""
-    windows: Windows
-    """The training and test windows (inclusive days)."""
-    data_version: str
-    """The DVC hashes of the raw days and labels the model was trained on."""
-    run_id: str
-    """The MLflow run (params, metrics, report, reference sample, model)."""
-    cycle_id: str
-    """The training cycle: run again with this id, a failed cycle registers no second version."""
-    reason: str
-    """Why the cycle ran (``manual``, or the monitor's reasons)."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from rich.console import Console
 from core.predlog import read_feedback, read_predictions
 from core.settings import Settings
 from fraudops.demo import DemoConfig, current_champion_version, run_demo
+from monitoring.summary import MonitoringSummary
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +28,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def report_of(summary: MonitoringSummary, kind: str) -> Path | None:
+    """The run's data-drift or prediction-drift HTML report."""
+    return summary.reports.drift_html if kind == "data" else summary.reports.prediction_drift_html
 
 
 def test_drift_retrains_and_the_running_api_serves_the_new_champion(
@@ -41,10 +47,11 @@ def test_drift_retrains_and_the_running_api_serves_the_new_champion(
 
     first, last = story.trainings[0], story.trainings[-1]
     assert first.version == "1" and first.decision.promote
-    assert [m["action"] for m in story.monitoring] == ["none", "retrain"], out.getvalue()[-3000:]
+    assert [m.decision.action for m in story.monitoring] == ["none", "retrain"], out.getvalue()[-3000:]
     normal, drifted = story.monitoring
-    assert normal["drift"]["drifted"] is False
-    assert drifted["drift"]["drifted"] is True and "tx_amount" in drifted["drifted_columns"]
+    assert normal.drift is not None and normal.drift.drifted is False
+    assert drifted.drift is not None and drifted.drift.drifted is True
+    assert "tx_amount" in drifted.drift.drifted_columns
     assert last.version == "2" and last.decision.promote, last.decision
     # the gate judged both models on the same held-out window, and the challenger won there
     assert last.champion_metrics is not None
@@ -62,13 +69,15 @@ def test_drift_retrains_and_the_running_api_serves_the_new_champion(
     assert (root / "data" / "raw.dvc").exists() and (root / "dvc.lock").exists()
     assert last.data_version != first.data_version
     assert any((root / "stores" / "dvc-remote").rglob("*"))
-    reports = sorted((root / "reports" / "monitoring").glob("*-drift.html"))
-    assert len(reports) == 2 and all(p.stat().st_size > 10_000 for p in reports)
-    assert Path(drifted["reports"]["summary_json"]).exists()
+    for kind in ("data", "prediction"):
+        reports = [report_of(summary, kind) for summary in story.monitoring]
+        assert all(p is not None and p.stat().st_size > 10_000 for p in reports), kind
+    assert drifted.reports.summary_json is not None and drifted.reports.summary_json.exists()
     # the summary shows each decision with its reasons and the paths of its reports
     for summary in story.monitoring:
-        assert f"{summary['today']} — {summary['action']}: " + "; ".join(summary["reasons"]) in out.getvalue()
-        assert f"drift html: {summary['reports']['drift_html']}" in out.getvalue()
+        decision = summary.decision
+        assert f"{summary.today} — {decision.action}: " + "; ".join(decision.reasons) in out.getvalue()
+        assert f"drift html: {summary.reports.drift_html}" in out.getvalue()
 
     # DVC shows the training stage's metrics and its precision-recall curve
     dvc = [str(Path(sys.executable).parent / "dvc")]

@@ -1,30 +1,73 @@
-"""The demo's summary (and `fraudops monitor history`) shows each monitoring decision with its evidence, its reasons and its reports."""
+"""The demo's summary (and `fraudops monitor history`) shows each decision with its evidence, reasons and reports."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+from pathlib import Path
 
 from rich.console import Console
 
 from fraudops.render import print_decisions
+from monitoring.drift import DriftResult, PredictionDrift
+from monitoring.performance import Expected, LivePerformance
+from monitoring.policy import Action, Decision
+from monitoring.summary import DateWindow, ModelRef, MonitoringSummary, MonitoringWindows, ReportPaths
 
-RUN = {
-    "today": "2026-05-14",
-    "rows": 41_512,
-    "drifted_columns": ["tx_amount", "customer_nb_tx_1d"],
-    "drift": {"n_columns": 15},
-    "prediction_drift": {"method": "wasserstein", "score": 0.412, "threshold": 0.1, "drifted": True},
-    "performance": {"average_precision": 0.125, "floor": 0.31},
-    "expected_ap": 0.52,
-    "action": "retrain",
-    "reasons": ["dataset drift: 2/15 columns drifted", "performance drop: live AP 0.12 < 0.31"],
-    "reports": {
-        "drift_html": "reports/monitoring/2026-05-14-drift.html",
-        "performance_html": "reports/monitoring/2026-05-14-performance.html",
-        "summary_json": "reports/monitoring/2026-05-14-summary.json",
-    },
-}
-QUIET = {"today": "2026-04-09", "rows": 120, "action": "not-enough-data", "reasons": ["only 120 scored"]}
+REPORTS = ReportPaths(
+    drift_html=Path("reports/monitoring/2026-05-14-drift.html"),
+    performance_html=Path("reports/monitoring/2026-05-14-performance.html"),
+    summary_json=Path("reports/monitoring/2026-05-14-summary.json"),
+)
+
+
+def summary(today: str, rows: int, action: Action, reasons: list[str], **parts: object) -> MonitoringSummary:
+    day = dt.date.fromisoformat(today)
+    window = DateWindow(start=day - dt.timedelta(days=7), end=day - dt.timedelta(days=1))
+    return MonitoringSummary.model_validate(
+        {
+            "run_at": dt.datetime(2026, 5, 14, tzinfo=dt.UTC),
+            "today": day,
+            "windows": MonitoringWindows(data=window, labelled=window),
+            "rows": rows,
+            "model": ModelRef(name="fraud-detector", version="1", run_id="r1", threshold=0.5),
+            "decision": Decision(action, reasons),
+            "reports": ReportPaths(),
+            "retrain": None,
+            "drift": None,
+            **parts,
+        }
+    )
+
+
+RUN = summary(
+    "2026-05-14",
+    41_512,
+    "retrain",
+    ["dataset drift: 2/15 columns drifted", "performance drop: live AP 0.12 < 0.31"],
+    drift=DriftResult(
+        drifted=True,
+        share=2 / 15,
+        drifted_columns=["tx_amount", "customer_nb_tx_1d"],
+        n_columns=15,
+        column_scores={},
+        html_path=REPORTS.drift_html,
+        prediction=PredictionDrift(
+            column="fraud_probability", method="wasserstein", score=0.412, threshold=0.1, drifted=True
+        ),
+    ),
+    performance=LivePerformance(
+        rows=9_000, frauds=60, measured=True, average_precision=0.125, expected=Expected(0.52), floor=0.31
+    ),
+    reports=REPORTS,
+)
+QUIET = summary(
+    "2026-04-09",
+    120,
+    "not-enough-data",
+    ["only 120 scored"],
+    performance=LivePerformance(rows=0, frauds=0, measured=False, reason="no labelled rows"),
+)
 
 
 def test_decisions_show_evidence_reasons_and_report_paths() -> None:
@@ -34,6 +77,6 @@ def test_decisions_show_evidence_reasons_and_report_paths() -> None:
     assert "2/15" in text and "0.412 (drift)" in text and "0.125 (0.520; 0.310)" in text
     assert "2026-05-14 — retrain: dataset drift: 2/15 columns drifted; performance drop" in text
     assert "2026-04-09 — not-enough-data: only 120 scored" in text
-    for path in RUN["reports"].values():
-        assert path in text
+    for path in (REPORTS.drift_html, REPORTS.performance_html, REPORTS.summary_json):
+        assert str(path) in text
     assert "drift html: reports/monitoring/2026-05-14-drift.html" in text

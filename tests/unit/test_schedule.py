@@ -163,8 +163,8 @@ def test_schedule_serves_a_run_of_the_monitoring_flow_then_stops_on_ctrl_c(
             )
             assert final.is_completed(), final.message
             [decision] = read_history(project_settings)
-            assert decision["model"]["version"] == "1"
-            assert decision["retrain"] is None
+            assert decision.model.version == "1"
+            assert decision.retrain is None
 
             process.send_signal(signal.SIGINT)  # what Ctrl-C sends
             output, _ = process.communicate(timeout=60)
