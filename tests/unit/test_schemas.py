@@ -9,8 +9,7 @@ import jsonschema
 
 from fraudops.schemas import SCHEMA_DIR, result_models, schema_texts
 from pipelines.gate import GateDecision
-from pipelines.results import Windows
-from pipelines.results import TrainingOutcome
+from pipelines.results import TrainingOutcome, Windows
 
 
 def test_published_schemas_match_the_models() -> None:
