@@ -130,6 +130,9 @@ def ensure_admin_key(settings: Settings) -> str:
     return key
 
 
+STEP_LOGGERS = ("core", "pipelines", "monitoring")  # the packages whose logs a flow run shows
+
+
 def tool_environment(settings: Settings) -> dict[str, str]:
     """Environment for the embedded tools: state inside the project, telemetry off."""
     env = {
@@ -144,6 +147,9 @@ def tool_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_LOGGING_LEVEL": "INFO",  # what the Prefect UI shows for each run
+        # the steps' own loggers reach the UI too, each line under its task run (none outside a run)
+        "PREFECT_LOGGING_EXTRA_LOGGERS": ",".join(STEP_LOGGERS),
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",  # the CLI reports outcomes itself
         "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "CRITICAL",
         "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "CRITICAL",

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core.params import load_params
-from core.settings import Settings, apply_tool_environment, get_settings
+from core.settings import STEP_LOGGERS, Settings, apply_tool_environment, get_settings
 from core.simulator import SimulationConfig
 from fraudops import render
 from fraudops.errors import UserError, ensure_port_free, err_console, friendly_errors
@@ -57,6 +57,8 @@ def configure() -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in STEP_LOGGERS:  # INFO for the Prefect UI's run logs; the terminal still shows warnings
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def prepare_prefect() -> None:

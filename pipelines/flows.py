@@ -21,6 +21,7 @@ kept in ``stores/prefect`` (``make prefect-ui`` shows them).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from core.settings import Settings, get_settings
 from pipelines.ingest import BatchOutcome, IngestReport, Kind, find_batches, ingest_batch, save_report
 from pipelines.training import Step, T, TrainingOutcome, new_cycle_id, plain, run_training
 from pipelines.versioning import data_version, ensure_dvc_repo, track_data
+
+log = logging.getLogger(__name__)
 
 
 def load_context() -> tuple[Settings, Params]:
@@ -95,15 +98,29 @@ def run_ingest(
 def store_batch(settings: Settings, params: Params, kind: Kind, path: Path, today: dt.date) -> BatchOutcome:
     """Validate one day file and copy it into the raw store (or the labels store)."""
     dest = settings.raw_dir if kind == "transactions" else settings.labels_dir
-    return ingest_batch(kind, path, dest, today, params.data.label_delay_days)
+    outcome = ingest_batch(kind, path, dest, today, params.data.label_delay_days)
+    log.info(
+        "%s %s: %s, %d rows (%d quarantined) %s",
+        kind,
+        path.name,
+        outcome.status,
+        outcome.rows,
+        outcome.quarantined,
+        outcome.reason,
+    )
+    return outcome
 
 
 def version_data(settings: Settings, outcomes: list[BatchOutcome]) -> str:
     """``dvc add`` and push the raw days and labels when something arrived; the data version."""
     ensure_dvc_repo(settings.project_dir)
     if any(o.status == "ingested" for o in outcomes) or data_version(settings.project_dir) == "untracked":
-        return track_data(settings.project_dir)
-    return data_version(settings.project_dir)
+        version = track_data(settings.project_dir)
+        log.info("dvc add and push: data version %s", version)
+        return version
+    version = data_version(settings.project_dir)
+    log.info("nothing new to version: data version %s", version)
+    return version
 
 
 @flow(name="ingest", log_prints=False)

@@ -7,12 +7,15 @@ otherwise the new version is tagged ``challenger`` and the champion stays.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from core.params import GateParams
 from core.registry import CHALLENGER, CHAMPION
+
+log = logging.getLogger(__name__)
 
 
 class GateDecision(BaseModel):
@@ -28,6 +31,14 @@ class GateDecision(BaseModel):
 
 def judge(challenger: dict[str, float], champion: dict[str, float] | None, gate: GateParams) -> GateDecision:
     """Decide on average precision (with a margin) and card precision@k (no worse than a tolerance)."""
+    decision = _judge(challenger, champion, gate)
+    log.info(
+        "gate: %s (%s)", "promote" if decision.promote else "keep the champion", "; ".join(decision.reasons)
+    )
+    return decision
+
+
+def _judge(challenger: dict[str, float], champion: dict[str, float] | None, gate: GateParams) -> GateDecision:
     ap = challenger["average_precision"]
     if champion is None:
         floor = challenger["average_precision_random"] + gate.first_model_ap_margin

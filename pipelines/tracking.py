@@ -30,6 +30,7 @@ from core.registry import (
 from core.runtime import sha256
 from core.settings import Settings
 
+log = logging.getLogger(__name__)
 EXPERIMENT = "fraudops"
 TAG_CYCLE = "fraudops.training_cycle"  # the training cycle a run belongs to (a re-run finds its run)
 CONTRACT_TAGS = (TAG_THRESHOLD, TAG_FEATURES, TAG_LABEL_DELAY, TAG_DATA_VERSION, TAG_ONNX_SHA256)
@@ -172,9 +173,11 @@ def register_run(settings: Settings, run_id: str) -> ModelInfo:
     found = client.search_model_versions(f"name='{settings.model_name}' and run_id='{run_id}'")
     if found:
         version = str(min(int(mv.version) for mv in found))
+        log.info("run %s: version %s was registered before, not registering again", run_id, version)
     else:
         use_store(settings)
         version = str(mlflow.register_model(f"runs:/{run_id}/{MODEL_ARTIFACT}", settings.model_name).version)
+        log.info("run %s: registered as %s version %s", run_id, settings.model_name, version)
     tags = client.get_run(run_id).data.tags
     for key in CONTRACT_TAGS:
         client.set_model_version_tag(settings.model_name, version, key, tags[key])

@@ -125,6 +125,14 @@ def evaluate_candidate(settings: Settings, params: Params) -> Candidate:
     if champion is not None:
         info, model = champion
         champion_metrics = evaluate_model(model, test, info.features, info.threshold, params, population)
+    champion_ap = f"{champion_metrics['average_precision']:.3f}" if champion_metrics else "none yet"
+    log.info(
+        "candidate on %s: AP %.3f (random %.3f); champion on the same window: %s",
+        trained.windows.as_tags()["test_window"],
+        metrics["average_precision"],
+        metrics["average_precision_random"],
+        champion_ap,
+    )
     return Candidate(
         trained,
         train,
@@ -157,7 +165,7 @@ def log_candidate(
         training_json = Path(tmp) / "training.json"  # search candidates, threshold note, windows
         training_json.write_text(json.dumps(candidate.trained.training, indent=2), encoding="utf-8")
         report.append(training_json)
-        return log_run(
+        run_id = log_run(
             settings,
             candidate.trained.model,
             run_data,
@@ -165,6 +173,8 @@ def log_candidate(
             report,
             candidate.trained.onnx_path.read_bytes(),
         )
+    log.info("training cycle %s: logged MLflow run %s", cycle_id, run_id)
+    return run_id
 
 
 class Step(Protocol):
@@ -207,12 +217,16 @@ def run_training(
 
 def reproduce_stage(settings: Settings, name: str) -> list[str]:
     """``dvc repro`` of one ``dvc.yaml`` stage (and what it depends on); the stages that ran."""
-    return reproduce(settings.project_dir, name)
+    ran = reproduce(settings.project_dir, name)
+    log.info("dvc repro %s: %s", name, f"ran {', '.join(ran)}" if ran else "up to date, nothing ran")
+    return ran
 
 
 def promote(settings: Settings, registered: ModelInfo, decision: GateDecision) -> str:
     """Move ``champion`` (promoted) or ``challenger`` to the registered version; the alias set."""
-    return apply_decision(client_for(settings), settings.model_name, registered.version, decision)
+    alias = apply_decision(client_for(settings), settings.model_name, registered.version, decision)
+    log.info("%s version %s is now @%s", settings.model_name, registered.version, alias)
+    return alias
 
 
 def new_cycle_id() -> str:
