@@ -10,9 +10,10 @@ skips a batch committed late).
     one row per logged batch: ``id`` (write order, and the cursor of :meth:`PredictionLog.read_after`),
     ``first_us`` and ``last_us`` (the earliest and latest transaction time, epoch microseconds UTC,
     indexed for window reads), ``rows``, and ``arrow``: the batch as one Arrow IPC stream of
-    :func:`prediction_columns`. Each batch carries its schema: a writer with new features adds their
-    columns to its own batches, and older ones read as NaN there. Storing a batch costs well under a
-    microsecond a transaction, against about ten for a row of 25 SQLite values.
+    :func:`prediction_columns` (a request's threshold, model version and scoring time
+    dictionary-encoded). Each batch carries its schema: a writer with new features adds their columns
+    to its own batches, and older ones read as NaN there. Storing a batch costs about a microsecond a
+    transaction (``benchmarks/predlog.py``), against about ten for a row of 25 SQLite values.
 ``feedback``
     one row per label received (:data:`FEEDBACK_COLUMNS`), ``transaction_id`` indexed. Labels arrive a
     few at a time and are read by transaction id (those of the transactions in a window), which the
@@ -121,35 +122,28 @@ class PredictionLog(Protocol):
 
     def append_predictions(self, batch: pa.Table) -> int:
         """Store a batch of :func:`prediction_columns` (see :func:`predictions_table`); returns its rows."""
-        ...
 
     def append_feedback(self, labels: Iterable[Mapping[str, object]]) -> int:
         """Store labels (:data:`FEEDBACK_COLUMNS`, ``received_on`` an ISO day); returns their count."""
-        ...
 
     def read_predictions(
         self, start: dt.date | None = None, end: dt.date | None = None, columns: Sequence[str] | None = None
     ) -> pd.DataFrame:
         """Records whose transaction day (UTC) is in [start, end], newest per id; ``columns``: only those."""
-        ...
 
     def read_feedback(self, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
         """Labels of the logged transactions of [start, end] (all labels without a range), newest per id."""
-        ...
 
     def read_prediction(
         self, transaction_id: str, tx_datetime: dt.datetime | None = None
     ) -> dict[str, Any] | None:
         """The newest record of one transaction, or None; its time, when known, narrows the search."""
-        ...
 
     def read_after(self, cursor: Cursor) -> LogChanges:
         """Everything logged after ``cursor``, and the cursor to read from next time."""
-        ...
 
     def close(self) -> None:
         """Release the connections."""
-        ...
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -295,9 +289,7 @@ class _BlobWriter:
 
 
 def _micros(day: dt.date) -> int:
-    return (
-        dt.datetime.combine(day, dt.time(), dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    ) // dt.timedelta(microseconds=1)
+    return int(pd.Timestamp(day, tz="UTC").value // 1000)
 
 
 class SqlitePredictionLog:
