@@ -147,13 +147,14 @@ def detect_drift(
     html_path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(html_path))
     result = read_verdict(json.loads(snapshot.json()), html_path, config.drift_share, score_column)
+    scores = "" if result.prediction is None else f", prediction drift {result.prediction.drifted}"
     log.info(
-        "drift: %d/%d columns drifted (share %.2f, dataset drift %s), prediction drift %s; report %s",
+        "drift: %d/%d columns drifted (share %.2f, dataset drift %s)%s; report %s",
         len(result.drifted_columns),
         result.n_columns,
         result.share,
         result.drifted,
-        result.prediction.drifted if result.prediction else "not checked",
+        scores,
         html_path,
     )
     return result.model_copy(update={"reference_rows": len(reference), "current_rows": len(current)})
