@@ -11,6 +11,7 @@ import datetime as dt
 import filecmp
 import logging
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -101,55 +102,30 @@ def _is_day(path: Path) -> bool:
 
 def ingest_batch(kind: Kind, path: Path, dest_dir: Path, today: dt.date, delay_days: int) -> BatchOutcome:
     """Check one day file and copy it into the store unless it is there already."""
+    outcome = partial(BatchOutcome, path=str(path), kind=kind)
     if not _is_day(path):
-        return BatchOutcome(
-            path=str(path),
-            kind=kind,
-            status="rejected",
-            reason="file name must be the day: YYYY-MM-DD.parquet",
-        )
+        return outcome(status="rejected", reason="file name must be the day: YYYY-MM-DD.parquet")
     if kind == "labels" and not labels_released(dt.date.fromisoformat(path.stem), today, delay_days):
-        return BatchOutcome(
-            path=str(path), kind=kind, status="pending", reason=f"labels not released before {today}"
-        )
+        return outcome(status="pending", reason=f"labels not released before {today}")
     columns, schema = (
         (LABEL_COLUMNS, LabelSchema) if kind == "labels" else (TRANSACTION_COLUMNS, TransactionSchema)
     )
-    try:
-        frame = read_batch(path, columns)
-    except BatchRejected as exc:
-        return BatchOutcome(path=str(path), kind=kind, status="rejected", reason=str(exc))
     day = dt.date.fromisoformat(path.stem) if kind == "transactions" else None
     try:
+        frame = read_batch(path, columns)
         result = validate_rows(frame, schema, day)
     except BatchRejected as exc:
-        return BatchOutcome(path=str(path), kind=kind, status="rejected", reason=str(exc))
-    rows, accepted, quarantined = len(frame), len(result.valid), len(result.quarantined)
+        return outcome(status="rejected", reason=str(exc))
+    counted = partial(
+        outcome, rows=len(frame), accepted=len(result.valid), quarantined=len(result.quarantined)
+    )
     dest = dest_dir / path.name
     if dest.exists():
         if filecmp.cmp(path, dest, shallow=False):
-            return BatchOutcome(
-                path=str(path),
-                kind=kind,
-                status="already ingested",
-                rows=rows,
-                accepted=accepted,
-                quarantined=quarantined,
-            )
-        reason = f"{dest} exists with other content: raw days are immutable"
-        return BatchOutcome(
-            path=str(path),
-            kind=kind,
-            status="rejected",
-            rows=rows,
-            accepted=accepted,
-            quarantined=quarantined,
-            reason=reason,
-        )
+            return counted(status="already ingested")
+        return counted(status="rejected", reason=f"{dest} exists with other content: raw days are immutable")
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
     shutil.copyfile(path, tmp)
     tmp.replace(dest)
-    return BatchOutcome(
-        path=str(path), kind=kind, status="ingested", rows=rows, accepted=accepted, quarantined=quarantined
-    )
+    return counted(status="ingested")

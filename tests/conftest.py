@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import os
 import shutil
 import tempfile
@@ -13,7 +14,10 @@ import pytest
 
 from benchmarks.project import make_project
 from core.params import Params, load_params
+from core.registry import CHALLENGER, CHAMPION
 from core.settings import Settings, get_settings
+from pipelines.gate import GateDecision
+from pipelines.results import TrainingOutcome, Windows
 
 __all__ = ["make_project"]  # the throwaway project's one set-up, shared with the benchmarks
 
@@ -61,3 +65,23 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def training_outcome(reason: str = "manual", version: str = "2", promote: bool = True) -> TrainingOutcome:
+    """What a training cycle returns; the stand-in's figures are made up, only their recording matters."""
+    day = dt.date(2026, 3, 1)
+    return TrainingOutcome(
+        version=version,
+        alias=CHAMPION if promote else CHALLENGER,
+        decision=GateDecision(promote=promote, reasons=["better"]),
+        metrics={"average_precision": 0.7, "average_precision_random": 0.01},
+        champion_metrics={"average_precision": 0.6, "average_precision_random": 0.01},
+        previous_champion="1",
+        windows=Windows(
+            day, day + dt.timedelta(days=20), day + dt.timedelta(days=28), day + dt.timedelta(days=34)
+        ),
+        data_version="d2",
+        run_id="run-2",
+        cycle_id="cycle-2",
+        reason=reason,
+    )

@@ -41,9 +41,8 @@ from core.simulator import SimulationConfig, make_population, simulate
 from monitoring.flow import plan_windows, run_monitoring
 from monitoring.history import read_history
 from monitoring.summary import MonitoringSummary, RetrainOutcome
-from pipelines.gate import GateDecision
-from pipelines.train import Windows
-from pipelines.training import TrainingOutcome
+from pipelines.results import TrainingOutcome
+from tests.conftest import training_outcome
 
 FEATURES = FeatureParams(customer_windows_days=[1, 7, 30], terminal_windows_days=[1, 7, 30], night_end_hour=6)
 COLUMNS = feature_names(FEATURES)
@@ -182,26 +181,6 @@ def test_windows_follow_today_and_label_delay() -> None:
         "start": TODAY - dt.timedelta(days=13),
         "end": TODAY - dt.timedelta(days=7),
     }
-
-
-def training_outcome(reason: str, version: str, promote: bool) -> TrainingOutcome:
-    """What a training cycle returns; the stand-in's figures are made up, only their recording matters."""
-    day = dt.date(2026, 3, 1)
-    return TrainingOutcome(
-        version=version,
-        alias=CHAMPION if promote else "challenger",
-        decision=GateDecision(promote=promote, reasons=["better"]),
-        metrics={"average_precision": 0.7, "average_precision_random": 0.01},
-        champion_metrics={"average_precision": 0.6, "average_precision_random": 0.01},
-        previous_champion="1",
-        windows=Windows(
-            day, day + dt.timedelta(days=20), day + dt.timedelta(days=28), day + dt.timedelta(days=34)
-        ),
-        data_version="d2",
-        run_id="run-2",
-        cycle_id="cycle-2",
-        reason=reason,
-    )
 
 
 def test_holiday_drift_retrains_once_then_cools_down(settings: Settings) -> None:
