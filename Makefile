@@ -20,10 +20,10 @@ export OMP_NUM_THREADS := 1
 # OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup demo test lint bench serve schedule mlflow-ui prefect-ui clean
+.PHONY: help setup demo test lint bench bench-compare wrk serve schedule mlflow-ui prefect-ui clean
 
 help: ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 .uv/bin/uv:
 	@echo "uv not found: installing uv $(UV_VERSION) into .uv/ with pip"
@@ -50,15 +50,22 @@ lint: setup ## Run exactly what CI lints with: ruff and mypy
 
 # options of the serving benchmark, e.g. `make bench SERVING_ARGS="--seconds 5 --rounds 1"`
 SERVING_ARGS ?=
-bench: setup ## Run the benchmarks and print their figures (see docs/benchmarks.md)
+bench: setup wrk ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.monitoring_speed
 	$(BIN)/python -m benchmarks.monitoring
 	$(BIN)/python -m benchmarks.predlog
+	$(BIN)/python -m benchmarks.serving $(SERVING_ARGS)
+
+# the commit the serving figures are compared with, e.g. `make bench-compare BASE=263e51c`
+BASE ?= 263e51c
+bench-compare: setup wrk ## Serving figures of BASE and of this tree in one run, side by side (about 15 minutes)
+	$(BIN)/python -m benchmarks.serving_compare $(BASE) $(SERVING_ARGS)
+
+wrk:
 	@command -v wrk >/dev/null 2>&1 || { echo "wrk not found: installing it with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
-	$(BIN)/python -m benchmarks.serving $(SERVING_ARGS)
 
 serve: setup ## Serve the champion model on 127.0.0.1:8000
 	$(BIN)/fraudops serve

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.predlog`` (part of ``make bench``). Each side runs this file in a process of its
 own whose ``PYTHONPATH`` is that side's tree: "before" a git worktree of the commit before the
-rewrite (:data:`BEFORE`, made under ``/tmp`` when missing), "after" this working tree. A small
+rewrite (:data:`BEFORE`, made by :func:`benchmarks.project.worktree`), "after" this working tree. A small
 adapter per side calls that side's API; the measurements are the same:
 
 - the API's path: :class:`~core.predlog.PredictionWriter`, a batch built and submitted per request
@@ -21,8 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,7 +34,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "263e51c"
-BEFORE_TREE = Path("/tmp/predlog-before")
 FEATURES = [f"feature_{k:02d}" for k in range(15)]
 START = dt.date(2026, 1, 5)
 WEEKS, PER_WEEK = 6, 50_000
@@ -189,16 +186,13 @@ def measure(side_name: str, rounds: int) -> dict[str, float]:
 
 def run_side(name: str, tree: Path, rounds: int) -> dict[str, Any]:
     """:func:`measure` in a process whose ``core`` is ``tree``'s."""
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+    from benchmarks.project import side_env  # the parent's: each side runs this file as a script
+
     command = [sys.executable, str(Path(__file__).resolve()), name, str(rounds)]
-    out = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        command, cwd=tree, env=side_env(tree), capture_output=True, text=True, check=True
+    ).stdout
     return dict(json.loads(out.splitlines()[-1]))
-
-
-def before_tree() -> Path:
-    if not (BEFORE_TREE / "core" / "predlog.py").exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(BEFORE_TREE), BEFORE], cwd=ROOT, check=True)
-    return BEFORE_TREE
 
 
 ROWS = [
@@ -215,21 +209,18 @@ ROWS = [
 ]
 
 
-def machine() -> str:
-    """CPU model, cores and memory, from /proc where there is one."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
-    memory = Path("/proc/meminfo").read_text().split()[1] if Path("/proc/meminfo").exists() else "0"
-    return f"{model or platform.machine()}, {os.cpu_count()} cores, {int(memory) / 2**20:.0f} GiB"
-
-
 def main(rounds: int = 3) -> None:
     """Both sides, then a markdown table of their figures."""
+    from benchmarks.measure import describe_machine
+    from benchmarks.project import worktree
+
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    before = run_side("before", before_tree(), rounds)
+    before = run_side("before", worktree(BEFORE), rounds)
     after = run_side("after", ROOT, rounds)
     print(f"# prediction log, before ({BEFORE}) and after (working tree at {commit.stdout.strip()})")
-    print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine()}, Python {platform.python_version()}")
+    box = describe_machine()
+    where = f"{box['cpu']}, {box['cores']} cores, {box['memory_gb']} GB, Python {box['python']}"
+    print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {where}")
     print(f"# median of {rounds} rounds")
     print("| | before | after | after / before |\n|---|---:|---:|---:|")
     for key, label, form in ROWS:

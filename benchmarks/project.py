@@ -68,3 +68,18 @@ def throwaway_folder(prefix: str, keep: bool = False) -> Iterator[Path]:
             print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def worktree(commit: str) -> Path:
+    """A git worktree of ``commit`` under the temporary folder (made once, reused): the code "before"
+    for benchmarks that measure two commits in one run, each side's processes on its own tree."""
+    tree = Path(tempfile.gettempdir()) / f"fraudops-{commit}"
+    if not (tree / "core").is_dir():
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True)
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True)
+    return tree
+
+
+def side_env(tree: Path) -> dict[str, str]:
+    """This environment with ``tree``'s packages first on the path (the venv is the same for both)."""
+    return {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
