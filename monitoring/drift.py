@@ -223,7 +223,7 @@ def read_verdict(
     column_scores: dict[str, ColumnTest] = {}
     for test in results["tests"]:
         config = test["metric_config"]
-        status = _status(test)
+        status = status_of(test)
         if config["params"]["type"] == DRIFT_COUNT_METRIC:
             dataset_drifted = status == "FAIL"
             share = float(values[config["metric_id"]]["share"])
@@ -249,7 +249,7 @@ def read_verdict(
     )
 
 
-def _status(test: dict[str, Any]) -> str:
+def status_of(test: dict[str, Any]) -> str:
     status = str(test["status"])
     if status not in ("SUCCESS", "FAIL"):
         raise RuntimeError(f"Evidently test {test['name']!r} ended {status}: {test.get('description', '')}")

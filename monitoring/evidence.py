@@ -23,9 +23,9 @@ from monitoring.drift import (
     DriftConfig,
     DriftResult,
     PredictionDrift,
-    _status,
     as_prediction,
     detect_drift,
+    status_of,
     test_columns,
 )
 from monitoring.performance import (
@@ -116,7 +116,7 @@ def check_prediction_drift(
         method=config_of["params"]["method"],
         score=float(values[config_of["metric_id"]]),
         threshold=float(config_of["params"]["threshold"]),
-        drifted=_status(test) == "FAIL",
+        drifted=status_of(test) == "FAIL",
     )
     log.info(
         "prediction drift %s (%s %.3f); report %s",
