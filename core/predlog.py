@@ -19,9 +19,11 @@ skips a batch committed late).
     few at a time and are read by transaction id (those of the transactions in a window), which the
     index answers in SQL; labels packed in blobs would have to be read whole to find a window's.
 
-A rescored transaction is logged again and its newest record wins; the newest label wins too. Readers
-open the database read-only and never create it. :class:`PredictionWriter` is the API's writer: it
-queues :class:`PredictionBatch` es off the request path and appends them from a background thread.
+A rescored transaction is logged again and its newest record wins; the newest label wins too. Times
+are read as pandas reads them: offsets converted to UTC, naive means UTC. Readers open the database
+read-only and never create it. :class:`PredictionWriter` is the API's writer: it queues
+:class:`PredictionBatch` es off the request path and appends them from a background thread; a failed
+append keeps its rows and is retried, and no row is ever dropped.
 """
 
 from __future__ import annotations
@@ -49,12 +51,10 @@ from core.schemas import LABEL_COLUMNS, SCORE_COLUMNS, TRANSACTION_COLUMNS
 log = logging.getLogger(__name__)
 
 FEEDBACK_COLUMNS = [*LABEL_COLUMNS, "received_on"]
-BUSY_TIMEOUT_S = 5.0
-UTC_MICROS = pa.timestamp("us", tz="UTC")
 # the Arrow type of each column a batch always has; features (f_<name>) are float64
 COLUMN_TYPES: dict[str, pa.DataType] = {
     "transaction_id": pa.string(),
-    "tx_datetime": UTC_MICROS,
+    "tx_datetime": pa.timestamp("us", tz="UTC"),
     "customer_id": pa.int64(),
     "terminal_id": pa.int64(),
     "tx_amount": pa.float64(),
@@ -65,27 +65,19 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "scored_at": pa.string(),
 }
 assert list(COLUMN_TYPES) == TRANSACTION_COLUMNS + SCORE_COLUMNS, "predlog types out of date"
-SCHEMA_SQL = [
-    "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, first_us INTEGER NOT NULL,"
-    " last_us INTEGER NOT NULL, rows INTEGER NOT NULL, arrow BLOB NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS batches_last_us ON batches (last_us)",
-    "CREATE TABLE IF NOT EXISTS feedback (transaction_id TEXT NOT NULL, tx_fraud INTEGER,"
-    " tx_fraud_scenario INTEGER, received_on TEXT)",
-    "CREATE INDEX IF NOT EXISTS feedback_transaction_id ON feedback (transaction_id)",
-]
-COUNT_SQL = "SELECT COALESCE(SUM(rows), 0) FROM batches"  # records stored, rescores included
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, first_us INTEGER NOT NULL,
+    last_us INTEGER NOT NULL, rows INTEGER NOT NULL, arrow BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS batches_last_us ON batches (last_us);
+CREATE TABLE IF NOT EXISTS feedback (transaction_id TEXT NOT NULL, tx_fraud INTEGER,
+    tx_fraud_scenario INTEGER, received_on TEXT);
+CREATE INDEX IF NOT EXISTS feedback_transaction_id ON feedback (transaction_id);
+"""
 
 
 def prediction_columns(features: Sequence[str]) -> list[str]:
     """Columns of a prediction-log record, in order: transaction, ``f_<feature>``, score (``scored_at`` last)."""
     return TRANSACTION_COLUMNS + [f"f_{name}" for name in features] + SCORE_COLUMNS
-
-
-def format_tx_datetime(value: str | dt.datetime) -> str:
-    """A transaction time as ISO-8601 in UTC with microseconds (naive means UTC)."""
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat(timespec="microseconds")
 
 
 class PredictionLogError(RuntimeError):
@@ -146,17 +138,13 @@ class PredictionLog(Protocol):
         """Release the connections."""
 
 
-# ---------------------------------------------------------------------------------------------------
-# batches as Arrow tables
+# -- batches as Arrow tables -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
 class PredictionBatch:
-    """One request's verdicts as columns, cheap to build on the request path.
-
-    ``tx_us``: epoch microseconds (UTC); ``features``: rows x the writer's features. One model version,
-    threshold and scoring time for the whole batch.
-    """
+    """One request's verdicts as columns: ``tx_us`` epoch microseconds (UTC), ``features`` rows x the
+    writer's features, one threshold, model version and scoring time."""
 
     transaction_id: Sequence[str]
     tx_us: np.ndarray
@@ -212,17 +200,10 @@ def batches_table(batches: Sequence[PredictionBatch], features: Sequence[str]) -
 
 
 def predictions_table(records: Iterable[Mapping[str, object]]) -> pa.Table:
-    """Records keyed by :func:`prediction_columns` as a batch; a missing value is null.
-
-    ``transaction_id`` and ``tx_datetime`` are required; times are read as :func:`format_tx_datetime`
-    does (offsets converted to UTC, naive means UTC).
-    """
+    """Records keyed by :func:`prediction_columns` as a batch; a missing value is null, an id and a time required."""
     frame = pd.DataFrame(list(records))
-    for name in frame.columns:
-        if name not in COLUMN_TYPES and not str(name).startswith("f_"):
-            raise ValueError(f"{name!r} is not a column of the prediction log")
-    required = frame.reindex(columns=["transaction_id", "tx_datetime"])
-    if required.isna().to_numpy().any():
+    _check_columns(frame.columns)
+    if frame.reindex(columns=["transaction_id", "tx_datetime"]).isna().to_numpy().any():
         raise ValueError("a prediction-log record needs transaction_id and tx_datetime")
     frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"], utc=True, format="ISO8601")
     features = [name for name in frame.columns if str(name).startswith("f_")]
@@ -237,19 +218,10 @@ def predictions_table(records: Iterable[Mapping[str, object]]) -> pa.Table:
     return pa.table(columns, list(frame))
 
 
-def _feedback_rows(records: Iterable[Mapping[str, object]]) -> list[tuple[object, ...]]:
-    """Labels as ``feedback`` rows; unknown columns and labels without an id are an error."""
-    rows: list[tuple[object, ...]] = []
-    for record in records:
-        unknown = set(record) - set(FEEDBACK_COLUMNS)
-        if unknown:
-            raise ValueError(f"{sorted(unknown)} is not a column of the feedback log")
-        tid, fraud, scenario, day = (record.get(name) for name in FEEDBACK_COLUMNS)
-        if tid is None:
-            raise ValueError("a feedback record needs a transaction_id")
-        received = day.isoformat() if isinstance(day, dt.date) else day
-        rows.append((str(tid), _integer(fraud), _integer(scenario), received))
-    return rows
+def _check_columns(names: Iterable[object]) -> None:
+    for name in names:
+        if name not in COLUMN_TYPES and not str(name).startswith("f_"):
+            raise ValueError(f"{name!r} is not a column of the prediction log")
 
 
 def _integer(value: Any) -> int | None:
@@ -259,19 +231,24 @@ def _integer(value: Any) -> int | None:
 def _frame(table: pa.Table, order: Sequence[str]) -> pd.DataFrame:
     """``table`` as pandas, newest record per id, columns in ``order``; ``is_fraud`` numbers if incomplete."""
     frame = table.to_pandas().drop_duplicates("transaction_id", keep="last").reset_index(drop=True)
-    if frame.get("is_fraud") is not None and frame["is_fraud"].dtype == object:
+    if "is_fraud" in frame and frame["is_fraud"].dtype == object:
         frame["is_fraud"] = frame["is_fraud"].astype("float64")
     return frame[[name for name in order if name in frame.columns]]
 
 
-# ---------------------------------------------------------------------------------------------------
-# SQLite
+def _labels(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """``feedback`` rows (in write order) as :data:`LABEL_COLUMNS`, the newest label per id."""
+    frame = pd.DataFrame(rows, columns=LABEL_COLUMNS).drop_duplicates("transaction_id", keep="last")
+    for name in LABEL_COLUMNS[1:]:
+        frame[name] = pd.to_numeric(frame[name])
+    return frame.reset_index(drop=True)
 
 
-def _decoded(table: pa.Table) -> pa.Table:
-    """``table`` with its dictionary-encoded columns decoded (index widths differ between batches)."""
-    plain = [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
-    return table.cast(pa.schema(plain))
+def _order(table: pa.Table) -> list[str]:
+    return prediction_columns([name[2:] for name in table.schema.names if name.startswith("f_")])
+
+
+# -- SQLite ------------------------------------------------------------------------------------------
 
 
 def _write_stream(sink: Any, batch: pa.Table) -> None:
@@ -288,60 +265,49 @@ class _BlobWriter:
         self.write = blob.write
 
 
-def _micros(day: dt.date) -> int:
-    return int(pd.Timestamp(day, tz="UTC").value // 1000)
+def _micros(when: dt.date) -> int:
+    """A day's start or a time as epoch microseconds (naive means UTC)."""
+    return int(pd.Timestamp(when).value // 1000)
 
 
 class SqlitePredictionLog:
     """:class:`PredictionLog` in one SQLite file (WAL): writes share one connection, reads open read-only."""
 
-    def __init__(self, path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
 
     def __repr__(self) -> str:
         return f"SqlitePredictionLog({str(self.path)!r})"
 
-    # -- writes ------------------------------------------------------------------------------------
-
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE, waiting up to the busy timeout); a failure drops the
-        connection, so the next write starts afresh."""
+        """One write transaction (waiting up to the busy timeout); a failure drops the connection."""
         with self._lock:
             try:
-                if self._conn is None:
-                    self._conn = self._connect()
-                self._conn.execute("BEGIN IMMEDIATE")
-                yield self._conn
-                self._conn.execute("COMMIT")
+                conn = self._conn or self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                if self._conn is not None:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._conn.close()
-                    self._conn = None
+                self.close()  # the next write starts afresh
                 raise
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, self.busy_timeout_s, isolation_level=None, check_same_thread=False)
-        try:
-            # a new database only: 16 KiB pages write a batch's blob about 20 % faster than 4 KiB and
-            # cost a one-label feedback transaction little (64 KiB: faster still, but every small write pays)
-            conn.execute("PRAGMA page_size=16384")
-            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
-                log.warning("prediction log %s: not in WAL mode", self.path)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            old = conn.execute("SELECT name FROM sqlite_master WHERE name = 'prediction_batches'").fetchall()
-            if old:
-                raise PredictionLogError(f"{self.path} holds the earlier two-table layout: move it away")
-            for statement in SCHEMA_SQL:
-                conn.execute(statement)
-        except BaseException:
-            conn.close()
-            raise
+        self._conn = conn  # closed by _writing if what follows fails
+        # a new database only: 16 KiB pages write a batch's blob about 20 % faster than 4 KiB and
+        # cost a one-label feedback transaction little (64 KiB: faster still, but every small write pays)
+        conn.execute("PRAGMA page_size=16384")
+        if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+            log.warning("prediction log %s: not in WAL mode", self.path)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        if conn.execute("SELECT name FROM sqlite_master WHERE name = 'prediction_batches'").fetchall():
+            raise PredictionLogError(f"{self.path} holds the earlier two-table layout: move it away")
+        conn.executescript(SCHEMA_SQL)
         return conn
 
     def append_predictions(self, batch: pa.Table) -> int:
@@ -360,7 +326,15 @@ class SqlitePredictionLog:
         return batch.num_rows
 
     def append_feedback(self, labels: Iterable[Mapping[str, object]]) -> int:
-        rows = _feedback_rows(labels)
+        rows = []
+        for label in labels:
+            if unknown := set(label) - set(FEEDBACK_COLUMNS):
+                raise ValueError(f"{sorted(unknown)} is not a column of the feedback log")
+            tid, fraud, scenario, day = (label.get(name) for name in FEEDBACK_COLUMNS)
+            if tid is None:
+                raise ValueError("a feedback record needs a transaction_id")
+            received = day.isoformat() if isinstance(day, dt.date) else day
+            rows.append((str(tid), _integer(fraud), _integer(scenario), received))
         if rows:
             with self._writing() as conn:
                 conn.executemany("INSERT INTO feedback VALUES (?, ?, ?, ?)", rows)
@@ -371,8 +345,6 @@ class SqlitePredictionLog:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    # -- reads -------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection | None]:
@@ -400,7 +372,11 @@ class SqlitePredictionLog:
         for (blob,) in conn.execute(f"SELECT arrow FROM batches WHERE {where} ORDER BY id", args):
             table = pa.ipc.open_stream(blob).read_all()
             kept = table if names is None else table.select([n for n in names if n in table.schema.names])
-            tables.append(_decoded(kept))
+            # decoded: the dictionaries' index widths differ between batches
+            plain = [
+                f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in kept.schema
+            ]
+            tables.append(kept.cast(pa.schema(plain)))
         if not tables:
             return pa.table(
                 {n: pa.array([], COLUMN_TYPES.get(n, pa.float64())) for n in names or COLUMN_TYPES}
@@ -426,16 +402,15 @@ class SqlitePredictionLog:
     def read_predictions(
         self, start: dt.date | None = None, end: dt.date | None = None, columns: Sequence[str] | None = None
     ) -> pd.DataFrame:
-        for name in columns or ():
-            if name not in COLUMN_TYPES and not name.startswith("f_"):
-                raise ValueError(f"{name!r} is not a column of the prediction log")
+        _check_columns(columns or ())
         with self._reading() as conn:
             if conn is None:
                 return pd.DataFrame()
             table = self._window(conn, start, end, columns)
-        order = prediction_columns([name[2:] for name in table.schema.names if name.startswith("f_")])
-        wanted = ["transaction_id", *columns] if columns is not None else order
-        return _frame(table, [name for name in order if name in wanted])
+        order = _order(table)
+        return _frame(
+            table, order if columns is None else [n for n in order if n in {"transaction_id", *columns}]
+        )
 
     def read_feedback(self, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
         with self._reading() as conn:
@@ -458,13 +433,11 @@ class SqlitePredictionLog:
     ) -> dict[str, Any] | None:
         where, args = "1", []
         if tx_datetime is not None:
-            micros = pd.Timestamp(format_tx_datetime(tx_datetime)).value // 1000
-            where, args = "first_us <= ? AND last_us >= ?", [micros, micros]
+            where, args = "first_us <= ? AND last_us >= ?", [_micros(tx_datetime)] * 2
         with self._reading() as conn:
             if conn is None:
                 return None
-            query = f"SELECT arrow FROM batches WHERE {where} ORDER BY id DESC"
-            for (blob,) in conn.execute(query, args):
+            for (blob,) in conn.execute(f"SELECT arrow FROM batches WHERE {where} ORDER BY id DESC", args):
                 table = pa.ipc.open_stream(blob).read_all()
                 found = table.filter(pc.equal(table["transaction_id"], transaction_id))
                 if found.num_rows:
@@ -476,30 +449,21 @@ class SqlitePredictionLog:
         with self._reading() as conn:
             if conn is None:
                 return LogChanges(pd.DataFrame(), pd.DataFrame(columns=LABEL_COLUMNS), cursor)
-            last_batch = conn.execute("SELECT COALESCE(MAX(id), ?) FROM batches", (cursor.batch,)).fetchone()[
-                0
-            ]
+            (last_batch,) = conn.execute(
+                "SELECT COALESCE(MAX(id), ?) FROM batches", (cursor.batch,)
+            ).fetchone()
             table = self._batches(conn, "id > ? AND id <= ?", (cursor.batch, last_batch), None)
             rows = conn.execute(
                 f"SELECT rowid, {', '.join(LABEL_COLUMNS)} FROM feedback WHERE rowid > ? ORDER BY rowid",
                 (cursor.label,),
             ).fetchall()
-        order = prediction_columns([name[2:] for name in table.schema.names if name.startswith("f_")])
         last_label = rows[-1][0] if rows else cursor.label
         return LogChanges(
-            _frame(table, order), _labels([r[1:] for r in rows]), Cursor(last_batch, last_label)
+            _frame(table, _order(table)), _labels([r[1:] for r in rows]), Cursor(last_batch, last_label)
         )
 
 
-def _labels(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    """``feedback`` rows (in write order) as :data:`LABEL_COLUMNS`, the newest label per id."""
-    frame = pd.DataFrame(rows, columns=LABEL_COLUMNS).drop_duplicates("transaction_id", keep="last")
-    for name in LABEL_COLUMNS[1:]:
-        frame[name] = pd.to_numeric(frame[name])
-    return frame.reset_index(drop=True)
-
-
-# the SQLite log at a path, one call at a time (tools, tests, monitoring)
+# -- the SQLite log at a path, one call at a time (tools, tests, monitoring) -------------------------
 
 
 def append_predictions(path: Path, records: Iterable[Mapping[str, object]]) -> int:
@@ -526,24 +490,15 @@ def read_feedback(path: Path, start: dt.date | None = None, end: dt.date | None 
     return SqlitePredictionLog(path).read_feedback(start, end)
 
 
-def count_records(path: Path) -> int:
-    """Prediction records stored (a rescore counts again); 0 without a log."""
-    with SqlitePredictionLog(path)._reading() as conn:
-        return 0 if conn is None else int(conn.execute(COUNT_SQL).fetchone()[0])
-
-
-# ---------------------------------------------------------------------------------------------------
-# the API's background writer
+# -- the API's background writer ---------------------------------------------------------------------
 
 
 class PredictionWriter:
     """Appends the API's :class:`PredictionBatch` es to a :class:`PredictionLog` from one background thread.
 
-    Submitting only appends to a queue (it is on the request path); every ``flush_interval_s`` the
-    thread appends what waits as one batch. A failed append (disk full, database locked) is logged and
-    retried at the next interval with the same rows; while more than ``max_pending`` rows wait,
-    submitting raises :class:`PredictionLogFull`. Rows are never dropped: :meth:`close` returns once
-    all are committed (or its timeout has passed, logged).
+    Every ``flush_interval_s`` (or at :meth:`flush`) the thread appends what waits as one batch; a failed
+    append is logged and retried an interval later with the same rows. While more than ``max_pending``
+    rows wait, :meth:`submit` raises :class:`PredictionLogFull`.
     """
 
     def __init__(
@@ -561,7 +516,7 @@ class PredictionWriter:
         self.flush_interval_s = flush_interval_s
         self.max_pending = max_pending
         self.last_error: Exception | None = None
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # its lock is reentrant: close() calls start() holding it
         self._queue: list[PredictionBatch] = []  # submitted, not yet taken by the thread
         self._taken: list[PredictionBatch] = []  # taken by the thread, not yet committed
         self._submitted = self._written = self._failures = 0
@@ -570,11 +525,7 @@ class PredictionWriter:
         self._last_report = 0.0
 
     def submit(self, batch: PredictionBatch) -> None:
-        """Queue a batch for the next append; never touches the disk.
-
-        Raises ValueError for features of the wrong width, PredictionLogFull when more than
-        ``max_pending`` rows would wait, PredictionLogClosed after :meth:`close`.
-        """
+        """Queue a batch for the next append, never touching the disk (ValueError: wrong feature width)."""
         if batch.features.shape != (len(batch), len(self.features)):
             raise ValueError(f"a batch has {len(self.features)} feature columns ({', '.join(self.features)})")
         with self._cond:
@@ -626,18 +577,15 @@ class PredictionWriter:
             return self._written >= target
 
     def close(self, timeout: float | None = None) -> bool:
-        """Commit everything submitted, then stop the thread; idempotent.
+        """Commit everything submitted (waiting while writing fails, up to ``timeout``), then stop; idempotent.
 
-        Waits for as long as writing fails unless ``timeout`` is given; returns False (and logs how
-        many rows stayed unwritten) when the timeout passed first.
+        Returns False, and logs how many rows stayed unwritten, when the timeout passed first.
         """
         with self._cond:
             if self._closing and self._thread is None:
                 return self._submitted == self._written
-            needs_thread = self._thread is None and self._submitted > self._written
-        if needs_thread:
-            self.start()
-        with self._cond:
+            if self._thread is None and self._submitted > self._written:
+                self.start()
             self._closing = True
             self._cond.notify_all()
             thread = self._thread
@@ -706,11 +654,9 @@ class PredictionWriter:
         try:
             self.log.append_predictions(batches_table(batches, self.features))
         except Exception as exc:
-            self.last_error = exc
-            self._failures += 1
-            now = time.monotonic()
-            if self._failures == 1 or now - self._last_report >= 10.0:
-                self._last_report = now
+            self.last_error, self._failures = exc, self._failures + 1
+            if self._failures == 1 or time.monotonic() - self._last_report >= 10.0:
+                self._last_report = time.monotonic()
                 log.error(
                     "prediction log %r: writing %d rows failed (attempt %d: %r); kept, retrying every %.2f s",
                     *(self.log, sum(len(b) for b in batches), self._failures, exc, self.flush_interval_s),

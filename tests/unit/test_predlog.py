@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 
 from core.predlog import (
-    COUNT_SQL,
     Cursor,
     PredictionBatch,
     PredictionLogClosed,
@@ -27,8 +26,6 @@ from core.predlog import (
     SqlitePredictionLog,
     append_feedback,
     append_predictions,
-    count_records,
-    format_tx_datetime,
     prediction_columns,
     read_feedback,
     read_predictions,
@@ -36,6 +33,7 @@ from core.predlog import (
 from core.schemas import LABEL_COLUMNS
 
 FEATURES = ["a", "b"]
+COUNT_SQL = "SELECT COALESCE(SUM(rows), 0) FROM batches"  # records stored, rescores included
 DAY = dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)
 
 
@@ -45,7 +43,7 @@ def row(i: int, features: int = len(FEATURES), day: int = 5) -> tuple[Any, ...]:
     values = [i / (k + 2) for k in range(features)]
     return (
         f"T{i}",
-        format_tx_datetime(when),
+        when.isoformat(timespec="microseconds"),
         i,
         i + 1,
         float(i) + 0.25,
@@ -69,6 +67,11 @@ def batch(rows: Sequence[tuple[Any, ...]], features: int = len(FEATURES)) -> Pre
         np.array([bool(s[1]) for s in scores]),
         *scores[0][2:],
     )
+
+
+def count_records(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return int(conn.execute(COUNT_SQL).fetchone()[0])
 
 
 def writer(db: Path, busy_timeout_s: float = 5.0, **kwargs: Any) -> PredictionWriter:
