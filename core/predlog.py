@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import numpy as np
@@ -178,23 +179,19 @@ def batches_table(batches: Sequence[PredictionBatch], features: Sequence[str]) -
         return pa.DictionaryArray.from_arrays(rows, pa.array([getattr(b, name) for b in batches], kind))
 
     matrix = np.concatenate([b.features for b in batches]).T.astype(np.float64, order="C")  # a row a feature
-    columns: dict[str, Any] = {
-        "transaction_id": [tid for b in batches for tid in b.transaction_id],
-        "tx_datetime": joined("tx_us", np.int64),
-        "customer_id": joined("customer_id", np.int64),
-        "terminal_id": joined("terminal_id", np.int64),
-        "tx_amount": joined("tx_amount", np.float64),
-        **{f"f_{name}": matrix[k] for k, name in enumerate(features)},
-        "fraud_probability": joined("fraud_probability", np.float64),
-        "is_fraud": joined("is_fraud", bool),
-        "threshold": repeated("threshold", pa.float64()),
-        "model_version": repeated("model_version", pa.string()),
-        "scored_at": repeated("scored_at", pa.string()),
-    }
     return pa.table(
         {
-            name: v if isinstance(v, pa.Array) else pa.array(v, COLUMN_TYPES.get(name))
-            for name, v in columns.items()
+            "transaction_id": pa.array([tid for b in batches for tid in b.transaction_id], pa.string()),
+            "tx_datetime": pa.array(joined("tx_us", np.int64), COLUMN_TYPES["tx_datetime"]),
+            "customer_id": joined("customer_id", np.int64),
+            "terminal_id": joined("terminal_id", np.int64),
+            "tx_amount": joined("tx_amount", np.float64),
+            **{f"f_{name}": matrix[k] for k, name in enumerate(features)},
+            "fraud_probability": joined("fraud_probability", np.float64),
+            "is_fraud": joined("is_fraud", bool),
+            "threshold": repeated("threshold", pa.float64()),
+            "model_version": repeated("model_version", pa.string()),
+            "scored_at": repeated("scored_at", pa.string()),
         }
     )
 
@@ -256,15 +253,6 @@ def _write_stream(sink: Any, batch: pa.Table) -> None:
         stream.write_table(batch)
 
 
-class _BlobWriter:
-    """What :class:`pyarrow.PythonFile` needs of a file, for an SQLite blob."""
-
-    closed = False
-
-    def __init__(self, blob: sqlite3.Blob) -> None:
-        self.write = blob.write
-
-
 def _micros(when: dt.date) -> int:
     """A day's start or a time as epoch microseconds (naive means UTC)."""
     return int(pd.Timestamp(when).value // 1000)
@@ -322,7 +310,8 @@ class SqlitePredictionLog:
             row = conn.execute(sql, values).lastrowid
             assert row is not None
             with conn.blobopen("batches", "arrow", row) as blob:  # streamed into the row: no copy in memory
-                _write_stream(pa.PythonFile(_BlobWriter(blob), mode="w"), batch)
+                file = SimpleNamespace(write=blob.write, closed=False)  # what PythonFile needs of a file
+                _write_stream(pa.PythonFile(file, mode="w"), batch)
         return batch.num_rows
 
     def append_feedback(self, labels: Iterable[Mapping[str, object]]) -> int:
