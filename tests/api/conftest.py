@@ -172,6 +172,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         "MLFLOW_REGISTRY_URI": project.settings().tracking_uri,
     }.items():
         mp.setenv(key, value)
+    # set the URIs too: one that an earlier test set in this process outranks the environment
+    mlflow.set_tracking_uri(project.settings().tracking_uri)
+    mlflow.set_registry_uri(project.settings().tracking_uri)
     project.model_uri, project.onnx_sha256 = log_model(project.settings(), params, history)
     project.tag_version("1", project.version_tags())
     project.set_champion("1")
