@@ -237,9 +237,6 @@ class OnlineFeatures:
             out[:, ratio_at] = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         return out.astype(np.float32)
 
-    # the name the service calls it by until serving/scoring.py says add_transactions
-    record = add_transactions
-
     def _row_features(self, row: Row, counts: list[int]) -> list[float]:
         """One row's features, each in its :attr:`names` column (``counts``: the row's
         :meth:`_row_window_counts`); the arithmetic of :func:`core.features.compute_features`."""
