@@ -153,3 +153,27 @@ def test_run_ingest_returns_and_saves_a_typed_report(sim_dir: Path, project_sett
     again = run_ingest(project_settings, params, [sim_dir], LATE)  # nothing new: the same version
     assert {o.status for o in again.outcomes} == {"already ingested"}
     assert again.data_version == report.data_version
+
+
+def test_the_ingest_flow_stores_each_batch_as_a_task_and_versions_once(
+    sim_dir: Path, project_settings: Settings, prefect_server: None
+) -> None:
+    """The Prefect UI shows one task run per day file, then one ``version`` task run."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from core.clock import set_today
+    from pipelines.flows import ingest_flow
+
+    set_today(project_settings.clock_file, LATE)
+    state = ingest_flow([str(sim_dir)], return_state=True)
+    report = state.result()
+    assert len(report.outcomes) == 20 and {o.status for o in report.outcomes} == {"ingested"}
+    run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as prefect:
+        runs = sorted(prefect.read_task_runs(flow_run_filter=run_filter), key=lambda r: str(r.start_time))
+    names = [r.name for r in runs]
+    assert names[-1].startswith("version") and len(names) == 21
+    assert sorted(names[:-1]) == sorted(
+        f"validate and store {Path(o.path).name} ({o.kind})" for o in report.outcomes
+    )

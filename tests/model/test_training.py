@@ -393,8 +393,9 @@ def test_a_failure_after_registration_never_registers_a_second_version(
         with mlflow_uris_restored(), pytest.raises(MlflowException, match="registry unavailable"):
             training_flow("registry flaky", cycle_id=cycle)  # register retried; promote fails for good
         monkeypatch.setattr(MlflowClient, "set_registered_model_alias", set_alias)
-        with mlflow_uris_restored():
-            outcome = training_flow("registry flaky", cycle_id=cycle)  # the failed cycle run again
+        with mlflow_uris_restored():  # the failed cycle run again
+            state = training_flow("registry flaky", cycle_id=cycle, return_state=True)
+        outcome = state.result()
     finally:
         get_settings.cache_clear()
 
@@ -407,3 +408,23 @@ def test_a_failure_after_registration_never_registers_a_second_version(
     assert set(tagged) == {outcome.version}
     assert alias_version(settings, CHAMPION) == champion and outcome.alias == CHALLENGER
     assert alias_version(settings, CHALLENGER) == outcome.version
+    assert stage_names(state.state_details.flow_run_id) == [  # what the Prefect UI shows of the run
+        "validate",
+        "features",
+        "train",
+        "evaluate",
+        "gate",
+        "log run",
+        "register",
+        "promote",
+    ]
+
+
+def stage_names(flow_run_id: Any) -> list[str]:
+    """The task runs of a flow run, by start time, without Prefect's run-name suffix."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as prefect:
+        runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return [r.name.rsplit("-", 1)[0] for r in sorted(runs, key=lambda r: str(r.start_time))]
