@@ -21,7 +21,7 @@ from pipelines.results import TrainingOutcome
 class DateWindow(BaseModel):
     """An inclusive range of simulated days."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     start: dt.date
     end: dt.date
@@ -30,7 +30,7 @@ class DateWindow(BaseModel):
 class MonitoringWindows(BaseModel):
     """The scored window (drift) and the labelled week (performance), which ends a label delay earlier."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     data: DateWindow
     labelled: DateWindow
@@ -39,7 +39,7 @@ class MonitoringWindows(BaseModel):
 class ModelRef(BaseModel):
     """The champion the run judged."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     name: str
     version: str
@@ -50,7 +50,7 @@ class ModelRef(BaseModel):
 class ReportPaths(BaseModel):
     """Where the run's reports are (None: not written, e.g. too few rows or no labels)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     drift_html: Path | None = None
     prediction_drift_html: Path | None = None
@@ -61,30 +61,46 @@ class ReportPaths(BaseModel):
 class RetrainOutcome(BaseModel):
     """What the retraining the monitor started came to (``outcome``: the training cycle's own record)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     started: bool
     completed: bool = False
     promoted: bool = False
+    """Whether the gate made the new version the champion."""
     version: str | None = None
-    error: str | None = None  # the exception, when the retraining failed
-    note: str | None = None  # why it did not start
+    """The registered version (None: the retraining did not complete)."""
+    error: str | None = None
+    """The exception, when the retraining failed."""
+    note: str | None = None
+    """Why it did not start."""
     outcome: TrainingOutcome | None = None
+    """The training cycle's own record."""
 
 
 class MonitoringSummary(BaseModel):
     """One monitoring run: its windows, the champion, the evidence, the decision and the retraining."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     run_at: dt.datetime
+    """When the run happened (UTC, wall clock)."""
     today: dt.date
+    """The simulated day judged."""
     windows: MonitoringWindows
-    rows: int  # scored transactions in the data window
+    """The scored window (drift) and the labelled week (performance)."""
+    rows: int
+    """Scored transactions in the data window."""
     model: ModelRef
-    drift: DriftResult | None  # None: no reference sample or too few rows
+    """The champion judged."""
+    drift: DriftResult | None
+    """None: no reference sample or too few rows."""
     performance: LivePerformance
+    """Live metrics on the labelled week against what the champion promised."""
     decision: Decision
-    retrain: RetrainOutcome | None  # None: the decision was not to retrain
+    """The policy's action and its reasons."""
+    retrain: RetrainOutcome | None
+    """None: the decision was not to retrain."""
     reports: ReportPaths
-    mlflow_run_id: str | None = None  # None until logged, or when MLflow could not be reached
+    """Where the HTML reports and this summary were written."""
+    mlflow_run_id: str | None = None
+    """None until logged, or when MLflow could not be reached."""
