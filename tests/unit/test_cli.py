@@ -1,20 +1,25 @@
-"""The command line: every command explains itself, and user mistakes give one line that says what to do."""
+"""The command line: each help names the real options; a user's mistake gives one line saying what to do."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
+import typer.main
+from typer.core import TyperCommand, TyperGroup
 from typer.testing import CliRunner
 
 from core.settings import Settings
+from core.simulator import SCENARIOS, SimulationConfig
 from fraudops.cli import app
 
 runner = CliRunner()
+SIM_DEFAULTS = SimulationConfig()
 
 
 @pytest.fixture(autouse=True)
@@ -26,14 +31,91 @@ def restore_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
-COMMANDS = ["demo", "simulate", "ingest", "train", "serve", "monitor", "schedule", "clock"]
+# Each command's options, by the name a user types: a removed or renamed one fails here (and in the docs).
+COMMANDS = {
+    "demo": {"--customers", "--terminals", "--seed", "--port"},
+    "simulate": {
+        "--out",
+        "--customers",
+        "--terminals",
+        "--days",
+        "--start-date",
+        "--seed",
+        "--population-seed",
+        "--radius",
+        "--compromised-terminals",
+        "--compromised-cards",
+        "--scenario",
+    },
+    "ingest": {"paths"},
+    "train": {"--reason"},
+    "serve": {"--host", "--port"},
+    "monitor": {"--today", "--retrain", "--no-retrain"},
+    "schedule": {"--cron", "--interval", "--retrain", "--no-retrain", "--prefect-port"},
+    "clock": set(),
+}
+SUBCOMMANDS = {"monitor": {"history"}, "clock": {"show", "set"}}
+
+
+def read_help(*command: str) -> str:
+    """``--help`` as a wide terminal shows it: one line per option, nothing cut off."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def help_row(output: str, option: str) -> str:
+    """The line of ``--help`` that describes ``option``, spaces collapsed."""
+    [row] = [line for line in output.splitlines() if f" {option} " in line]
+    return " ".join(row.split())
+
+
+def typer_command(name: str) -> TyperCommand | TyperGroup:
+    """The command as typer builds it from the app: its options are the ones the CLI accepts."""
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    assert isinstance(command, TyperCommand | TyperGroup)
+    return command
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_each_command_explains_itself(command: str) -> None:
-    result = runner.invoke(app, [command, "--help"])
-    assert result.exit_code == 0, result.output
-    assert "Usage" in result.output and len(result.output.splitlines()) > 4
+    """The help says what the command does, and names each option with its own explanation."""
+    cmd = typer_command(command)
+    options = {opt for p in cmd.params for opt in (*p.opts, *p.secondary_opts)}
+    assert options == COMMANDS[command]
+    output = read_help(command)
+    assert " ".join((cmd.help or "").split("\n\n")[0].split()) in " ".join(output.split())
+    for param in cmd.params:
+        row = help_row(output, param.opts[0] if param.param_type_name == "option" else f"{param.name}...")
+        explanation = getattr(param, "help", None)  # typer's arguments and options both carry one
+        assert explanation and " ".join(explanation.split()) in row, row
+    if isinstance(cmd, TyperGroup):
+        assert set(cmd.commands) == SUBCOMMANDS[command]
+        for name, sub in cmd.commands.items():
+            assert f"{name} {sub.help}" in help_row(output, name)
+
+
+def test_simulate_help_shows_its_defaults_and_every_scenario() -> None:
+    output = read_help("simulate")
+    for option, default in [
+        ("--customers", SIM_DEFAULTS.customers),
+        ("--days", SIM_DEFAULTS.days),
+        ("--start-date", SIM_DEFAULTS.start_date),
+        ("--seed", SIM_DEFAULTS.seed),
+    ]:
+        assert f"[default: {default}]" in help_row(output, option)
+    scenario = help_row(output, "--scenario")
+    assert set(SCENARIOS) <= set(re.findall(r"[\w-]+", scenario)), scenario
+
+
+def test_serve_and_demo_help_state_the_real_defaults() -> None:
+    """The defaults are spelled out in the help text: they must be the ones the settings apply."""
+    host, port = (Settings.model_fields[f].default for f in ("api_host", "api_port"))
+    serve = read_help("serve")
+    assert f"(default {host})" in help_row(serve, "--host")
+    assert f"(default {port})" in help_row(serve, "--port")
+    assert f"(default {port})" in help_row(read_help("demo"), "--port")
+    assert "`fraudops simulate` layout" in help_row(read_help("ingest"), "paths...")
 
 
 def test_top_level_help_lists_the_commands() -> None:
