@@ -1,4 +1,5 @@
-"""Request dependencies as ``Annotated`` aliases: the app's services, the champion, the admin key.
+"""Request dependencies as ``Annotated`` aliases: the app's services, the champion, the admin key, and
+the JSON content type of request bodies.
 
 They are ``async def`` because they do not block: FastAPI runs a plain ``def`` dependency in a thread.
 """
@@ -59,3 +60,20 @@ async def require_admin_key(
     expected = services.settings.admin_api_key.encode()
     if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), expected):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or wrong X-API-Key header")
+
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+async def require_json(request: Request) -> None:
+    """415 for a body that is not declared ``application/json`` (parameters such as charset are fine).
+
+    Browsers send ``text/plain`` from any web page without asking the server first; refusing it keeps
+    pages on other origins from posting to an API on localhost.
+    """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE and await request.body():
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail=f"send the body as JSON with the header Content-Type: {JSON_MEDIA_TYPE}",
+        )

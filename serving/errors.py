@@ -22,6 +22,7 @@ ERROR_DESCRIPTIONS = {
     status.HTTP_400_BAD_REQUEST: "The body is not UTF-8",
     status.HTTP_401_UNAUTHORIZED: "Missing or wrong X-API-Key header",
     status.HTTP_413_CONTENT_TOO_LARGE: "Body over max_body_bytes or more rows than max_batch_rows: split the batch",
+    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "The body is not sent as Content-Type: application/json",
     status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid request: pydantic's per-field errors, or a sentence",
     status.HTTP_503_SERVICE_UNAVAILABLE: "No model can serve: the detail says why",
 }

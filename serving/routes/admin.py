@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, status
 
-from serving.deps import ServicesDep, require_admin_key
+from serving.deps import ServicesDep, require_admin_key, require_json
 from serving.errors import error_responses
 from serving.model_store import ModelStoreError
 from serving.schemas import ReloadOut
@@ -12,8 +12,8 @@ from serving.schemas import ReloadOut
 router = APIRouter(
     prefix="/admin",
     tags=["admin"],
-    dependencies=[Depends(require_admin_key)],
-    responses=error_responses(401, 422),
+    dependencies=[Depends(require_admin_key), Depends(require_json)],
+    responses=error_responses(401, 415, 422),
 )
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.clock import ClockWatch
 from core.predlog import PredictionLogError
-from serving.deps import ChampionDep, Services, ServicesDep
+from serving.deps import ChampionDep, Services, ServicesDep, require_json
 from serving.errors import error_responses
 from serving.model_store import LoadedModel
 from serving.schemas import BatchIn, BatchOut, ColumnsIn, ColumnsOut, ScoreOut, TransactionIn
@@ -22,7 +22,12 @@ from serving.scoring import EPOCH, ONE_MICROSECOND, Transactions, Verdicts, json
 
 Body = TypeVar("Body", bound=BaseModel)
 
-router = APIRouter(prefix="/v1", tags=["scoring"], responses=error_responses(400, 413, 422, 503))
+router = APIRouter(
+    prefix="/v1",
+    tags=["scoring"],
+    dependencies=[Depends(require_json)],
+    responses=error_responses(400, 413, 415, 422, 503),
+)
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
