@@ -117,7 +117,10 @@ class PredictionLog(Protocol):
         """Store a batch of :func:`prediction_columns` (see :func:`predictions_table`); returns its rows."""
 
     def append_feedback(self, labels: Iterable[Mapping[str, object]]) -> int:
-        """Store labels (:data:`FEEDBACK_COLUMNS`, ``received_on`` an ISO day); returns their count."""
+        """Store labels (:data:`FEEDBACK_COLUMNS`, ``received_on`` an ISO day); returns their count.
+
+        Raises :class:`PredictionLogError` when the store cannot take them now.
+        """
 
     def read_predictions(
         self, start: dt.date | None = None, end: dt.date | None = None, columns: Sequence[str] | None = None
@@ -272,15 +275,22 @@ class SqlitePredictionLog:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (waiting up to the busy timeout); a failure drops the connection."""
+        """One write transaction (waiting up to the busy timeout); a failure drops the connection.
+
+        SQLite's own errors (a lock held past the timeout, a full disk) become :class:`PredictionLogError`:
+        the store cannot take rows now.
+        """
         with self._lock:
             try:
                 conn = self._conn or self._connect()
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
-            except BaseException:
+            except sqlite3.Error as exc:
                 self.close()  # the next write starts afresh
+                raise PredictionLogError(f"prediction log {self.path}: {exc}") from exc
+            except BaseException:
+                self.close()
                 raise
 
     def _connect(self) -> sqlite3.Connection:

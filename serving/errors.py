@@ -37,6 +37,15 @@ def error_responses(
     return {code: {"model": ErrorOut, "description": described[code]} for code in codes}
 
 
+def log_unavailable(exc: Exception) -> HTTPException:
+    """The 503 for a prediction or feedback log that cannot take rows now: nothing was applied, retry."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail=f"{exc}: retry in a few seconds",
+        headers={"Retry-After": "5"},
+    )
+
+
 def make_json_safe(value: object) -> object:
     """``value`` with non-finite floats as text (JSON has no NaN; echoing one back would be a 500)."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -139,8 +139,13 @@ def score_transactions(services: Services, champion: LoadedModel, tx: Transactio
 
 
 def record_feedback(services: Services, labels: list[LabelIn]) -> int:
-    """Teach the feature state the labels and append them to the feedback log; returns rows written."""
+    """Append the labels to the feedback log, then teach the feature state them; returns rows written.
+
+    Logged first: a label the log refused (:class:`~core.predlog.PredictionLogError`) leaves the
+    features as they were, so a retry applies it once and monitoring judges what scoring used.
+    """
     today = services.clock.today() or dt.datetime.now(dt.UTC).date()
-    services.state.add_labels({label.transaction_id: label.tx_fraud for label in labels})
     records = [{**label.model_dump(), "received_on": today.isoformat()} for label in labels]
-    return services.predictions.log.append_feedback(records)
+    written = services.predictions.log.append_feedback(records)
+    services.state.add_labels({label.transaction_id: label.tx_fraud for label in labels})
+    return written

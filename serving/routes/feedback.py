@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from core.predlog import PredictionLogError
 from serving.deps import ServicesDep, require_json
-from serving.errors import error_responses
+from serving.errors import error_responses, log_unavailable
 from serving.routes.scoring import check_batch_size
 from serving.schemas import FeedbackIn, FeedbackOut
 from serving.scoring import record_feedback
@@ -13,8 +14,18 @@ from serving.scoring import record_feedback
 router = APIRouter(prefix="/v1", tags=["feedback"], dependencies=[Depends(require_json)])
 
 
-@router.post("/feedback", response_model=FeedbackOut, responses=error_responses(400, 413, 415, 422))
+FEEDBACK_UNAVAILABLE = "The feedback log cannot take labels now: nothing was applied, retry after Retry-After"
+
+
+@router.post(
+    "/feedback",
+    response_model=FeedbackOut,
+    responses=error_responses(400, 413, 415, 422, 503, descriptions={503: FEEDBACK_UNAVAILABLE}),
+)
 def create_feedback(feedback: FeedbackIn, services: ServicesDep) -> FeedbackOut:
-    """Record fraud labels of transactions scored earlier."""
+    """Record fraud labels of transactions scored earlier (logged first, then applied to the features)."""
     check_batch_size(len(feedback.labels), services.settings.max_batch_rows)
-    return FeedbackOut(accepted=record_feedback(services, feedback.labels))
+    try:
+        return FeedbackOut(accepted=record_feedback(services, feedback.labels))
+    except PredictionLogError as exc:
+        raise log_unavailable(exc) from exc

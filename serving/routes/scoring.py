@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from core.clock import ClockWatch
 from core.predlog import PredictionLogError
 from serving.deps import ChampionDep, Services, ServicesDep, require_json
-from serving.errors import error_responses
+from serving.errors import error_responses, log_unavailable
 from serving.model_store import LoadedModel
 from serving.schemas import BatchIn, BatchOut, ColumnsIn, ColumnsOut, ScoreOut, TransactionIn
 from serving.scoring import EPOCH, ONE_MICROSECOND, Transactions, Verdicts, json_response, score_transactions
@@ -110,11 +110,7 @@ def score_checked(services: Services, champion: LoadedModel, tx: Transactions) -
     try:
         return score_transactions(services, champion, tx)
     except PredictionLogError as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"{exc}: retry in a few seconds",
-            headers={"Retry-After": "5"},
-        ) from exc
+        raise log_unavailable(exc) from exc
 
 
 @router.post("/score", response_model=ScoreOut)

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from fastapi.testclient import TestClient
 
 from core.clock import set_today
@@ -64,3 +65,33 @@ def test_fraud_label_raises_terminal_risk_of_later_transactions(client: TestClie
     assert (before["f_terminal_nb_tx_1d"], before["f_terminal_risk_1d"]) == (1.0, 0.0)
     assert (after["f_terminal_nb_tx_1d"], after["f_terminal_risk_1d"]) == (1.0, 1.0)
     assert after["f_customer_nb_tx_1d"] == 1.0  # rescoring fb-late replaced it, not counted twice
+
+
+def test_feedback_the_log_refuses_is_503_and_leaves_the_features_alone(
+    client: TestClient, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Labels are logged before they are applied: while another writer holds the database, nothing changes."""
+    terminal = TERMINAL + 1
+    early = transaction("fb-locked-early", "2026-01-22T10:00:00Z", customer=777_201, terminal=terminal)
+    late = transaction("fb-locked-late", "2026-01-30T09:00:00Z", customer=777_202, terminal=terminal)
+    for body in (early, late):
+        assert client.post("/v1/score", json=body).status_code == 200
+    labels = {"labels": [{"transaction_id": "fb-locked-early", "tx_fraud": 1, "tx_fraud_scenario": 2}]}
+    log = client.app.state.services.predictions.log  # type: ignore[attr-defined]
+    monkeypatch.setattr(log, "busy_timeout_s", 0.05)
+    log.close()  # reconnects with the short timeout
+    with contextlib.closing(
+        sqlite3.connect(project.settings().prediction_log, isolation_level=None)
+    ) as other:
+        other.execute("BEGIN IMMEDIATE")  # a real lock: SQLite answers "database is locked"
+        response = client.post("/v1/feedback", json=labels)
+        other.execute("ROLLBACK")
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    assert "database is locked" in response.json()["detail"]
+    assert "fb-locked-early" not in set(read_feedback(project.settings().prediction_log)["transaction_id"])
+    assert client.post("/v1/score", json=late).status_code == 200
+    assert logged_predictions(client, ["fb-locked-late"]).iloc[0]["f_terminal_risk_1d"] == 0.0
+    assert client.post("/v1/feedback", json=labels).json() == {"accepted": 1}  # the retry applies it
+    assert client.post("/v1/score", json=late).status_code == 200
+    assert logged_predictions(client, ["fb-locked-late"]).iloc[0]["f_terminal_risk_1d"] == 1.0

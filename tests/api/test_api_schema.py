@@ -72,7 +72,7 @@ def test_every_error_answer_is_declared_with_the_error_model() -> None:
         "POST /v1/score": ["400", "413", "415", "422", "503"],
         "POST /v1/score/batch": ["400", "413", "415", "422", "503"],
         "POST /v1/score/columns": ["400", "413", "415", "422", "503"],
-        "POST /v1/feedback": ["400", "413", "415", "422"],
+        "POST /v1/feedback": ["400", "413", "415", "422", "503"],
         "GET /v1/metadata": ["503"],
         "GET /health/live": [],
         "GET /health/ready": ["503"],
