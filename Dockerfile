@@ -4,7 +4,7 @@
 # group. The venv lives at /app/.venv in both stages: venv scripts embed absolute paths.
 #
 #   docker build -t fraudops .
-#   docker run --rm -p 127.0.0.1:8000:8000 -e FRAUDOPS_ADMIN_API_KEY=... fraudops
+#   docker run --rm -p 127.0.0.1:8000:8000 -e FRAUDOPS_ADMIN_API_KEY=... -e FRAUDOPS_FEEDBACK_API_KEY=... fraudops
 #
 # The image serves the API (`fraudops serve --host 0.0.0.0 --port 8000`); compose.yaml reuses it
 # for the MLflow and Prefect servers. It holds no data, no stores and no git: training, ingest and

@@ -182,6 +182,7 @@ def build_project(cfg: Config, root: Path) -> Project:
     settings = use_project(
         project_dir,
         FRAUDOPS_ADMIN_API_KEY=admin_key,
+        FRAUDOPS_FEEDBACK_API_KEY=secrets.token_urlsafe(24),  # set, so the API writes no .env
         FRAUDOPS_RELOAD_INTERVAL_S=str(cfg.reload_interval_s),
         FRAUDOPS_ENVIRONMENT="development",
     )

@@ -18,6 +18,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_KEY = "changethis"
 
 
+ApiKey = Literal["admin_api_key", "feedback_api_key"]
+API_KEYS: tuple[ApiKey, ...] = ("admin_api_key", "feedback_api_key")  # one key a privilege
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets the settings field ``field``."""
+    return f"FRAUDOPS_{field.upper()}"
+
+
 class Settings(BaseSettings):
     """Every runtime value of fraudops; defaults describe the solo, embedded development setup."""
 
@@ -29,7 +38,10 @@ class Settings(BaseSettings):
     model_name: str = "fraud-detector"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
-    admin_api_key: str = PLACEHOLDER_KEY
+    admin_api_key: str = Field(default=PLACEHOLDER_KEY, description="X-API-Key of /admin/* (reload models).")
+    feedback_api_key: str = Field(
+        default=PLACEHOLDER_KEY, description="X-API-Key of POST /v1/feedback (label feeds); no admin rights."
+    )
     reload_interval_s: float = Field(default=10.0, ge=0, description="Registry poll interval; 0 disables.")
     max_batch_rows: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(
@@ -49,9 +61,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_outside_development(self) -> Settings:
-        if self.environment != "development" and self.admin_api_key == PLACEHOLDER_KEY:
+        for name in API_KEYS:
+            if self.environment != "development" and getattr(self, name) == PLACEHOLDER_KEY:
+                raise ValueError(
+                    f"{env_name(name)} is the placeholder; set a real secret outside development"
+                )
+        if self.admin_api_key == self.feedback_api_key != PLACEHOLDER_KEY:
             raise ValueError(
-                "FRAUDOPS_ADMIN_API_KEY is the placeholder; set a real secret outside development"
+                "FRAUDOPS_ADMIN_API_KEY and FRAUDOPS_FEEDBACK_API_KEY must differ: one key a privilege"
             )
         return self
 
@@ -117,17 +134,18 @@ def get_settings() -> Settings:
     return settings
 
 
-def ensure_admin_key(settings: Settings) -> str:
-    """Return the admin key; in development, generate one into ``.env`` the first time it is needed."""
-    if settings.admin_api_key != PLACEHOLDER_KEY or settings.environment != "development":
-        return settings.admin_api_key
-    env_file = settings.project_dir / ".env"
-    key = secrets.token_urlsafe(24)
-    with env_file.open("a", encoding="utf-8") as fh:
-        fh.write(f"FRAUDOPS_ADMIN_API_KEY={key}\n")
-    os.environ["FRAUDOPS_ADMIN_API_KEY"] = key
-    settings.admin_api_key = key
-    return key
+def ensure_api_keys(settings: Settings) -> None:
+    """In development, generate each API key still at the placeholder into ``.env``, once, on first use."""
+    if settings.environment != "development":
+        return  # the validator refused placeholders already
+    for name in API_KEYS:
+        if getattr(settings, name) != PLACEHOLDER_KEY:
+            continue
+        key = secrets.token_urlsafe(24)
+        with (settings.project_dir / ".env").open("a", encoding="utf-8") as fh:
+            fh.write(f"{env_name(name)}={key}\n")
+        os.environ[env_name(name)] = key
+        setattr(settings, name, key)
 
 
 STEP_LOGGERS = ("core", "pipelines", "monitoring")  # the packages whose logs a flow run shows

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from core.clock import read_today, set_today
 from core.params import Params, load_params
 from core.schemas import TRANSACTION_COLUMNS
-from core.settings import Settings, ensure_admin_key
+from core.settings import Settings, ensure_api_keys
 from core.simulator import SimulationConfig, write_simulation
 from fraudops import render
 from fraudops.errors import UserError
@@ -191,7 +191,11 @@ def release_labels(story: Story, client: httpx.Client) -> int:
     sent = 0
     for start in range(0, len(labels), story.settings.max_batch_rows):
         part = labels.iloc[start : start + story.settings.max_batch_rows]
-        resp = client.post("/v1/feedback", json={"labels": part.to_dict(orient="records")})
+        resp = client.post(
+            "/v1/feedback",
+            json={"labels": part.to_dict(orient="records")},
+            headers={"X-API-Key": story.settings.feedback_api_key},
+        )
         resp.raise_for_status()
         sent += int(resp.json()["accepted"])
     return sent
@@ -276,7 +280,7 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console) -> Story:
     """Run the storyline end to end and print the summary."""
     started = time.monotonic()
     story = Story(settings, cfg, console)
-    ensure_admin_key(settings)
+    ensure_api_keys(settings)
     console.print(
         f"[bold]fraudops demo[/]: {cfg.customers:,} customers, {cfg.terminals:,} terminals, seed {cfg.seed}. "
         "Starting from a clean slate (data/, stores/, reports/, demo/ are regenerated)."

@@ -18,7 +18,7 @@ from core.clock import ClockWatch
 from core.features import feature_names
 from core.params import load_params
 from core.predlog import PredictionWriter, SqlitePredictionLog
-from core.settings import Settings, ensure_admin_key, get_settings
+from core.settings import Settings, ensure_api_keys, get_settings
 from serving.deps import Services
 from serving.errors import add_error_handlers
 from serving.limits import BodySizeLimit
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 def build_services(settings: Settings, telemetry: Telemetry) -> Services:
     """Read params, warm-start the feature state and try to load the champion."""
     params = load_params(settings.project_dir / "params.yaml")
-    ensure_admin_key(settings)
+    ensure_api_keys(settings)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the server log
     names = feature_names(params.features)
     store = ModelStore(settings, names, params.data.label_delay_days, telemetry)

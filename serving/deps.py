@@ -1,4 +1,4 @@
-"""Request dependencies as ``Annotated`` aliases: the app's services, the champion, the admin key, and
+"""Request dependencies as ``Annotated`` aliases: the app's services, the champion, the API keys, and
 the JSON content type of request bodies.
 
 They are ``async def`` because they do not block: FastAPI runs a plain ``def`` dependency in a thread.
@@ -7,6 +7,7 @@ They are ``async def`` because they do not block: FastAPI runs a plain ``def`` d
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, cast
 
@@ -16,7 +17,7 @@ from core.clock import ClockWatch
 from core.online import OnlineFeatures
 from core.params import Params
 from core.predlog import PredictionWriter
-from core.settings import Settings
+from core.settings import ApiKey, Settings
 from serving.model_store import LoadedModel, ModelStore
 from serving.telemetry import Telemetry
 
@@ -53,14 +54,25 @@ async def get_champion(services: ServicesDep) -> LoadedModel:
 ChampionDep = Annotated[LoadedModel, Depends(get_champion)]
 
 
-async def require_admin_key(
-    services: ServicesDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
-) -> None:
-    """Refuse admin calls without the right ``X-API-Key`` header (constant-time comparison)."""
-    expected = services.settings.admin_api_key.encode()
-    if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), expected):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or wrong X-API-Key header")
+def require_api_key(name: ApiKey) -> Callable[..., Awaitable[None]]:
+    """A dependency refusing calls without the ``X-API-Key`` header equal to the key ``name`` (401).
 
+    Each key grants one privilege: the feedback key is no admin key, nor the reverse. The comparison
+    takes constant time, so response times do not reveal how much of a guess was right.
+    """
+
+    async def check_key(
+        services: ServicesDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
+    ) -> None:
+        expected = getattr(services.settings, name).encode()
+        if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), expected):
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or wrong X-API-Key header")
+
+    return check_key
+
+
+require_admin_key = require_api_key("admin_api_key")
+require_feedback_key = require_api_key("feedback_api_key")
 
 JSON_MEDIA_TYPE = "application/json"
 

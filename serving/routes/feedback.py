@@ -1,17 +1,20 @@
-"""Delayed fraud labels: they feed terminal risk features and the performance monitor."""
+"""Delayed fraud labels: they feed terminal risk features and the performance monitor, so only holders of
+the feedback key (``X-API-Key``) may send them."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
 from core.predlog import PredictionLogError
-from serving.deps import ServicesDep, require_json
+from serving.deps import ServicesDep, require_feedback_key, require_json
 from serving.errors import error_responses, log_unavailable
 from serving.routes.scoring import check_batch_size
 from serving.schemas import FeedbackIn, FeedbackOut
 from serving.scoring import record_feedback
 
-router = APIRouter(prefix="/v1", tags=["feedback"], dependencies=[Depends(require_json)])
+router = APIRouter(
+    prefix="/v1", tags=["feedback"], dependencies=[Depends(require_feedback_key), Depends(require_json)]
+)
 
 
 FEEDBACK_UNAVAILABLE = "The feedback log cannot take labels now: nothing was applied, retry after Retry-After"
@@ -20,7 +23,7 @@ FEEDBACK_UNAVAILABLE = "The feedback log cannot take labels now: nothing was app
 @router.post(
     "/feedback",
     response_model=FeedbackOut,
-    responses=error_responses(400, 413, 415, 422, 503, descriptions={503: FEEDBACK_UNAVAILABLE}),
+    responses=error_responses(400, 401, 413, 415, 422, 503, descriptions={503: FEEDBACK_UNAVAILABLE}),
 )
 def create_feedback(feedback: FeedbackIn, services: ServicesDep) -> FeedbackOut:
     """Record fraud labels of transactions scored earlier (logged first, then applied to the features)."""

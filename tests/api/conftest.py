@@ -38,7 +38,7 @@ from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS
 from core.settings import Settings
 from core.simulator import SimulationConfig, write_simulation
 from serving.app import create_app
-from tests.api.factories import ADMIN_KEY, REPO_PARAMS, THRESHOLD
+from tests.api.factories import ADMIN_KEY, FEEDBACK_KEY, REPO_PARAMS, THRESHOLD
 
 SIM = {"customers": 300, "terminals": 600}
 
@@ -58,6 +58,7 @@ class Project:
         values: dict[str, Any] = {
             "project_dir": self.dir,
             "admin_api_key": ADMIN_KEY,
+            "feedback_api_key": FEEDBACK_KEY,
             "reload_interval_s": 0,
             "max_batch_rows": 500,
             **overrides,

@@ -11,6 +11,8 @@ from core.schemas import TRANSACTION_COLUMNS
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 ADMIN_KEY = "test-admin-key"
+FEEDBACK_KEY = "test-feedback-key"
+FEEDBACK_AUTH = {"X-API-Key": FEEDBACK_KEY}
 THRESHOLD = 0.5  # the decision threshold the tests' registered versions carry
 
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.predlog import read_feedback, read_predictions
-from tests.api.factories import ADMIN_KEY, columns, transaction
+from tests.api.factories import ADMIN_KEY, FEEDBACK_AUTH, columns, transaction
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
@@ -42,7 +42,7 @@ def test_a_body_not_declared_json_is_415_and_changes_nothing(
     client: TestClient, project: Project, path: str, content_type: str | None
 ) -> None:
     tid = f"ct-{path.rsplit('/', 1)[-1]}-{content_type}"
-    headers = {"Content-Type": content_type} if content_type else {}
+    headers = {**FEEDBACK_AUTH, "Content-Type": content_type} if content_type else FEEDBACK_AUTH
     response = client.post(path, content=json.dumps(bodies(tid)[path]), headers=headers)
     assert response.status_code == 415, response.text
     assert response.json() == REFUSED
@@ -52,7 +52,7 @@ def test_a_body_not_declared_json_is_415_and_changes_nothing(
 @pytest.mark.parametrize("path", list(bodies("")))
 def test_json_with_a_charset_is_accepted(client: TestClient, project: Project, path: str) -> None:
     tid = f"ct-charset-{path.rsplit('/', 1)[-1]}"
-    headers = {"Content-Type": "application/json; charset=utf-8"}
+    headers = {**FEEDBACK_AUTH, "Content-Type": "application/json; charset=utf-8"}
     response = client.post(path, content=json.dumps(bodies(tid)[path]), headers=headers)
     assert response.status_code == 200, response.text
     assert tid in logged_ids(client, project)

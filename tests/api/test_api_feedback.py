@@ -14,12 +14,30 @@ from fastapi.testclient import TestClient
 from core.clock import set_today
 from core.predlog import read_feedback
 from tests.api.conftest import logged_predictions
-from tests.api.factories import transaction
+from tests.api.factories import ADMIN_KEY, FEEDBACK_AUTH, FEEDBACK_KEY, transaction
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
 
 TERMINAL = 777_001  # outside the simulated population: no other transaction touches it
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": ""}, {"X-API-Key": "wrong"}, {"X-API-Key": ADMIN_KEY}])
+def test_feedback_refuses_a_missing_wrong_or_admin_key(
+    client: TestClient, project: Project, headers: dict[str, str]
+) -> None:
+    """Labels change features and what monitoring judges: only the feedback key may send them."""
+    labels = [{"transaction_id": "fb-no-key", "tx_fraud": 1}]
+    response = client.post("/v1/feedback", json={"labels": labels}, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "missing or wrong X-API-Key header"}
+    assert "fb-no-key" not in set(read_feedback(project.settings().prediction_log)["transaction_id"])
+
+
+def test_the_feedback_key_cannot_reload_models(client: TestClient) -> None:
+    response = client.post("/admin/reload", headers={"X-API-Key": FEEDBACK_KEY})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "missing or wrong X-API-Key header"}
 
 
 def received_on(db: Path, transaction_id: str) -> list[str]:
@@ -34,7 +52,7 @@ def test_feedback_is_accepted_and_logged_on_the_simulated_day(client: TestClient
     set_today(settings.clock_file, dt.date(2026, 2, 3))
     try:
         labels = [{"transaction_id": "fb-log-1", "tx_fraud": 1, "tx_fraud_scenario": 2}]
-        response = client.post("/v1/feedback", json={"labels": labels})
+        response = client.post("/v1/feedback", json={"labels": labels}, headers=FEEDBACK_AUTH)
     finally:
         settings.clock_file.unlink()
     assert response.status_code == 200, response.text
@@ -45,7 +63,11 @@ def test_feedback_is_accepted_and_logged_on_the_simulated_day(client: TestClient
 
 
 def test_feedback_without_clock_is_filed_on_the_real_date(client: TestClient, project: Project) -> None:
-    response = client.post("/v1/feedback", json={"labels": [{"transaction_id": "fb-real-1", "tx_fraud": 0}]})
+    response = client.post(
+        "/v1/feedback",
+        json={"labels": [{"transaction_id": "fb-real-1", "tx_fraud": 0}]},
+        headers=FEEDBACK_AUTH,
+    )
     assert response.json() == {"accepted": 1}
     today = dt.datetime.now(dt.UTC).date()
     assert received_on(project.settings().prediction_log, "fb-real-1") == [today.isoformat()]
@@ -59,7 +81,9 @@ def test_fraud_label_raises_terminal_risk_of_later_transactions(client: TestClie
         assert client.post("/v1/score", json=body).status_code == 200
     before = logged_predictions(client, ["fb-late"]).iloc[0]
     labels = [{"transaction_id": "fb-early", "tx_fraud": 1, "tx_fraud_scenario": 2}]
-    assert client.post("/v1/feedback", json={"labels": labels}).json() == {"accepted": 1}
+    assert client.post("/v1/feedback", json={"labels": labels}, headers=FEEDBACK_AUTH).json() == {
+        "accepted": 1
+    }
     assert client.post("/v1/score", json=late).status_code == 200
     after = logged_predictions(client, ["fb-late"]).iloc[0]
     assert (before["f_terminal_nb_tx_1d"], before["f_terminal_risk_1d"]) == (1.0, 0.0)
@@ -84,7 +108,7 @@ def test_feedback_the_log_refuses_is_503_and_leaves_the_features_alone(
         sqlite3.connect(project.settings().prediction_log, isolation_level=None)
     ) as other:
         other.execute("BEGIN IMMEDIATE")  # a real lock: SQLite answers "database is locked"
-        response = client.post("/v1/feedback", json=labels)
+        response = client.post("/v1/feedback", json=labels, headers=FEEDBACK_AUTH)
         other.execute("ROLLBACK")
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"] == "5"
@@ -92,6 +116,8 @@ def test_feedback_the_log_refuses_is_503_and_leaves_the_features_alone(
     assert "fb-locked-early" not in set(read_feedback(project.settings().prediction_log)["transaction_id"])
     assert client.post("/v1/score", json=late).status_code == 200
     assert logged_predictions(client, ["fb-locked-late"]).iloc[0]["f_terminal_risk_1d"] == 0.0
-    assert client.post("/v1/feedback", json=labels).json() == {"accepted": 1}  # the retry applies it
+    assert client.post("/v1/feedback", json=labels, headers=FEEDBACK_AUTH).json() == {
+        "accepted": 1
+    }  # the retry applies it
     assert client.post("/v1/score", json=late).status_code == 200
     assert logged_predictions(client, ["fb-locked-late"]).iloc[0]["f_terminal_risk_1d"] == 1.0

@@ -14,7 +14,7 @@ from core.features import feature_names
 from core.settings import Settings
 from serving.app import create_app
 from serving.model_store import NO_CHAMPION
-from tests.api.factories import ADMIN_KEY, REPO_PARAMS, THRESHOLD, transaction
+from tests.api.factories import ADMIN_KEY, FEEDBACK_KEY, REPO_PARAMS, THRESHOLD, transaction
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
@@ -25,7 +25,9 @@ def empty_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClien
     """An app on a fresh project: params.yaml only, no data, no registry."""
     root = tmp_path_factory.mktemp("empty-project")
     shutil.copy(REPO_PARAMS, root / "params.yaml")
-    settings = Settings(project_dir=root, admin_api_key=ADMIN_KEY, reload_interval_s=0)
+    settings = Settings(
+        project_dir=root, admin_api_key=ADMIN_KEY, feedback_api_key=FEEDBACK_KEY, reload_interval_s=0
+    )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 

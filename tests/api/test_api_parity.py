@@ -23,7 +23,7 @@ from core.predlog import read_predictions
 from core.simulator import SimulationConfig, write_simulation
 from serving.app import create_app
 from tests.api.conftest import SIM, logged_predictions, write_validated
-from tests.api.factories import bodies, columns
+from tests.api.factories import FEEDBACK_AUTH, bodies, columns
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
@@ -74,7 +74,9 @@ def replayed(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 for tid, fraud in zip(day["transaction_id"], day["tx_fraud"], strict=True)
             ]
             for start in range(0, len(labels), BATCH_ROWS):
-                response = client.post("/v1/feedback", json={"labels": labels[start : start + BATCH_ROWS]})
+                response = client.post(
+                    "/v1/feedback", json={"labels": labels[start : start + BATCH_ROWS]}, headers=FEEDBACK_AUTH
+                )
                 assert response.status_code == 200, response.text
     # leaving the client ran the app's shutdown, which flushes the prediction log
     logged = read_predictions(settings.prediction_log).set_index("transaction_id")

@@ -2,8 +2,8 @@
 operation of the running app's OpenAPI schema and checks each answer.
 
 No request may end in a 5xx (the app serves a champion, so not even a 503), every status code must be
-declared for its operation, and every body and content type must match the schema. Admin operations run
-twice: with generated (wrong or missing) keys, and with the right one.
+declared for its operation, and every body and content type must match the schema. Admin and feedback
+operations run twice: with generated (wrong or missing) keys, and with their right one.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from serving.app import create_app
-from tests.api.factories import ADMIN_KEY, transaction
+from tests.api.factories import ADMIN_KEY, FEEDBACK_KEY, transaction
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
@@ -72,7 +72,7 @@ def test_every_error_answer_is_declared_with_the_error_model() -> None:
         "POST /v1/score": ["400", "413", "415", "422", "503"],
         "POST /v1/score/batch": ["400", "413", "415", "422", "503"],
         "POST /v1/score/columns": ["400", "413", "415", "422", "503"],
-        "POST /v1/feedback": ["400", "413", "415", "422", "503"],
+        "POST /v1/feedback": ["400", "401", "413", "415", "422", "503"],
         "GET /v1/metadata": ["503"],
         "GET /health/live": [],
         "GET /health/ready": ["503"],
@@ -97,3 +97,10 @@ def test_every_operation_keeps_its_contract(case: schemathesis.Case, running_app
 @SCHEMA.include(tag="admin").parametrize()
 def test_admin_operations_keep_their_contract_with_the_key(case: schemathesis.Case, running_app: Any) -> None:
     case.call_and_validate(app=running_app, headers={"X-API-Key": ADMIN_KEY}, checks=CHECKS)
+
+
+@SCHEMA.include(tag="feedback").parametrize()
+def test_feedback_operations_keep_their_contract_with_the_key(
+    case: schemathesis.Case, running_app: Any
+) -> None:
+    case.call_and_validate(app=running_app, headers={"X-API-Key": FEEDBACK_KEY}, checks=CHECKS)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from core.features import feature_names
 from core.predlog import prediction_columns
 from tests.api.conftest import logged_predictions
-from tests.api.factories import THRESHOLD, columns, transaction
+from tests.api.factories import FEEDBACK_AUTH, THRESHOLD, columns, transaction
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
@@ -154,7 +154,7 @@ def _valid() -> dict[str, Any]:
 def test_invalid_bodies_are_422_with_a_message(
     client: TestClient, path: str, body: object, expected: str
 ) -> None:
-    response = client.post(path, json=body)
+    response = client.post(path, json=body, headers=FEEDBACK_AUTH)
     assert response.status_code == 422, response.text
     assert expected in response.text
 

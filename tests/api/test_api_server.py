@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from core.predlog import read_predictions
-from tests.api.factories import ADMIN_KEY, bodies
+from tests.api.factories import ADMIN_KEY, FEEDBACK_KEY, bodies
 
 if TYPE_CHECKING:
     from tests.api.conftest import Project
@@ -65,6 +65,7 @@ def start_server(project: Project, log: Path) -> Server:
         **os.environ,
         "FRAUDOPS_PROJECT_DIR": str(project.dir),
         "FRAUDOPS_ADMIN_API_KEY": ADMIN_KEY,
+        "FRAUDOPS_FEEDBACK_API_KEY": FEEDBACK_KEY,
         "FRAUDOPS_RELOAD_INTERVAL_S": "0",
         "FRAUDOPS_MLFLOW_TRACKING_URI": settings.tracking_uri,
         "OMP_NUM_THREADS": "1",

@@ -580,7 +580,8 @@ def test_api_service_is_configured_for_production(services: dict[str, dict[str, 
     env = _environment(api)
     assert env["FRAUDOPS_ENVIRONMENT"] == "production"
     # a required variable: compose refuses to start without it, and never falls back to a placeholder
-    assert re.fullmatch(r"\$\{FRAUDOPS_ADMIN_API_KEY:\?[^}]*\}", env["FRAUDOPS_ADMIN_API_KEY"])
+    for key in ("FRAUDOPS_ADMIN_API_KEY", "FRAUDOPS_FEEDBACK_API_KEY"):
+        assert re.fullmatch(rf"\$\{{{key}:\?[^}}]*\}}", env[key])
     assert "command" not in api  # runs the image's CMD, the one the Dockerfile test checks
     assert [str(p) for p in api["ports"]] == ["127.0.0.1:8000:8000"]
     for name, service in services.items():

@@ -12,7 +12,7 @@ import pytest
 from core.clock import labels_released, last_labelled_day, read_today, set_today
 from core.metrics import card_k, card_precision_at_k, evaluate_scores
 from core.predlog import append_feedback, append_predictions, read_feedback, read_predictions
-from core.settings import PLACEHOLDER_KEY, Settings, ensure_admin_key
+from core.settings import PLACEHOLDER_KEY, Settings, ensure_api_keys
 
 
 def test_clock_releases_labels_after_the_delay(tmp_path: Path) -> None:
@@ -75,15 +75,29 @@ def test_prediction_log_round_trip(tmp_path: Path) -> None:
     assert read_feedback(db)["tx_fraud"].tolist() == [1]
 
 
-def test_admin_key_generated_in_development_and_placeholder_refused_elsewhere(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("variable", ["FRAUDOPS_ADMIN_API_KEY", "FRAUDOPS_FEEDBACK_API_KEY"])
+def test_api_keys_generated_in_development_and_placeholders_refused_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
-    monkeypatch.delenv("FRAUDOPS_ADMIN_API_KEY", raising=False)  # undone after the test, with what it sets
-    settings = Settings(project_dir=tmp_path, admin_api_key=PLACEHOLDER_KEY)
-    key = ensure_admin_key(settings)
-    assert key != PLACEHOLDER_KEY and f"FRAUDOPS_ADMIN_API_KEY={key}" in (tmp_path / ".env").read_text()
-    with pytest.raises(ValueError, match="placeholder"):
-        Settings(project_dir=tmp_path, environment="production", admin_api_key=PLACEHOLDER_KEY)
+    for name in ("FRAUDOPS_ADMIN_API_KEY", "FRAUDOPS_FEEDBACK_API_KEY"):
+        monkeypatch.delenv(name, raising=False)  # undone after the test, with what it sets
+    settings = Settings(project_dir=tmp_path, admin_api_key=PLACEHOLDER_KEY, feedback_api_key=PLACEHOLDER_KEY)
+    ensure_api_keys(settings)
+    key = getattr(settings, variable.removeprefix("FRAUDOPS_").lower())
+    assert key != PLACEHOLDER_KEY and f"{variable}={key}" in (tmp_path / ".env").read_text()
+    assert settings.admin_api_key != settings.feedback_api_key
+    ensure_api_keys(settings)  # generated once: a second call keeps them
+    assert (tmp_path / ".env").read_text().count(variable) == 1
+    real = {"admin_api_key": "a-real-admin-key", "feedback_api_key": "a-real-feedback-key"}
+    field = variable.removeprefix("FRAUDOPS_").lower()
+    with pytest.raises(ValueError, match=f"{variable} is the placeholder"):
+        Settings(project_dir=tmp_path, environment="production", **{**real, field: PLACEHOLDER_KEY})
+    Settings(project_dir=tmp_path, environment="production", **real)
+
+
+def test_one_key_cannot_hold_both_privileges(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must differ"):
+        Settings(project_dir=tmp_path, admin_api_key="same-key", feedback_api_key="same-key")
 
 
 def test_a_fraud_card_missed_on_one_day_still_counts_on_the_next() -> None:
