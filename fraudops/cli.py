@@ -215,7 +215,9 @@ def monitor_history() -> None:
     """List every monitoring decision with its evidence, its reasons and what the retraining came to."""
     from monitoring.history import read_history
 
-    render.print_decisions(console, read_history(get_settings()), reports=False)
+    with friendly_errors():
+        runs = read_history(get_settings())
+    render.print_decisions(console, runs, reports=False)
 
 
 @app.command()

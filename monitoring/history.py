@@ -14,6 +14,8 @@ import math
 import tempfile
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from core.settings import Settings
 from monitoring.summary import MonitoringSummary
 
@@ -41,8 +43,19 @@ def read_history(settings: Settings) -> list[MonitoringSummary]:
     path = history_file(settings)
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [MonitoringSummary.model_validate_json(line) for line in lines if line.strip()]
+    runs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            runs.append(MonitoringSummary.model_validate_json(line))
+        except ValidationError as exc:  # a line of an earlier layout, or an edited file
+            raise ValueError(
+                f"{path}, line {number}, is not a monitoring summary ({exc.error_count()} errors, first: "
+                f"{exc.errors()[0]['msg']} at {'.'.join(map(str, exc.errors()[0]['loc']))}): "
+                "an earlier version may have written it; move the file away to start a new history"
+            ) from exc
+    return runs
 
 
 def last_retrain_day(history: list[MonitoringSummary], today: dt.date) -> dt.date | None:

@@ -115,3 +115,16 @@ def test_history_lists_decisions_in_order(project_settings: Settings) -> None:
 def test_empty_history_is_an_empty_table(project_settings: Settings) -> None:
     result = runner.invoke(app, ["monitor", "history"])
     assert result.exit_code == 0 and "Monitoring decisions" in result.output
+
+
+def test_a_line_of_another_layout_is_one_clear_error(project_settings: Settings) -> None:
+    """A history written by an earlier version names the file and line and says what to do."""
+    from monitoring.history import history_file
+
+    path = history_file(project_settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"today": "2026-04-13", "action": "none", "reasons": []}\n', encoding="utf-8")
+    result = runner.invoke(app, ["monitor", "history"])
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())
+    assert f"{path}, line 1, is not a monitoring summary" in message and "move the file away" in message
