@@ -7,7 +7,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,9 @@ from benchmarks.project import make_project
 from core.params import Params, load_params
 from core.registry import CHALLENGER, CHAMPION
 from core.settings import Settings, get_settings
+from monitoring.performance import LivePerformance
+from monitoring.policy import Action, Decision
+from monitoring.summary import DateWindow, ModelRef, MonitoringSummary, MonitoringWindows, ReportPaths
 from pipelines.gate import GateDecision
 from pipelines.results import TrainingOutcome, Windows
 
@@ -84,4 +87,28 @@ def training_outcome(reason: str = "manual", version: str = "2", promote: bool =
         run_id="run-2",
         cycle_id="cycle-2",
         reason=reason,
+    )
+
+
+def monitoring_summary(
+    today: str, action: Action = "none", reasons: Sequence[str] = ("why",), rows: int = 5000, **parts: object
+) -> MonitoringSummary:
+    """A monitoring run of ``today`` (the week before it judged) deciding ``action``; ``parts`` replace the
+    defaults: no drift checked, no labelled rows, no retraining, no reports."""
+    day = dt.date.fromisoformat(today)
+    window = DateWindow(start=day - dt.timedelta(days=7), end=day - dt.timedelta(days=1))
+    return MonitoringSummary.model_validate(
+        {
+            "run_at": dt.datetime.combine(day, dt.time(6), tzinfo=dt.UTC),
+            "today": day,
+            "windows": MonitoringWindows(data=window, labelled=window),
+            "rows": rows,
+            "model": ModelRef(name="fraud-detector", version="1", run_id="r1", threshold=0.5),
+            "drift": None,
+            "performance": LivePerformance(rows=0, frauds=0, measured=False, reason="no labelled rows"),
+            "decision": Decision(action, list(reasons)),
+            "retrain": None,
+            "reports": ReportPaths(),
+            **parts,
+        }
     )

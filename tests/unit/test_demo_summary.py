@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from pathlib import Path
 
@@ -11,8 +10,8 @@ from rich.console import Console
 from fraudops.render import print_decisions
 from monitoring.drift import DriftResult, PredictionDrift
 from monitoring.performance import Expected, LivePerformance
-from monitoring.policy import Action, Decision
-from monitoring.summary import DateWindow, ModelRef, MonitoringSummary, MonitoringWindows, ReportPaths
+from monitoring.summary import ReportPaths
+from tests.conftest import monitoring_summary
 
 REPORTS = ReportPaths(
     drift_html=Path("reports/monitoring/2026-05-14-drift.html"),
@@ -21,30 +20,11 @@ REPORTS = ReportPaths(
 )
 
 
-def summary(today: str, rows: int, action: Action, reasons: list[str], **parts: object) -> MonitoringSummary:
-    day = dt.date.fromisoformat(today)
-    window = DateWindow(start=day - dt.timedelta(days=7), end=day - dt.timedelta(days=1))
-    return MonitoringSummary.model_validate(
-        {
-            "run_at": dt.datetime(2026, 5, 14, tzinfo=dt.UTC),
-            "today": day,
-            "windows": MonitoringWindows(data=window, labelled=window),
-            "rows": rows,
-            "model": ModelRef(name="fraud-detector", version="1", run_id="r1", threshold=0.5),
-            "decision": Decision(action, reasons),
-            "reports": ReportPaths(),
-            "retrain": None,
-            "drift": None,
-            **parts,
-        }
-    )
-
-
-RUN = summary(
+RUN = monitoring_summary(
     "2026-05-14",
-    41_512,
     "retrain",
     ["dataset drift: 2/15 columns drifted", "performance drop: live AP 0.12 < 0.31"],
+    rows=41_512,
     drift=DriftResult(
         drifted=True,
         share=2 / 15,
@@ -61,13 +41,7 @@ RUN = summary(
     ),
     reports=REPORTS,
 )
-QUIET = summary(
-    "2026-04-09",
-    120,
-    "not-enough-data",
-    ["only 120 scored"],
-    performance=LivePerformance(rows=0, frauds=0, measured=False, reason="no labelled rows"),
-)
+QUIET = monitoring_summary("2026-04-09", "not-enough-data", ["only 120 scored"], rows=120)
 
 
 def test_decisions_show_evidence_reasons_and_report_paths() -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -15,15 +13,10 @@ from fraudops.cli import app
 from monitoring.drift import DriftResult, PredictionDrift
 from monitoring.history import append_decision
 from monitoring.performance import LivePerformance
-from monitoring.policy import Decision
 from monitoring.summary import (
-    DateWindow,
-    ModelRef,
-    MonitoringSummary,
-    MonitoringWindows,
-    ReportPaths,
     RetrainOutcome,
 )
+from tests.conftest import monitoring_summary
 
 runner = CliRunner()
 
@@ -35,22 +28,6 @@ def restore_environment() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
-
-
-def decided(today: str, rows: int, action: str, reason: str, **parts: Any) -> MonitoringSummary:
-    """A history line with the evidence the table shows: prediction drift, live AP and its floor."""
-    day = dt.date.fromisoformat(today)
-    window = DateWindow(start=day - dt.timedelta(days=7), end=day - dt.timedelta(days=1))
-    return MonitoringSummary(
-        run_at=dt.datetime(2026, 5, 4, tzinfo=dt.UTC),
-        today=day,
-        windows=MonitoringWindows(data=window, labelled=window),
-        rows=rows,
-        model=ModelRef(name="fraud", version="1", run_id="r1", threshold=0.5),
-        decision=Decision(action, [reason]),  # type: ignore[arg-type]
-        reports=ReportPaths(),
-        **parts,
-    )
 
 
 def drift_with_score(share: float, score: float) -> DriftResult:
@@ -71,11 +48,11 @@ def drift_with_score(share: float, score: float) -> DriftResult:
 def test_history_lists_decisions_in_order(project_settings: Settings) -> None:
     append_decision(
         project_settings,
-        decided(
+        monitoring_summary(
             "2026-04-13",
-            27_599,
             "none",
-            "no dataset drift: 0/15",
+            ["no dataset drift: 0/15"],
+            rows=27_599,
             drift=drift_with_score(0.0, 0.031),
             performance=LivePerformance(
                 rows=5000, frauds=40, measured=True, average_precision=0.712, floor=0.301
@@ -85,11 +62,11 @@ def test_history_lists_decisions_in_order(project_settings: Settings) -> None:
     )
     append_decision(
         project_settings,
-        decided(
+        monitoring_summary(
             "2026-05-04",
-            27_800,
             "retrain",
-            "performance drop: live AP 0.21",
+            ["performance drop: live AP 0.21"],
+            rows=27_800,
             drift=drift_with_score(0.13, 0.021),
             performance=LivePerformance(
                 rows=5000, frauds=40, measured=True, average_precision=0.214, floor=0.301

@@ -13,15 +13,12 @@ from core.params import DRIFT_METHODS, MonitoringParams, Params
 from monitoring.drift import ColumnTest, DriftResult, PredictionDrift
 from monitoring.history import last_retrain_day
 from monitoring.performance import LivePerformance
-from monitoring.policy import Decision, Expected, ap_floor, decide
+from monitoring.policy import Action, Expected, ap_floor, decide
 from monitoring.summary import (
-    DateWindow,
-    ModelRef,
     MonitoringSummary,
-    MonitoringWindows,
-    ReportPaths,
     RetrainOutcome,
 )
+from tests.conftest import monitoring_summary
 
 PARAMS = MonitoringParams(
     window_days=7,
@@ -163,25 +160,10 @@ def test_cooldown_does_not_hide_a_healthy_window() -> None:
     assert run(last_retrain=TODAY - dt.timedelta(days=1)).action == "none"
 
 
-def decided(today: str, action: str, completed: bool | None) -> MonitoringSummary:
+def decided(today: str, action: Action, completed: bool | None) -> MonitoringSummary:
     """A history line: a run on ``today`` that decided ``action`` (retraining completed or not, or none)."""
-    day = dt.date.fromisoformat(today)
-    return MonitoringSummary.model_validate(
-        {
-            "run_at": dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
-            "today": day,
-            "windows": MonitoringWindows(
-                data=DateWindow(start=day, end=day), labelled=DateWindow(start=day, end=day)
-            ),
-            "rows": 5000,
-            "model": ModelRef(name="fraud", version="1", run_id="r", threshold=0.5),
-            "drift": None,
-            "performance": live_of(0.7),
-            "decision": Decision(action, ["why"]),  # type: ignore[arg-type]
-            "retrain": None if completed is None else RetrainOutcome(started=True, completed=completed),
-            "reports": ReportPaths(),
-        }
-    )
+    retrain = None if completed is None else RetrainOutcome(started=True, completed=completed)
+    return monitoring_summary(today, action, retrain=retrain)
 
 
 @pytest.mark.parametrize(
