@@ -1,19 +1,29 @@
-"""The service's online feature state (:class:`core.online.OnlineFeatures`), warm-started at start-up.
+"""The service's online feature state (:class:`core.online.OnlineFeatures`), rebuilt at start-up.
 
-The state is warm-started from ``data/validated``: the transactions any window can still reach and
-their known labels. In team mode this state would live in a shared store (Redis); here it lives in the
+A restart must not forget anything scoring used: the state is rebuilt from ``data/validated`` (the
+ingested transactions and their labels) plus the tail of the prediction and feedback logs (the
+transactions scored and the labels received since, within the reach of any window). Scores computed
+after a restart therefore equal the offline features of everything the service had seen, as they would
+without the restart. In team mode this state would live in a shared store (Redis); here it lives in the
 API process.
+
+A transaction both ingested and logged is the same transaction (a different one under a used id is
+refused on both paths), so the two sources are merged by id. Labels received through the API for
+transactions that were ingested but never scored are not in the logs' window and are not restored.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 
 import pandas as pd
 
+from core.features import horizon_days
 from core.online import OnlineFeatures
 from core.params import Params
+from core.predlog import PredictionLog, SqlitePredictionLog
 from core.schemas import TRANSACTION_COLUMNS
 from core.settings import Settings
 
@@ -26,15 +36,45 @@ def read_labels(path: Path) -> dict[str, int]:
     return dict(zip(frame["transaction_id"].astype(str), frame["tx_fraud"].astype(int), strict=True))
 
 
-def load_state(settings: Settings, params: Params) -> OnlineFeatures:
-    """A state warm-started from ``data/validated`` when the training data is there, else empty."""
+def log_tail_start(validated: pd.DataFrame, reach_days: int) -> dt.date | None:
+    """The first transaction day of the logs any window can still need: ``reach_days`` before the
+    newest validated transaction's day (None: no validated data, the whole log)."""
+    if validated.empty:
+        return None
+    newest = pd.to_datetime(validated["tx_datetime"], utc=True).max()
+    return newest.date() - dt.timedelta(days=reach_days + 1)
+
+
+def load_state(settings: Settings, params: Params, log: PredictionLog | None = None) -> OnlineFeatures:
+    """A state rebuilt from ``data/validated`` plus the logs' tail (``log``: the settings' SQLite log).
+
+    Empty when neither exists. The logs are only read here: a missing log is not created.
+    """
     state = OnlineFeatures(params.features, params.data.label_delay_days)
     folder = settings.validated_dir
     tx_file, labels_file = folder / "transactions.parquet", folder / "labels.parquet"
-    if not tx_file.exists():
-        logger.info("no %s: the feature state starts empty", tx_file)
-        return state
+    validated = (
+        pd.read_parquet(tx_file, columns=TRANSACTION_COLUMNS)
+        if tx_file.exists()
+        else pd.DataFrame(columns=TRANSACTION_COLUMNS)
+    )
     labels = read_labels(labels_file) if labels_file.exists() else {}
-    state.warm_start(pd.read_parquet(tx_file, columns=TRANSACTION_COLUMNS), labels)
-    logger.info("feature state warm-started: %d transactions, %d labels", state.rows, state.known_labels)
+    log = log or SqlitePredictionLog(settings.prediction_log)
+    start = log_tail_start(validated, horizon_days(params.features, params.data.label_delay_days))
+    scored = log.read_predictions(start=start, columns=TRANSACTION_COLUMNS)
+    received = log.read_feedback(start=start) if not scored.empty else pd.DataFrame()
+    if scored.empty and validated.empty:
+        logger.info("no %s and no logged predictions: the feature state starts empty", tx_file)
+        return state
+    tail = scored[~scored["transaction_id"].isin(validated["transaction_id"])] if not scored.empty else scored
+    transactions = pd.concat([frame for frame in (validated, tail) if not frame.empty], ignore_index=True)
+    if not received.empty:
+        labels.update(
+            zip(received["transaction_id"].astype(str), received["tx_fraud"].astype(int), strict=True)
+        )
+    state.warm_start(transactions, labels)
+    logger.info(
+        "feature state rebuilt: %d transactions held (%d validated, %d from the prediction log), %d labels",
+        *(state.rows, len(validated), len(tail), state.known_labels),
+    )
     return state

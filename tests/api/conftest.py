@@ -111,6 +111,13 @@ def logged_predictions(client: TestClient, ids: list[str]) -> pd.DataFrame:
     return frame.loc[ids].reset_index()
 
 
+def fresh_prediction_log(settings: Settings) -> None:
+    """Remove the prediction log: an app started next rebuilds its feature state from the validated
+    data alone (a restart reads the log's tail), so one module's traffic does not shape another's."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{settings.prediction_log}{suffix}").unlink(missing_ok=True)
+
+
 def write_validated(project_dir: Path, history: pd.DataFrame) -> None:
     folder = project_dir / "data" / "validated"
     folder.mkdir(parents=True)
@@ -188,5 +195,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
 @pytest.fixture(scope="module")
 def client(project: Project) -> Iterator[TestClient]:
     """A running app on the session's project (lifespan included), one per test module."""
+    fresh_prediction_log(project.settings())
     with TestClient(create_app(project.settings())) as test_client:
         yield test_client

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from core.settings import Settings
 from serving.app import create_app
+from tests.api.conftest import fresh_prediction_log
 from tests.api.factories import transaction
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ TOO_LARGE = f"exceed the limit of {LIMIT} bytes per request body: split the batc
 @pytest.fixture(scope="module")
 def small(project: Project) -> Iterator[TestClient]:
     """An app whose body limit is a dozen transactions."""
+    fresh_prediction_log(project.settings())
     with TestClient(create_app(project.settings(max_body_bytes=LIMIT))) as test_client:
         yield test_client
 
