@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         default=PLACEHOLDER_KEY, description="X-API-Key of POST /v1/feedback (label feeds); no admin rights."
     )
     reload_interval_s: float = Field(default=10.0, ge=0, description="Registry poll interval; 0 disables.")
+    reload_retry_s: float = Field(
+        default=10.0, ge=0, description="First wait before the poller retries a version that failed to load."
+    )
+    reload_retry_max_s: float = Field(
+        default=300.0, ge=0, description="Longest wait between retries; the wait doubles up to it."
+    )
     max_batch_rows: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024,

@@ -2,7 +2,9 @@
 
 Serving runs the version's ONNX graph with ONNX Runtime (one thread); the graph's sha256 must match the
 one recorded at training, and loading it executes no pickled code. A version that fails to load keeps
-the previous model serving; the failure is logged and counted.
+the previous model serving; the failure is logged and counted, and the poller tries it again after a
+wait that doubles with each failure (``reload_retry_s`` up to ``reload_retry_max_s``): a download
+that failed once is served on a later poll, a broken version is not fetched on every poll.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +96,12 @@ class ModelStore:
     """Serves the version carrying the champion alias; :meth:`reload` follows the alias."""
 
     def __init__(
-        self, settings: Settings, computable: list[str], delay_days: int, telemetry: Telemetry
+        self,
+        settings: Settings,
+        computable: list[str],
+        delay_days: int,
+        telemetry: Telemetry,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._uri = settings.tracking_uri
         self._name = settings.model_name
@@ -103,7 +112,7 @@ class ModelStore:
         self._current: LoadedModel | None = None
         self._swap_lock = threading.Lock()
         self._load_lock = threading.Lock()
-        self._failed_version: str | None = None
+        self._retry = Backoff(settings.reload_retry_s, settings.reload_retry_max_s, clock)
         self.last_error: str | None = None
 
     @property
@@ -120,19 +129,21 @@ class ModelStore:
         """Load the champion if its version changed; True when a new version now serves.
 
         Raises :class:`NoChampionError` or :class:`ModelLoadError`; either way the old model keeps
-        serving. Without ``force`` a version that already failed is not retried (the poller's case).
+        serving. Without ``force`` (the poller's case) a version that failed is tried again only once
+        its back-off has passed.
         """
         with self._load_lock:
             version = self._resolve_version()
             number, current = str(version.version), self.current
             if current is not None and current.info.version == number:
                 return False
-            if not force and number == self._failed_version:
+            if not force and self._retry.waiting(number):
                 return False
             loaded = self._load_aside(version)
             with self._swap_lock:
                 self._current = loaded
-            self._failed_version, self.last_error = None, None
+            self._retry.clear()
+            self.last_error = None
             self._telemetry.set_served_model(loaded.info.name, loaded.info.version)
             logger.info("serving %s version %s", loaded.info.name, loaded.info.version)
             return True
@@ -176,9 +187,38 @@ class ModelStore:
     def _fail(self, version: str | None, reason: str) -> ModelLoadError:
         if reason != self.last_error:
             logger.warning("model reload failed, previous model keeps serving: %s", reason)
-        self._failed_version, self.last_error = version, reason
+        if version is not None:
+            wait = self._retry.failed(version)
+            logger.info("version %s: next automatic attempt in %.0f s", version, wait)
+        self.last_error = reason
         self._telemetry.reload_failures.inc()
         return ModelLoadError(reason)
+
+
+class Backoff:
+    """When to try a failed version again: after ``base_s``, doubling with each failure, at most ``cap_s``."""
+
+    def __init__(self, base_s: float, cap_s: float, clock: Callable[[], float]) -> None:
+        self._base, self._cap, self._clock = base_s, cap_s, clock
+        self._version: str | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+
+    def failed(self, version: str) -> float:
+        """Count a failure of ``version``; the seconds until it may be tried again."""
+        self._failures = self._failures + 1 if version == self._version else 1
+        self._version = version
+        wait = min(self._base * 2.0 ** min(self._failures - 1, 30), self._cap)
+        self._retry_at = self._clock() + wait
+        return wait
+
+    def waiting(self, version: str) -> bool:
+        """Whether ``version`` failed and its wait is not over."""
+        return version == self._version and self._clock() < self._retry_at
+
+    def clear(self) -> None:
+        """A version loaded: no failure to wait out."""
+        self._version, self._failures = None, 0
 
 
 async def poll_champion(store: ModelStore, interval_s: float) -> None:
