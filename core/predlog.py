@@ -22,8 +22,33 @@ skips a batch committed late).
 A rescored transaction is logged again and its newest record wins; the newest label wins too. Times
 are read as pandas reads them: offsets converted to UTC, naive means UTC. Readers open the database
 read-only and never create it. :class:`PredictionWriter` is the API's writer: it queues
-:class:`PredictionBatch` es off the request path and appends them from a background thread; a failed
-append keeps its rows and is retried, and no row is ever dropped.
+:class:`PredictionBatch` es off the request path and appends them from a background thread.
+
+What an acknowledged record survives
+------------------------------------
+The contract of every store behind :class:`PredictionLog`, kept by :class:`PredictionWriter` with it
+(``docs/faults.md`` has the figures measured and the tests that prove each point):
+
+* A score is acknowledged (its 200) once queued. The writer appends what waits every
+  ``Settings.log_flush_interval_s`` (0.05 s), so an append that commits within the rest of
+  :data:`~core.settings.PREDICTION_LOSS_WINDOW_S` (0.1 s) leaves a SIGKILL of the process at most the
+  scores acknowledged in its last 100 ms to lose. A commit survives the process, not the machine:
+  SQLite in WAL mode with ``synchronous=NORMAL`` may roll back its last commits on a power loss.
+* A label is committed before its 200 (:meth:`PredictionLog.append_feedback` is synchronous); a store
+  that cannot take it answers 503 and nothing is applied.
+* A write error stops the acknowledging: from a failed append until one succeeds, submitting raises
+  :class:`PredictionLogFailing` (503 with Retry-After), so what a SIGKILL during an outage can lose is
+  only what was acknowledged before the first failure was known. The rows queued are kept and
+  retried every ``Settings.log_retry_interval_s``, and all written once the store takes writes again.
+* The backlog is bounded: more than ``Settings.log_max_pending_rows`` rows waiting raises
+  :class:`PredictionLogFull` (503). The API exports the backlog, its bound, the failed writes and the
+  last error in ``/metrics``, and ``/health/ready`` fails while the log fails or the backlog is at its
+  bound.
+* A clean stop (:meth:`PredictionWriter.close`, or the program ending without it) writes everything
+  acknowledged, waiting at most ``Settings.log_close_timeout_s`` for the store. Rows still unwritten
+  then are saved to ``<log>.unwritten-<UTC time>.arrow`` (an Arrow IPC file of the same columns; the
+  system's temporary folder when the log's folder refuses it), and an error says how many, where, and
+  how to append them (:func:`append_unwritten`); if even that fails, the error gives their count.
 """
 
 from __future__ import annotations
@@ -33,9 +58,10 @@ import datetime as dt
 import itertools
 import logging
 import sqlite3
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,6 +74,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.schemas import LABEL_COLUMNS, SCORE_COLUMNS, TRANSACTION_COLUMNS
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +120,10 @@ class PredictionLogClosed(PredictionLogError):
     """Rows submitted to a writer that has been closed."""
 
 
+class PredictionLogFailing(PredictionLogError):
+    """The last append failed: no score is acknowledged until one succeeds (the rows queued are kept)."""
+
+
 @dataclass(frozen=True)
 class Cursor:
     """A point in the log: the last batch and the last label read (0: the beginning)."""
@@ -133,7 +164,11 @@ class PredictionLog(Protocol):
     def read_prediction(
         self, transaction_id: str, tx_datetime: dt.datetime | None = None
     ) -> dict[str, Any] | None:
-        """The newest record of one transaction, or None; its time, when known, narrows the search."""
+        """The newest record of one transaction, or None; its time, when known, narrows the search
+        (to the batches holding a transaction in the same second)."""
+
+    def read_labels(self, transaction_ids: Sequence[str]) -> dict[str, int]:
+        """The recorded label (``tx_fraud``) of each of ``transaction_ids`` that has one (the newest)."""
 
     def read_after(self, cursor: Cursor) -> LogChanges:
         """Everything logged after ``cursor``, and the cursor to read from next time."""
@@ -432,7 +467,8 @@ class SqlitePredictionLog:
     ) -> dict[str, Any] | None:
         where, args = "1", []
         if tx_datetime is not None:
-            where, args = "first_us <= ? AND last_us >= ?", [_micros(tx_datetime)] * 2
+            second = _micros(tx_datetime) // 1_000_000 * 1_000_000  # the whole second: sent again, a
+            where, args = "first_us < ? AND last_us >= ?", [second + 1_000_000, second]  # time may differ
         with self._reading() as conn:
             if conn is None:
                 return None
@@ -443,6 +479,17 @@ class SqlitePredictionLog:
                     record: dict[str, Any] = found.slice(found.num_rows - 1).to_pylist()[0]
                     return record
         return None
+
+    def read_labels(self, transaction_ids: Sequence[str]) -> dict[str, int]:
+        with self._reading() as conn:
+            if conn is None or not transaction_ids:
+                return {}
+            rows = conn.execute(
+                "SELECT transaction_id, tx_fraud FROM feedback"
+                " WHERE transaction_id IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+                (orjson.dumps(list(transaction_ids)).decode(),),
+            ).fetchall()
+        return {tid: int(fraud) for tid, fraud in rows}
 
     def read_after(self, cursor: Cursor) -> LogChanges:
         with self._reading() as conn:
@@ -489,48 +536,110 @@ def read_feedback(path: Path, start: dt.date | None = None, end: dt.date | None 
     return SqlitePredictionLog(path).read_feedback(start, end)
 
 
+def append_unwritten(path: Path, unwritten: Path) -> int:
+    """Append the rows a writer saved at its close deadline (``<log>.unwritten-*.arrow``) to the log at
+    ``path``; returns their count. Appending a file twice logs its rows twice (the newest record wins)."""
+    with pa.memory_map(str(unwritten)) as source:
+        table = pa.ipc.open_file(source).read_all()
+    with contextlib.closing(SqlitePredictionLog(path)) as store:
+        return store.append_predictions(table)
+
+
 # -- the API's background writer ---------------------------------------------------------------------
 
 
-class PredictionWriter:
-    """Appends the API's :class:`PredictionBatch` es to a :class:`PredictionLog` from one background thread.
+EXIT_CHECK_S = 0.1  # how soon a waiting writer notices that the program ended without closing it
 
-    Every ``flush_interval_s`` (or at :meth:`flush`) the thread appends what waits as one batch; a failed
-    append is logged and retried an interval later with the same rows. While more than ``max_pending``
-    rows wait, :meth:`submit` raises :class:`PredictionLogFull`.
+
+def _default(name: str) -> Any:
+    """The default of the settings field ``name``: the writer's, so that one value lives in one place."""
+    return Settings.model_fields[name].default
+
+
+@dataclass(frozen=True)
+class WriterStatus:
+    """What a :class:`PredictionWriter` reports at one instant (``/metrics``, ``/health/ready``)."""
+
+    pending: int  # rows acknowledged, not yet committed: the backlog
+    max_pending: int
+    written: int
+    failed_writes: int  # appends that failed since the writer started
+    failing: bool  # the last append failed: submitting is refused
+    last_error: str | None
+    last_error_at: float | None  # epoch seconds
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why the log takes no more scores now, or None when it does."""
+        if self.failing:
+            return (
+                f"the prediction log fails to write ({self.last_error}); {self.pending} rows kept, retrying"
+            )
+        if self.pending >= self.max_pending:
+            return f"the prediction log backlog is at its bound: {self.pending} rows wait (limit {self.max_pending})"
+        return None
+
+
+class PredictionWriter:
+    """Appends the API's :class:`PredictionBatch` es to a :class:`PredictionLog` from one background thread,
+    keeping the guarantee stated at the top of this module.
+
+    Every ``flush_interval_s`` (or at :meth:`flush`) the thread appends what waits as one batch. A failed
+    append is logged and retried every ``retry_interval_s`` with the same rows, and :meth:`submit`
+    raises :class:`PredictionLogFailing` until one succeeds; while more than ``max_pending`` rows wait it
+    raises :class:`PredictionLogFull`. :meth:`close` waits at most ``close_timeout_s`` and saves what is
+    still unwritten beside ``spill_to`` (the log's file, when it has one).
     """
 
     def __init__(
         self,
         log: PredictionLog,
         features: Sequence[str],
-        flush_interval_s: float = 0.1,
-        max_pending: int = 200_000,
+        flush_interval_s: float = _default("log_flush_interval_s"),
+        max_pending: int = _default("log_max_pending_rows"),
+        retry_interval_s: float = _default("log_retry_interval_s"),
+        close_timeout_s: float = _default("log_close_timeout_s"),
+        spill_to: Path | None = None,
     ) -> None:
-        if flush_interval_s <= 0 or max_pending < 1:
-            raise ValueError("flush_interval_s must be positive and max_pending at least 1")
+        if min(flush_interval_s, retry_interval_s) <= 0 or max_pending < 1 or close_timeout_s < 0:
+            raise ValueError("the intervals must be positive, max_pending at least 1, close_timeout_s >= 0")
         self.log = log
         self.features = list(features)
         self.columns = prediction_columns(features)
         self.flush_interval_s = flush_interval_s
+        self.retry_interval_s = retry_interval_s
+        self.close_timeout_s = close_timeout_s
         self.max_pending = max_pending
+        self.spill_to = spill_to
         self.last_error: Exception | None = None
+        self._last_error_at: float | None = None
         self._cond = threading.Condition()  # its lock is reentrant: close() calls start() holding it
         self._queue: list[PredictionBatch] = []  # submitted, not yet taken by the thread
         self._taken: list[PredictionBatch] = []  # taken by the thread, not yet committed
-        self._submitted = self._written = self._failures = 0
+        self._submitted = self._written = self._spilled = 0
+        self._failures = self._failed_writes = 0  # failures in a row; failures in all
         self._urgent = self._failed = self._closing = self._stop = False
+        self._deadline = float("inf")  # monotonic time when a closing writer gives up on the store
         self._thread: threading.Thread | None = None
         self._last_report = 0.0
 
     def submit(self, batch: PredictionBatch) -> None:
-        """Queue a batch for the next append, never touching the disk (ValueError: wrong feature width)."""
+        """Queue a batch for the next append, never touching the disk (ValueError: wrong feature width).
+
+        Raises :class:`PredictionLogFailing` while the last append failed and :class:`PredictionLogFull`
+        when the backlog would pass ``max_pending``: a row refused was never acknowledged.
+        """
         if batch.features.shape != (len(batch), len(self.features)):
             raise ValueError(f"a batch has {len(self.features)} feature columns ({', '.join(self.features)})")
         with self._cond:
             if self._closing:
                 raise PredictionLogClosed(f"prediction log {self.log!r} is closed")
-            waiting = self._submitted - self._written
+            waiting = self._submitted - self._written - self._spilled
+            if self._failed:
+                raise PredictionLogFailing(
+                    f"prediction log {self.log!r}: writing fails ({self.last_error}); "
+                    f"{waiting} rows kept and retried"
+                )
             if waiting + len(batch) > self.max_pending:
                 raise PredictionLogFull(
                     f"prediction log {self.log!r}: {waiting} rows wait to be written "
@@ -541,9 +650,9 @@ class PredictionWriter:
 
     @property
     def pending(self) -> int:
-        """Rows submitted and not yet committed."""
+        """Rows submitted and not yet committed (nor saved at a close deadline)."""
         with self._cond:
-            return self._submitted - self._written
+            return self._submitted - self._written - self._spilled
 
     @property
     def written(self) -> int:
@@ -551,13 +660,33 @@ class PredictionWriter:
         with self._cond:
             return self._written
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The background thread, once started."""
+        return self._thread
+
+    def status(self) -> WriterStatus:
+        """The backlog, its bound and the write errors, read at one instant."""
+        with self._cond:
+            error = self.last_error
+            return WriterStatus(
+                pending=self._submitted - self._written - self._spilled,
+                max_pending=self.max_pending,
+                written=self._written,
+                failed_writes=self._failed_writes,
+                failing=self._failed,
+                last_error=None if error is None else f"{type(error).__name__}: {error}"[:200],
+                last_error_at=self._last_error_at,
+            )
+
     def start(self) -> PredictionWriter:
-        """Start the background thread (once)."""
+        """Start the background thread (once). It is no daemon: the program ending without :meth:`close`
+        still writes what waits (within ``close_timeout_s``) before the process exits."""
         with self._cond:
             if self._closing:
                 raise PredictionLogClosed(f"prediction log {self.log!r} is closed")
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=False)
                 self._thread.start()
         return self
 
@@ -576,35 +705,30 @@ class PredictionWriter:
             return self._written >= target
 
     def close(self, timeout: float | None = None) -> bool:
-        """Commit everything submitted (waiting while writing fails, up to ``timeout``), then stop; idempotent.
-
-        Returns False, and logs how many rows stayed unwritten, when the timeout passed first.
-        """
+        """Commit everything submitted, waiting at most ``timeout`` (default ``close_timeout_s``) while
+        writing fails, then stop; idempotent. Returns False when rows stayed unwritten: they are saved
+        to a file and an error says where (see the module's guarantee)."""
+        timeout = self.close_timeout_s if timeout is None else timeout
         with self._cond:
             if self._closing and self._thread is None:
                 return self._submitted == self._written
-            if self._thread is None and self._submitted > self._written:
+            if self._thread is None and self._submitted > self._written + self._spilled:
                 self.start()
-            self._closing = True
-            self._cond.notify_all()
+            self._begin_closing(timeout)
             thread = self._thread
             if thread is not None:
-                self._cond.wait_for(
-                    lambda: self._written >= self._submitted or not thread.is_alive(), timeout
-                )
-            done = self._written >= self._submitted
-            if not done:
-                self._stop = True
-                self._cond.notify_all()
-                log.error(
-                    "prediction log %r: closing with %d rows not written",
-                    self.log,
-                    self._submitted - self._written,
-                )
-        if thread is not None:
-            thread.join()
+                self._cond.wait_for(lambda: self._done() or not thread.is_alive(), timeout)
+            self._stop = True
+            self._cond.notify_all()
+        self._save_unwritten()  # nothing to save when everything was written
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.retry_interval_s)  # a thread inside an append ends when that append returns
+            if thread.is_alive():
+                log.error("prediction log %r: the writer is still inside an append at close", self.log)
+                return False
         with self._cond:
             self._thread = None
+            done = self._submitted == self._written
         self.log.close()
         return done
 
@@ -613,6 +737,16 @@ class PredictionWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _begin_closing(self, timeout: float) -> None:
+        """Refuse new rows and give the store until ``timeout`` from now (the first call's deadline holds)."""
+        if not self._closing:
+            self._closing = True
+            self._deadline = time.monotonic() + timeout
+        self._cond.notify_all()
+
+    def _done(self) -> bool:
+        return self._submitted == self._written + self._spilled
 
     def _run(self) -> None:
         try:
@@ -625,43 +759,107 @@ class PredictionWriter:
     def _next(self) -> bool:
         """Wait for the interval (or a flush), then append what waits; False when the thread should end."""
         with self._cond:
-            if self._failed:  # wait a whole interval before retrying
-                self._cond.wait_for(lambda: self._stop, self.flush_interval_s)
+            if self._failed:  # wait a whole retry interval before retrying
+                self._wait(lambda: self._stop, self.retry_interval_s)
             else:
-                self._cond.wait_for(
-                    lambda: self._stop or self._urgent or self._closing, self.flush_interval_s
-                )
-            if self._stop:
-                return False
-            self._urgent = False
-            self._taken.extend(self._queue)
-            self._queue = []
-            taken = self._taken
-            if not taken:
-                return not self._closing
+                self._wait(lambda: self._stop or self._urgent or self._closing, self.flush_interval_s)
+            if not self._closing and not threading.main_thread().is_alive():
+                log.warning("prediction log %r: the program ended without closing its writer", self.log)
+                self._begin_closing(self.close_timeout_s)
+            if self._stop or time.monotonic() >= self._deadline:
+                self._stop = True
+                past_deadline = not self._done()
+            else:
+                past_deadline = False
+                self._urgent = False
+                self._taken.extend(self._queue)
+                self._queue = []
+                taken = self._taken
+                if not taken:
+                    return not self._closing
+        if past_deadline:  # saved here too: after the program ended, no close() will
+            self._save_unwritten()
+            return False
+        if self._stop:
+            return False
         ok = self._append(taken)  # outside the lock: submitting never waits for the disk
         with self._cond:
             self._failed = not ok
-            if ok:
+            if ok and self._taken is taken:  # (else close() saved these rows meanwhile: counted there)
                 self._written += sum(len(b) for b in taken)
                 self._taken = []
-                self._cond.notify_all()
+            self._cond.notify_all()
         return True
+
+    def _wait(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Wait (holding the lock) until ``predicate``, ``timeout`` or the program's end, whichever first.
+
+        Nothing notifies the end of the program: the wait looks every :data:`EXIT_CHECK_S`.
+        """
+        deadline = time.monotonic() + timeout
+        main = threading.main_thread()
+        while not predicate() and main.is_alive() and (left := deadline - time.monotonic()) > 0:
+            self._cond.wait_for(predicate, min(left, EXIT_CHECK_S))
 
     def _append(self, batches: list[PredictionBatch]) -> bool:
         """One append of ``batches`` as one; False (rows kept) when it failed."""
         try:
             self.log.append_predictions(batches_table(batches, self.features))
         except Exception as exc:
-            self.last_error, self._failures = exc, self._failures + 1
+            with self._cond:
+                self.last_error, self._last_error_at = exc, time.time()
+                self._failures += 1
+                self._failed_writes += 1
             if self._failures == 1 or time.monotonic() - self._last_report >= 10.0:
                 self._last_report = time.monotonic()
                 log.error(
                     "prediction log %r: writing %d rows failed (attempt %d: %r); kept, retrying every %.2f s",
-                    *(self.log, sum(len(b) for b in batches), self._failures, exc, self.flush_interval_s),
+                    *(self.log, sum(len(b) for b in batches), self._failures, exc, self.retry_interval_s),
                 )
             return False
         if self._failures:
             log.warning("prediction log %r: written again after %d failed attempts", self.log, self._failures)
             self._failures = 0
         return True
+
+    def _save_unwritten(self) -> None:
+        """Take the rows still unwritten and save them to a file; log how many, where and how to load them."""
+        with self._cond:
+            batches = [*self._taken, *self._queue]
+            self._taken, self._queue = [], []
+            rows = sum(len(b) for b in batches)
+            self._spilled += rows
+        if not rows:
+            return
+        table = batches_table(batches, self.features)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        errors = []
+        for folder in self._spill_folders():
+            path = (
+                folder / f"{self.spill_to.name if self.spill_to else 'predictions'}.unwritten-{stamp}.arrow"
+            )
+            try:
+                with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as file:
+                    file.write_table(table)
+            except OSError as exc:
+                errors.append(f"{path}: {exc}")
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+                continue
+            log.error(
+                "prediction log %r: %d rows were not written by the close deadline; saved to %s. Append "
+                'them once the log takes writes again: python -c "from pathlib import Path; from '
+                "core.predlog import append_unwritten; print(append_unwritten(Path('%s'), Path('%s')))\"",
+                *(self.log, rows, path, self.spill_to or "<the log>", path),
+            )
+            return
+        log.error(
+            "prediction log %r: %d rows were not written by the close deadline and are lost: saving "
+            "them failed (%s)",
+            *(self.log, rows, "; ".join(errors)),
+        )
+
+    def _spill_folders(self) -> list[Path]:
+        """Where unwritten rows may go: beside the log, else in the system's temporary folder."""
+        beside = [] if self.spill_to is None else [self.spill_to.parent]
+        return list(dict.fromkeys([*beside, Path(tempfile.gettempdir())]))

@@ -37,7 +37,16 @@ def build_services(settings: Settings, telemetry: Telemetry) -> Services:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the server log
     names = feature_names(params.features)
     store = ModelStore(settings, names, params.data.label_delay_days, telemetry)
-    predictions = PredictionWriter(SqlitePredictionLog(settings.prediction_log), names)
+    predictions = PredictionWriter(
+        SqlitePredictionLog(settings.prediction_log),
+        names,
+        flush_interval_s=settings.log_flush_interval_s,
+        max_pending=settings.log_max_pending_rows,
+        retry_interval_s=settings.log_retry_interval_s,
+        close_timeout_s=settings.log_close_timeout_s,
+        spill_to=settings.prediction_log,
+    )
+    telemetry.watch_prediction_log(predictions.status)
     services = Services(
         settings,
         params,
@@ -80,7 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             async with run_poller(services):
                 yield
-        finally:  # uvicorn waits for in-flight requests first: every acknowledged prediction is written
+        finally:  # uvicorn waits for in-flight requests first: every acknowledged prediction is written,
+            # or saved to a file at log_close_timeout_s (a full disk cannot hang the stop)
             await asyncio.to_thread(services.predictions.close)
 
     app = FastAPI(

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from core.predlog import WriterStatus
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Telemetry:
-    """Request, decision and model-reload metrics."""
+    """Request, decision and model-reload metrics, and the prediction log's backlog and write errors."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -41,6 +47,12 @@ class Telemetry:
         self.served_model = Info(
             "fraudops_served_model", "The model version being served.", registry=self.registry
         )
+        self.registry.register(PredictionLogCollector(self))
+        self.prediction_log_status: Callable[[], WriterStatus] | None = None
+
+    def watch_prediction_log(self, status: Callable[[], WriterStatus]) -> None:
+        """Export the prediction log's ``status`` (read at each scrape)."""
+        self.prediction_log_status = status
 
     def count_decisions(self, n_fraud: int, n_genuine: int) -> None:
         """Add a batch's decisions."""
@@ -54,6 +66,42 @@ class Telemetry:
     def render(self) -> bytes:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class PredictionLogCollector(Collector):
+    """The prediction log's backlog, its bound, failed writes and last error, read at scrape time."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def collect(self) -> Iterator[Metric]:
+        read = self.telemetry.prediction_log_status
+        if read is None:
+            return
+        status = read()
+        prefix = "fraudops_prediction_log"
+        yield GaugeMetricFamily(
+            f"{prefix}_backlog_rows", "Acknowledged predictions not yet written.", value=status.pending
+        )
+        yield GaugeMetricFamily(
+            f"{prefix}_backlog_limit_rows",
+            "Most predictions that may wait; beyond it scoring is 503.",
+            value=status.max_pending,
+        )
+        yield GaugeMetricFamily(
+            f"{prefix}_failing", "1 while the last write failed: scoring is 503.", value=int(status.failing)
+        )
+        yield CounterMetricFamily(
+            f"{prefix}_failed_writes", "Writes of the prediction log that failed.", value=status.failed_writes
+        )
+        if status.last_error is not None and status.last_error_at is not None:
+            error = GaugeMetricFamily(
+                f"{prefix}_last_error_timestamp_seconds",
+                "When the last write failed (epoch seconds), its error as a label.",
+                labels=["error"],
+            )
+            error.add_metric([status.last_error], status.last_error_at)
+            yield error
 
 
 class RequestMetrics:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.deps import ChampionDep, ServicesDep
@@ -23,9 +23,17 @@ def check_live() -> StatusOut:
     return StatusOut(status="alive")
 
 
-@router.get("/ready", response_model=StatusOut, responses=error_responses(503))
-def check_ready(champion: ChampionDep) -> StatusOut:
-    """A smoke-tested model is loaded (503 with the reason otherwise)."""
+READY_UNAVAILABLE = "No model can serve, or the prediction log fails or its backlog is at its bound"
+
+
+@router.get(
+    "/ready", response_model=StatusOut, responses=error_responses(503, descriptions={503: READY_UNAVAILABLE})
+)
+async def check_ready(champion: ChampionDep, services: ServicesDep) -> StatusOut:
+    """A smoke-tested model is loaded and the prediction log takes scores (503 with the reason otherwise)."""
+    reason = services.predictions.status().unavailable_reason
+    if reason is not None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=reason)
     return StatusOut(status="ready", model_version=champion.info.version)
 
 

@@ -6,32 +6,40 @@ import contextlib
 import datetime as dt
 import logging
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from core.predlog import (
     Cursor,
     PredictionBatch,
     PredictionLogClosed,
     PredictionLogError,
+    PredictionLogFailing,
     PredictionLogFull,
     PredictionWriter,
     SqlitePredictionLog,
     append_feedback,
     append_predictions,
+    append_unwritten,
     prediction_columns,
     read_feedback,
     read_predictions,
 )
 from core.schemas import LABEL_COLUMNS
+from core.settings import PREDICTION_LOSS_WINDOW_S, Settings
 
+ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ["a", "b"]
 COUNT_SQL = "SELECT COALESCE(SUM(rows), 0) FROM batches"  # records stored, rescores included
 DAY = dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)
@@ -197,28 +205,148 @@ def test_readers_read_while_the_writer_writes(tmp_path: Path) -> None:
     assert len(read_predictions(db)) == log.written == log.pending + log.written
 
 
-def test_a_failed_write_keeps_the_rows_and_retries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@contextlib.contextmanager
+def read_only_store(store: SqlitePredictionLog) -> Iterator[None]:
+    """A store that takes no writes until the block ends: SQLite itself answers "attempt to write a
+    readonly database" (``PRAGMA query_only`` on every connection the store opens; a full disk fails
+    the same way, on the same path)."""
+    connect = store._connect
+
+    def connect_read_only() -> sqlite3.Connection:
+        conn = connect()
+        conn.execute("PRAGMA query_only = 1")
+        return conn
+
+    store.close()  # the next write connects through connect_read_only
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "_connect", connect_read_only)
+        yield
+    store.close()  # the next write connects as usual: the store recovered
+
+
+def wait_until_failing(log: PredictionWriter) -> None:
+    """Until the writer has seen a write fail (a guard against hanging, not a timing assertion)."""
+    deadline = time.monotonic() + 10
+    while not log.status().failing:
+        assert time.monotonic() < deadline, "no write failed"
+        time.sleep(0.005)
+
+
+def test_a_write_error_stops_acknowledging_and_loses_nothing_once_the_store_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once an append fails, submit refuses (the API answers 503) until one succeeds; rows queued
+    before are kept, retried and written once."""
     db = tmp_path / "predictions.db"
-    log = writer(db, busy_timeout_s=0.01).start()
+    log = writer(db, retry_interval_s=0.01).start()
+    log.submit(batch([row(0)]))
+    assert log.flush(timeout=5)
+    with read_only_store(log.log), caplog.at_level(logging.ERROR, logger="core.predlog"):  # type: ignore[arg-type]
+        log.submit(batch([row(i) for i in range(1, 101)]))  # acknowledged before the failure is known
+        wait_until_failing(log)
+        with pytest.raises(PredictionLogFailing, match=r"readonly database.*; 100 rows kept"):
+            log.submit(batch([row(101)]))
+        status = log.status()
+        assert (status.pending, status.failing) == (100, True) and status.failed_writes >= 1
+        assert "readonly database" in str(status.last_error) and "kept, retrying" in caplog.text
+    assert log.flush(timeout=5)
+    assert not log.status().failing
+    log.submit(batch([row(i) for i in range(102, 111)]))  # acknowledged again
+    log.close()
+    ids = sorted(read_predictions(db)["transaction_id"])
+    assert ids == sorted(f"T{i}" for i in [*range(101), *range(102, 111)])
+    assert count_records(db) == 110  # each row once
+
+
+def test_a_write_held_up_by_a_lock_also_stops_acknowledging(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    log = writer(db, busy_timeout_s=0.01, retry_interval_s=0.01).start()
     log.submit(batch([row(0)]))
     assert log.flush(timeout=5)
     blocker = sqlite3.connect(db, isolation_level=None)
     try:
         blocker.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
-        with caplog.at_level(logging.ERROR, logger="core.predlog"):
-            log.submit(batch([row(i) for i in range(1, 101)]))
-            assert not log.flush(timeout=0.2)
-        assert log.pending == 100 and "locked" in repr(log.last_error)
-        assert "kept, retrying" in caplog.text
-        log.submit(batch([row(i) for i in range(101, 111)]))  # accepted while writes fail
+        log.submit(batch([row(i) for i in range(1, 11)]))
+        wait_until_failing(log)
+        with pytest.raises(PredictionLogFailing, match="locked"):
+            log.submit(batch([row(11)]))
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert log.flush(timeout=5)
     log.close()
-    frame = read_predictions(db)
-    assert sorted(frame["transaction_id"]) == sorted(f"T{i}" for i in range(111))
-    assert count_records(db) == 111  # each row once
+    assert sorted(read_predictions(db)["transaction_id"]) == sorted(f"T{i}" for i in range(11))
+
+
+def test_close_under_a_store_that_never_recovers_ends_by_its_deadline_and_saves_the_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk cannot hang a clean stop: at the deadline the rows go to a file beside the log, and the
+    error says how many, where and how to append them."""
+    db = tmp_path / "predictions.db"
+    log = writer(db, retry_interval_s=0.01, close_timeout_s=0.2, spill_to=db).start()
+    log.submit(batch([row(0)]))
+    assert log.flush(timeout=5)
+    with read_only_store(log.log), caplog.at_level(logging.ERROR, logger="core.predlog"):  # type: ignore[arg-type]
+        log.submit(batch([row(i) for i in range(1, 31)]))
+        closing = threading.Thread(target=log.close)  # the default deadline: close_timeout_s
+        closing.start()
+        closing.join(timeout=30)  # a guard against a hang, not a timing assertion
+        assert not closing.is_alive(), "close() did not return"
+    (saved,) = tmp_path.glob("predictions.db.unwritten-*.arrow")
+    assert "30 rows were not written by the close deadline; saved to " + str(saved) in caplog.text
+    assert "append_unwritten" in caplog.text
+    assert (log.pending, log.written) == (0, 1)
+    assert sorted(read_predictions(db)["transaction_id"]) == ["T0"]
+    assert append_unwritten(db, saved) == 30  # once the store takes writes again
+    frame = read_predictions(db).set_index("transaction_id")
+    assert sorted(frame.index) == sorted(f"T{i}" for i in range(31))
+    assert frame.loc["T7", "f_b"] == row(7)[6] and list(frame.columns) == prediction_columns(FEATURES)[1:]
+
+
+def test_rows_the_log_folder_refuses_are_saved_in_the_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "predictions.db"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    log = writer(db, retry_interval_s=0.01, spill_to=tmp_path / "not-a-folder" / "predictions.db")
+    (tmp_path / "not-a-folder").write_text("a file where the log's folder should be")
+    with read_only_store(log.log), caplog.at_level(logging.ERROR, logger="core.predlog"):  # type: ignore[arg-type]
+        log.submit(batch([row(1), row(2)]))
+        assert not log.close(timeout=0.05)
+    (saved,) = (tmp_path / "tmp").glob("predictions.db.unwritten-*.arrow")
+    assert f"2 rows were not written by the close deadline; saved to {saved}" in caplog.text
+    assert append_unwritten(db, saved) == 2
+
+
+def test_the_writer_thread_is_no_daemon_and_writes_what_waits_when_the_program_ends(tmp_path: Path) -> None:
+    """A program that ends without close() still has its acknowledged rows written before it exits."""
+    db = tmp_path / "predictions.db"
+    log = writer(db).start()
+    assert log.thread is not None and not log.thread.daemon
+    log.close()
+    program = f"""
+import numpy as np
+from pathlib import Path
+from core.predlog import PredictionBatch, PredictionWriter, SqlitePredictionLog
+log = PredictionWriter(SqlitePredictionLog(Path({str(db)!r})), ["a"], flush_interval_s=30.0).start()
+ids = [f"exit-{{i}}" for i in range(5)]
+log.submit(PredictionBatch(ids, np.arange(5) * 10**6, [1] * 5, [2] * 5, [3.0] * 5, np.zeros((5, 1)),
+                           np.zeros(5), np.zeros(5, bool), 0.5, "1", "2026-01-05T10:00:00+00:00"))
+"""  # ends at once, 30 s before the writer's next append
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the program ended without closing its writer" in done.stderr
+    assert sorted(read_predictions(db)["transaction_id"]) == [f"exit-{i}" for i in range(5)]
+
+
+def test_a_flush_interval_that_leaves_no_room_for_the_write_is_refused() -> None:
+    assert Settings(log_flush_interval_s=0.05).log_flush_interval_s < PREDICTION_LOSS_WINDOW_S
+    with pytest.raises(ValidationError, match=r"less than 0\.1"):
+        Settings(log_flush_interval_s=0.1)
 
 
 def test_submit_refuses_rows_beyond_max_pending(tmp_path: Path) -> None:
