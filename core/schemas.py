@@ -8,6 +8,8 @@ from pandera.typing import Series
 
 TRANSACTION_COLUMNS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]
 LABEL_COLUMNS = ["transaction_id", "tx_fraud", "tx_fraud_scenario"]
+# only the simulator knows fraud scenarios: a real label export leaves the column out (null scenario)
+OPTIONAL_LABEL_COLUMNS = ["tx_fraud_scenario"]
 MAX_TX_AMOUNT = 1e7  # above this (or infinite) an amount is an error, not a transaction
 SCORE_COLUMNS = ["fraud_probability", "is_fraud", "threshold", "model_version", "scored_at"]
 
@@ -33,7 +35,8 @@ class LabelSchema(pa.DataFrameModel):
 
     transaction_id: Series[str] = pa.Field(nullable=False, unique=True)
     tx_fraud: Series[int] = pa.Field(isin=[0, 1], nullable=False)
-    tx_fraud_scenario: Series[int] = pa.Field(ge=0, nullable=False)
+    # 0 genuine, else the simulator's fraud scenario; null when the source does not know it
+    tx_fraud_scenario: Series[pd.Int64Dtype] = pa.Field(ge=0, nullable=True)
 
     class Config:
         strict = "filter"

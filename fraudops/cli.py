@@ -143,7 +143,24 @@ def ingest(
         list[Path], typer.Argument(help="Day files or folders in the `fraudops simulate` layout.")
     ],
 ) -> None:
-    """Validate day batches, add them to the immutable raw store and version them with DVC (Prefect flow)."""
+    """Validate day batches, add them to the immutable raw store and version them with DVC (Prefect flow).
+
+    Layout: a folder made by `fraudops simulate` (transactions/YYYY-MM-DD.parquet and
+    labels/YYYY-MM-DD.parquet), a folder of transaction days, a labels/ folder, or day files (a file
+    in a folder named labels holds labels). Other files in those folders are listed as ignored, not read.
+
+    Transactions, no other column: transaction_id (text), tx_datetime (timestamp, UTC, on the file's
+    day), customer_id (integer >= 0), terminal_id (integer >= 0), tx_amount (number, 0 to 10,000,000).
+
+    Labels: transaction_id (text), tx_fraud (0 or 1); optional: tx_fraud_scenario (integer >= 0,
+    0 = genuine; null when left out). A day's labels are taken once the clock is a label delay past it.
+
+    Duplicates and conflicts: an exact copy of a row, in one file or on a later day, is kept once and
+    counted as a duplicate. Rows of one file sharing a transaction_id but differing are all quarantined
+    as a conflict; a later day's row that differs from the one accepted earlier is quarantined, and the
+    earlier one stays. Invalid rows are quarantined with their reason; an unreadable or empty file, or a
+    missing or unknown column, rejects the whole file.
+    """
     from pipelines.flows import ingest_flow
 
     prepare_prefect()

@@ -22,20 +22,26 @@ if TYPE_CHECKING:  # the pipelines import MLflow and Prefect: only commands that
 
 
 def print_ingest_report(console: Console, report: IngestReport) -> None:
-    """Outcome counts per kind and status, then each rejected batch with its reason."""
+    """Outcome counts per kind and status, each rejected batch with its reason, then files left alone."""
+    from pipelines.ingest import EXPECTED_NAMES
+
     counts: dict[tuple[str, str], list[int]] = {}
     for o in report.outcomes:
-        row = counts.setdefault((o.kind, o.status), [0, 0, 0, 0])
-        for i, value in enumerate((o.rows, o.accepted, o.quarantined, 1)):
+        row = counts.setdefault((o.kind, o.status), [0, 0, 0, 0, 0])
+        for i, value in enumerate((o.rows, o.accepted, o.duplicates, o.quarantined, 1)):
             row[i] += value
     table = Table(title=f"Ingest — data version {report.data_version}")
-    for col in ("kind", "status", "files", "rows", "accepted", "quarantined"):
+    for col in ("kind", "status", "files", "rows", "accepted", "duplicates", "quarantined"):
         table.add_column(col)
-    for (kind, status), (rows, acc, bad, files) in sorted(counts.items()):
-        table.add_row(kind, status, str(files), f"{rows:,}", f"{acc:,}", f"{bad:,}")
+    for (kind, status), (rows, acc, dup, bad, files) in sorted(counts.items()):
+        table.add_row(kind, status, str(files), f"{rows:,}", f"{acc:,}", f"{dup:,}", f"{bad:,}")
     console.print(table)
     for o in report.rejected:
         console.print(f"[red]rejected[/] {o.path}: {o.reason}")
+    if report.ignored:
+        console.print(f"[yellow]warning[/]: not day files, left alone (expected {EXPECTED_NAMES}):")
+    for path in report.ignored:
+        console.print(f"  [yellow]ignored[/] {path}", soft_wrap=True)
 
 
 METRICS = (
@@ -98,6 +104,8 @@ def print_monitoring(console: Console, summary: MonitoringSummary) -> None:
         console.print(f"  • {reason}")
     if summary.retrain is not None and summary.retrain.started:
         console.print(f"  retraining: {retrain_outcome(summary.retrain)}")
+    if summary.retrain_failures:
+        console.print(f"  [red]retraining failures in a row: {summary.retrain_failures}[/]")
     for name, path in report_paths(summary.reports):
         console.print(f"  {name}: {path}", soft_wrap=True)
     if summary.mlflow_run_id:
@@ -113,6 +121,8 @@ def retrain_outcome(retrain: RetrainOutcome | None) -> str:
     """What a retraining the monitor started came to, in a few words."""
     if retrain is None or not retrain.started:
         return "—"
+    if not retrain.finished:
+        return "crashed: started, never recorded"
     if not retrain.completed:
         return f"failed: {retrain.error}"
     verdict = "promoted" if retrain.promoted else "kept the champion"

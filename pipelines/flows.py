@@ -33,7 +33,16 @@ from prefect.runtime import flow_run
 from core.clock import read_today
 from core.params import Params, load_params
 from core.settings import Settings, get_settings
-from pipelines.ingest import BatchOutcome, IngestReport, Kind, find_batches, ingest_batch, save_report
+from pipelines.ingest import (
+    EXPECTED_NAMES,
+    BatchOutcome,
+    IngestReport,
+    Kind,
+    find_batches,
+    find_ignored,
+    ingest_batch,
+    save_report,
+)
 from pipelines.training import Step, T, TrainingOutcome, new_cycle_id, plain, run_training
 from pipelines.versioning import data_version, ensure_dvc_repo, track_data
 
@@ -84,13 +93,20 @@ def tasks(settings: Settings) -> Step:
 def run_ingest(
     settings: Settings, params: Params, paths: list[Path], today: dt.date, step: Step = plain
 ) -> IngestReport:
-    """Validate and store every batch found under ``paths``, then version what arrived with DVC once."""
+    """Validate and store every batch found under ``paths``, then version what arrived with DVC once.
+
+    Files in those folders whose names are not days are listed in the report, not read.
+    """
+    ignored = [str(p) for p in find_ignored(paths)]
+    if ignored:
+        # info: the command line prints the report's list as its warning; the run logs keep it too
+        log.info("not day files, left alone (expected %s): %s", EXPECTED_NAMES, ", ".join(ignored))
     store = step(
         "validate and store", store_batch, retry=False, run_name="validate and store {path.name} ({kind})"
     )
     outcomes = [store(settings, params, kind, path, today) for kind, path in find_batches(paths)]
     version = step("version", version_data, retry=True)(settings, outcomes)
-    report = IngestReport(outcomes=outcomes, data_version=version)
+    report = IngestReport(outcomes=outcomes, data_version=version, ignored=ignored)
     save_report(settings.reports_dir, report)
     return report
 
@@ -100,11 +116,12 @@ def store_batch(settings: Settings, params: Params, kind: Kind, path: Path, toda
     dest = settings.raw_dir if kind == "transactions" else settings.labels_dir
     outcome = ingest_batch(kind, path, dest, today, params.data.label_delay_days)
     log.info(
-        "%s %s: %s, %d rows (%d quarantined) %s",
+        "%s %s: %s, %d rows (%d duplicates, %d quarantined) %s",
         kind,
         path.name,
         outcome.status,
         outcome.rows,
+        outcome.duplicates,
         outcome.quarantined,
         outcome.reason,
     )

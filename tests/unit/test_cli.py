@@ -118,6 +118,27 @@ def test_serve_and_demo_help_state_the_real_defaults() -> None:
     assert "`fraudops simulate` layout" in help_row(read_help("ingest"), "paths...")
 
 
+def test_ingest_help_states_the_layout_columns_and_duplicate_rules() -> None:
+    """What a file must hold to be ingested, read from the help alone: a renamed column fails here."""
+    from core.schemas import LABEL_COLUMNS, MAX_TX_AMOUNT, OPTIONAL_LABEL_COLUMNS, TRANSACTION_COLUMNS
+
+    text = " ".join(read_help("ingest").split())
+    heads = ("Layout", "Transactions, no other column", "Labels", "Duplicates and conflicts")
+    parts = re.split(f"({'|'.join(heads)}): ", text)
+    section = dict(zip(parts[1::2], parts[2::2], strict=True))
+    assert list(section) == list(heads)
+    assert "transactions/YYYY-MM-DD.parquet and labels/YYYY-MM-DD.parquet" in section["Layout"]
+    assert "listed as ignored" in section["Layout"]
+    named = re.findall(r"(\w+) \(", section["Transactions, no other column"])
+    assert named == TRANSACTION_COLUMNS
+    assert f"{MAX_TX_AMOUNT:,.0f}" in section["Transactions, no other column"]
+    required, optional = section["Labels"].split("optional: ")
+    assert re.findall(r"(\w+) \(", required) == [c for c in LABEL_COLUMNS if c not in OPTIONAL_LABEL_COLUMNS]
+    assert re.findall(r"(\w+) \(", optional) == OPTIONAL_LABEL_COLUMNS
+    for words in ("counted as a duplicate", "all quarantined as a conflict", "earlier one stays"):
+        assert words in section["Duplicates and conflicts"]
+
+
 def test_top_level_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
