@@ -16,7 +16,7 @@ import datetime as dt
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +46,8 @@ PRUNE_STEP_S = 7 * DAY_S
 
 # (transaction id, epoch seconds, customer id, terminal id, amount)
 Row = tuple[str, int, int, int, float]
+# what the state holds of a transaction: (epoch seconds, customer id, terminal id, amount units)
+HeldRow = tuple[int, int, int, int]
 
 
 def epoch_seconds(when: dt.datetime) -> int:
@@ -120,6 +122,11 @@ class _Series:
         del cum[at + 1]
         if value:
             cum[at + 1 :] = array("q", [total - value for total in cum[at + 1 :]])
+
+    def value(self, seconds: int, tid: str) -> int:
+        """The value of the row ``tid`` at ``seconds`` (0 when the series no longer holds it)."""
+        at = self.position(seconds, tid)
+        return self.cum[at + 1] - self.cum[at] if at >= 0 else 0
 
     def set_value(self, seconds: int, tid: str, value: int) -> None:
         at = self.position(seconds, tid)
@@ -252,6 +259,32 @@ class OnlineFeatures:
             values[count_at] = float(count)
             values[ratio_at] = total / scale / count if count else 0.0
         return values
+
+    def held(self, ids: Iterable[str]) -> dict[str, HeldRow]:
+        """What the state holds of those of ``ids`` it has (a dictionary lookup for the others)."""
+        with self._lock:
+            where = self._where
+            found = [(tid, where[tid]) for tid in ids if tid in where]
+            return {
+                tid: (seconds, customer, terminal, self._customers[customer].value(seconds, tid))
+                for tid, (seconds, customer, terminal) in found
+            }
+
+    def labels_of(self, ids: Iterable[str]) -> dict[str, int]:
+        """The known labels of those of ``ids`` the state holds."""
+        with self._lock:
+            labels = self._labels
+            return {tid: labels[tid] for tid in ids if tid in labels}
+
+    def features_of(self, rows: Sequence[Row]) -> np.ndarray:
+        """The features of ``rows`` the state holds already (ingested, never scored), as
+        :meth:`add_transactions` gave them: the state is left as it is."""
+        with self._lock:
+            values = [
+                self._row_features(row, counts)
+                for row, counts in zip(rows, self._row_window_counts(rows), strict=True)
+            ]
+        return np.array(values, dtype=np.float64).reshape(len(rows), len(self.names)).astype(np.float32)
 
     def add_labels(self, labels: Mapping[str, int]) -> int:
         """Record fraud labels; returns how many concern transactions in the history.

@@ -126,8 +126,11 @@ class ColumnsOut(BaseModel):
     transaction_id: list[str]
     fraud_probability: list[Annotated[float, Field(ge=0, le=1)]]
     is_fraud: list[bool] = Field(description="fraud_probability >= threshold")
-    threshold: float
-    model_version: str
+    threshold: float | list[float] = Field(
+        description="One value for all verdicts; one per verdict when a transaction sent again got its "
+        "stored verdict from an earlier model"
+    )
+    model_version: str | list[str] = Field(description="As threshold: one value, or one per verdict")
 
 
 class LabelIn(BaseModel):
@@ -141,7 +144,8 @@ class LabelIn(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    """A batch of delayed labels (the newest label of a transaction wins)."""
+    """A batch of delayed labels (a label sent again is recorded once; a different one for a labelled
+    transaction is refused with 409)."""
 
     model_config = ConfigDict(extra="forbid")
 

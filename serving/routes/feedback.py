@@ -3,14 +3,14 @@ the feedback key (``X-API-Key``) may send them."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException, status
 
 from core.predlog import PredictionLogError
 from serving.deps import ServicesDep, require_feedback_key, require_json
 from serving.errors import error_responses, log_unavailable
 from serving.routes.scoring import check_batch_size
 from serving.schemas import FeedbackIn, FeedbackOut
-from serving.scoring import record_feedback
+from serving.scoring import ConflictError, record_feedback
 
 router = APIRouter(
     prefix="/v1", tags=["feedback"], dependencies=[Depends(require_feedback_key), Depends(require_json)]
@@ -18,17 +18,27 @@ router = APIRouter(
 
 
 FEEDBACK_UNAVAILABLE = "The feedback log cannot take labels now: nothing was applied, retry after Retry-After"
+RELABELLED_DESCRIPTION = (
+    "A transaction is labelled differently already: nothing was applied. The same label sent again "
+    "is not a conflict (it is recorded once)"
+)
 
 
 @router.post(
     "/feedback",
     response_model=FeedbackOut,
-    responses=error_responses(400, 401, 413, 415, 422, 503, descriptions={503: FEEDBACK_UNAVAILABLE}),
+    responses=error_responses(
+        *(400, 401, 409, 413, 415, 422, 503),
+        descriptions={409: RELABELLED_DESCRIPTION, 503: FEEDBACK_UNAVAILABLE},
+    ),
 )
 def create_feedback(feedback: FeedbackIn, services: ServicesDep) -> FeedbackOut:
-    """Record fraud labels of transactions scored earlier (logged first, then applied to the features)."""
+    """Record fraud labels of transactions scored earlier (logged first, then applied to the features);
+    a label sent again is recorded once, a different label for a labelled transaction is a 409."""
     check_batch_size(len(feedback.labels), services.settings.max_batch_rows)
     try:
         return FeedbackOut(accepted=record_feedback(services, feedback.labels))
     except PredictionLogError as exc:
         raise log_unavailable(exc) from exc
+    except ConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc

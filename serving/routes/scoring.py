@@ -18,15 +18,27 @@ from serving.deps import ChampionDep, Services, ServicesDep, require_json
 from serving.errors import error_responses, log_unavailable
 from serving.model_store import LoadedModel
 from serving.schemas import BatchIn, BatchOut, ColumnsIn, ColumnsOut, ScoreOut, TransactionIn
-from serving.scoring import EPOCH, ONE_MICROSECOND, Transactions, Verdicts, json_response, score_transactions
+from serving.scoring import (
+    EPOCH,
+    ONE_MICROSECOND,
+    ConflictError,
+    Transactions,
+    Verdicts,
+    json_response,
+    score_transactions,
+)
 
 Body = TypeVar("Body", bound=BaseModel)
+USED_ID_DESCRIPTION = (
+    "A transaction id already names a different transaction: nothing was scored. The same transaction "
+    "sent again is not a conflict: it gets its stored verdict back"
+)
 
 router = APIRouter(
     prefix="/v1",
     tags=["scoring"],
     dependencies=[Depends(require_json)],
-    responses=error_responses(400, 413, 415, 422, 503),
+    responses=error_responses(400, 409, 413, 415, 422, 503, descriptions={409: USED_ID_DESCRIPTION}),
 )
 
 
@@ -103,14 +115,17 @@ def check_not_future(tx: Transactions, clock: ClockWatch) -> None:
 
 
 def score_checked(services: Services, champion: LoadedModel, tx: Transactions) -> Verdicts:
-    """Refuse batches over the limit and future timestamps, then score and log; 503 when the
-    prediction log cannot take more rows (nothing is lost)."""
+    """Refuse batches over the limit and future timestamps, then score and log; 409 when an id names
+    another transaction already (nothing is applied); 503 when the prediction log cannot take more
+    rows (nothing is lost)."""
     check_batch_size(len(tx), services.settings.max_batch_rows)
     check_not_future(tx, services.clock)
     try:
         return score_transactions(services, champion, tx)
     except PredictionLogError as exc:
         raise log_unavailable(exc) from exc
+    except ConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"{exc}: use new ids") from exc
 
 
 @router.post("/score", response_model=ScoreOut)

@@ -84,11 +84,12 @@ def test_fraud_label_raises_terminal_risk_of_later_transactions(client: TestClie
     assert client.post("/v1/feedback", json={"labels": labels}, headers=FEEDBACK_AUTH).json() == {
         "accepted": 1
     }
-    assert client.post("/v1/score", json=late).status_code == 200
-    after = logged_predictions(client, ["fb-late"]).iloc[0]
+    # the same moment at the same terminal, by another card: the label now counts in its risk
+    later = {**late, "transaction_id": "fb-late-2", "customer_id": 777_103}
+    assert client.post("/v1/score", json=later).status_code == 200
+    after = logged_predictions(client, ["fb-late-2"]).iloc[0]
     assert (before["f_terminal_nb_tx_1d"], before["f_terminal_risk_1d"]) == (1.0, 0.0)
     assert (after["f_terminal_nb_tx_1d"], after["f_terminal_risk_1d"]) == (1.0, 1.0)
-    assert after["f_customer_nb_tx_1d"] == 1.0  # rescoring fb-late replaced it, not counted twice
 
 
 def test_feedback_the_log_refuses_is_503_and_leaves_the_features_alone(
@@ -114,10 +115,12 @@ def test_feedback_the_log_refuses_is_503_and_leaves_the_features_alone(
     assert response.headers["Retry-After"] == "5"
     assert "database is locked" in response.json()["detail"]
     assert "fb-locked-early" not in set(read_feedback(project.settings().prediction_log)["transaction_id"])
-    assert client.post("/v1/score", json=late).status_code == 200
-    assert logged_predictions(client, ["fb-locked-late"]).iloc[0]["f_terminal_risk_1d"] == 0.0
+    unchanged = {**late, "transaction_id": "fb-locked-late-2", "customer_id": 777_203}
+    assert client.post("/v1/score", json=unchanged).status_code == 200
+    assert logged_predictions(client, ["fb-locked-late-2"]).iloc[0]["f_terminal_risk_1d"] == 0.0
     assert client.post("/v1/feedback", json=labels, headers=FEEDBACK_AUTH).json() == {
         "accepted": 1
     }  # the retry applies it
-    assert client.post("/v1/score", json=late).status_code == 200
-    assert logged_predictions(client, ["fb-locked-late"]).iloc[0]["f_terminal_risk_1d"] == 1.0
+    applied = {**late, "transaction_id": "fb-locked-late-3", "customer_id": 777_204}
+    assert client.post("/v1/score", json=applied).status_code == 200
+    assert logged_predictions(client, ["fb-locked-late-3"]).iloc[0]["f_terminal_risk_1d"] == 1.0

@@ -22,7 +22,7 @@ from core.features import compute_features, feature_names
 from core.predlog import read_predictions
 from core.simulator import SimulationConfig, write_simulation
 from serving.app import create_app
-from tests.api.conftest import SIM, logged_predictions, write_validated
+from tests.api.conftest import SIM, write_validated
 from tests.api.factories import FEEDBACK_AUTH, bodies, columns
 
 if TYPE_CHECKING:
@@ -113,14 +113,3 @@ def test_replayed_stream_logs_one_verdict_per_transaction(replayed: Replayed) ->
     assert logged["transaction_id"].tolist() == replayed.replay["transaction_id"].tolist()
     assert logged["fraud_probability"].between(0, 1).all()
     assert (logged["is_fraud"].astype(bool) == (logged["fraud_probability"] >= logged["threshold"])).all()
-
-
-def test_rescoring_replaces_instead_of_counting_twice(client: TestClient, project: Project) -> None:
-    first = bodies(project.replay.sort_values("tx_datetime").head(1))
-    tid = first[0]["transaction_id"]
-    assert client.post("/v1/score/batch", json={"transactions": first}).status_code == 200  # scored once
-    before = logged_predictions(client, [tid]).iloc[0]
-    assert client.post("/v1/score/batch", json={"transactions": first}).status_code == 200
-    after = logged_predictions(client, [tid]).iloc[0]
-    assert after["f_customer_nb_tx_1d"] == before["f_customer_nb_tx_1d"]
-    assert after["f_terminal_nb_tx_1d"] == before["f_terminal_nb_tx_1d"]

@@ -69,10 +69,10 @@ def test_every_error_answer_is_declared_with_the_error_model() -> None:
             assert all(r["content"]["application/json"]["schema"] == error_out for r in errors.values())
             declared[f"{method.upper()} {path}"] = sorted(errors)
     assert declared == {
-        "POST /v1/score": ["400", "413", "415", "422", "503"],
-        "POST /v1/score/batch": ["400", "413", "415", "422", "503"],
-        "POST /v1/score/columns": ["400", "413", "415", "422", "503"],
-        "POST /v1/feedback": ["400", "401", "413", "415", "422", "503"],
+        "POST /v1/score": ["400", "409", "413", "415", "422", "503"],
+        "POST /v1/score/batch": ["400", "409", "413", "415", "422", "503"],
+        "POST /v1/score/columns": ["400", "409", "413", "415", "422", "503"],
+        "POST /v1/feedback": ["400", "401", "409", "413", "415", "422", "503"],
         "GET /v1/metadata": ["503"],
         "GET /health/live": [],
         "GET /health/ready": ["503"],
