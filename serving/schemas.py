@@ -140,7 +140,12 @@ class LabelIn(BaseModel):
 
     transaction_id: TransactionId
     tx_fraud: int = Field(ge=0, le=1, description="1 fraud, 0 genuine")
-    tx_fraud_scenario: int = Field(default=0, ge=0, le=1000, description="0 genuine, else the fraud scenario")
+    tx_fraud_scenario: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="The simulator's fraud scenario (0 genuine); absent from real label feeds",
+    )
 
 
 class FeedbackIn(BaseModel):

@@ -164,3 +164,13 @@ def test_a_different_label_for_a_labelled_transaction_is_409(client: TestClient,
         "accepted": 1
     }
     assert labels_logged(client, str(row["transaction_id"])) == 0  # known already: nothing to log
+
+
+def test_a_label_feed_without_scenarios_records_none(client: TestClient, project: Project) -> None:
+    """Real label feeds know fraud, not the simulator's scenarios: none is recorded, not "genuine" (0)."""
+    label = {"transaction_id": "cf-label-feed", "tx_fraud": 1}
+    assert client.post("/v1/feedback", json={"labels": [label]}, headers=FEEDBACK_AUTH).json() == {
+        "accepted": 1
+    }
+    row = read_feedback(project.settings().prediction_log).set_index("transaction_id").loc["cf-label-feed"]
+    assert row["tx_fraud"] == 1 and np.isnan(row["tx_fraud_scenario"])
