@@ -18,6 +18,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,9 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ONE_SECOND = dt.timedelta(seconds=1)
 REBASE_ABOVE = 1 << 60
 NUMPY_MIN_ROWS = 16  # batches from this size count their windows with numpy (fewer: a Python loop)
+# a batch copies the series it touches side by side up to this length; a longer one (a card under a
+# testing burst, a busy terminal) is searched where it lies, so no batch copies more than this per series
+PACK_MAX_ROWS = 1024
 # rows past the horizon leave once the cutoff moved a week: each series is trimmed once a week (at most
 # a week more of memory), not a row or two a day
 PRUNE_STEP_S = 7 * DAY_S
@@ -55,16 +59,26 @@ def epoch_seconds(when: dt.datetime) -> int:
     return (when - EPOCH) // ONE_SECOND
 
 
+def shift_totals(totals: array[int], start: int, delta: int) -> None:
+    """Add ``delta`` to ``totals[start:]`` in place, through a numpy view of the array (no copy)."""
+    if delta and start < len(totals):
+        view = np.frombuffer(totals, dtype=np.int64)
+        view[start:] += delta
+        del view  # releases the buffer: the array can grow again
+
+
 @dataclass(slots=True)
 class _Series:
     """One customer's or terminal's transactions, sorted by time (ties in arrival order).
 
-    Times and totals are int64 arrays (``array("q")``): appending is as cheap as a list's, and a batch
-    copies them into numpy in one ``tobytes`` each (:meth:`OnlineFeatures._window_counts_numpy`).
+    Times and totals are int64 arrays (``array("q")``): appending is as cheap as a list's, and numpy
+    reads them in place (:func:`count_windows`) or copies a short one in one ``tobytes``.
 
     ``cum`` holds running totals of the rows' values (amount units for a customer, known fraud labels
     for a terminal): the rows from ``lo`` to ``hi`` sum to ``cum[hi] - cum[lo]``, exactly, in O(1).
-    Appending and dropping the oldest row, the usual changes, keep the totals valid as they are.
+    Appending and dropping the oldest row, the usual changes, keep the totals valid as they are; a row
+    arriving late, removed or relabelled shifts the totals after it in place, at memmove speed
+    (:func:`shift_totals`), never in a Python loop over a long card's history.
     """
 
     times: array[int] = field(default_factory=lambda: array("q"))
@@ -82,8 +96,7 @@ class _Series:
         times.insert(at, seconds)
         self.ids.insert(at, tid)
         cum.insert(at + 1, cum[at] + value)
-        if value:
-            cum[at + 2 :] = array("q", [total + value for total in cum[at + 2 :]])
+        shift_totals(cum, at + 2, value)
 
     def position(self, seconds: int, tid: str) -> int:
         """Index of the row ``tid`` at ``seconds``, or -1 when the series no longer holds it."""
@@ -120,8 +133,7 @@ class _Series:
             del cum[0]
             return
         del cum[at + 1]
-        if value:
-            cum[at + 1 :] = array("q", [total - value for total in cum[at + 1 :]])
+        shift_totals(cum, at + 1, -value)
 
     def value(self, seconds: int, tid: str) -> int:
         """The value of the row ``tid`` at ``seconds`` (0 when the series no longer holds it)."""
@@ -133,9 +145,75 @@ class _Series:
         if at < 0:
             return
         cum = self.cum
-        delta = value - (cum[at + 1] - cum[at])
-        if delta:
-            cum[at + 1 :] = array("q", [total + delta for total in cum[at + 1 :]])
+        shift_totals(cum, at + 1, value - (cum[at + 1] - cum[at]))
+
+
+def count_windows(
+    entities: Mapping[int, _Series], keys: Sequence[int], ends: np.ndarray, windows: Sequence[int]
+) -> np.ndarray:
+    """Per row, per window: how many rows of the row's series (``entities[key]``) lie in
+    (end - window, end], and the exact sum of their values (int64, rows x 2 per window).
+
+    The rows of series up to :data:`PACK_MAX_ROWS` long are counted together, in a copy of those series
+    side by side (:func:`count_packed`); a longer series is searched where it lies, for all its rows at
+    once (:func:`count_in_place`). So a batch copies at most that many rows per series it touches, and
+    costs the same whatever a card's or a terminal's history holds.
+    """
+    segment_of: dict[int, int] = {}
+    segment = np.array([segment_of.setdefault(key, len(segment_of)) for key in keys])
+    series = [entities[key] for key in segment_of]
+    short = np.array([len(s.times) <= PACK_MAX_ROWS for s in series])
+    out = np.empty((len(keys), 2 * len(windows)), dtype=np.int64)
+    rows = np.flatnonzero(short[segment])
+    if len(rows):
+        renumbered = (np.cumsum(short) - 1)[segment[rows]]  # the rows' series among the short ones
+        out[rows] = count_packed(list(compress(series, short)), renumbered, ends[rows], windows)
+    rows = np.flatnonzero(~short[segment])
+    if len(rows):
+        rows = rows[np.argsort(segment[rows], kind="stable")]
+        for group in np.split(rows, np.flatnonzero(np.diff(segment[rows])) + 1):
+            out[group] = count_in_place(series[segment[group[0]]], ends[group], windows)
+    return out
+
+
+def count_packed(
+    series: Sequence[_Series], segment: np.ndarray, ends: np.ndarray, windows: Sequence[int]
+) -> np.ndarray:
+    """:func:`count_windows` for rows of short series (``segment``: each row's index in ``series``).
+
+    The series are copied side by side into one array, each shifted by its own
+    :data:`~core.features.SPAN`, so that one ``searchsorted`` finds every row's window bounds, as
+    :func:`core.features.compute_features` does on a whole table.
+    """
+    times = np.frombuffer(b"".join([s.times.tobytes() for s in series]), dtype=np.int64)
+    totals = np.frombuffer(b"".join([s.cum.tobytes() for s in series]), dtype=np.int64)
+    lengths = np.array([len(s.times) for s in series], dtype=np.int64)
+    first_time = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    first_total = first_time + np.arange(len(series))  # each series has one total more
+    packed = times + np.repeat(np.arange(len(series), dtype=np.int64) * SPAN, lengths)
+    end = segment * SPAN + ends
+    row_time, row_total = first_time[segment], first_total[segment]
+    hi = np.searchsorted(packed, end, side="right") - row_time
+    top = totals[row_total + hi]
+    out = []
+    for window in windows:
+        lo = np.searchsorted(packed, end - window, side="right") - row_time
+        out += [hi - lo, top - totals[row_total + lo]]
+    return np.stack(out, axis=1)
+
+
+def count_in_place(series: _Series, ends: np.ndarray, windows: Sequence[int]) -> np.ndarray:
+    """:func:`count_windows` for rows of one series, searched through numpy views of its arrays: binary
+    searches and a gather per window, no copy of the series."""
+    times = np.frombuffer(series.times, dtype=np.int64)
+    totals = np.frombuffer(series.cum, dtype=np.int64)
+    hi = np.searchsorted(times, ends, side="right")
+    top = totals[hi]
+    out = []
+    for window in windows:
+        lo = np.searchsorted(times, ends - window, side="right")
+        out += [hi - lo, top - totals[lo]]
+    return np.stack(out, axis=1)  # the views go with this frame: the arrays can grow again
 
 
 class OnlineFeatures:
@@ -349,35 +427,16 @@ class OnlineFeatures:
         return result
 
     def _window_counts_numpy(self, rows: Sequence[Row], seconds: np.ndarray) -> np.ndarray:
-        """:meth:`_row_window_counts` for a batch, as an int64 array (rows x 2 per window), with numpy.
-
-        The series the batch touches are copied side by side into one array, each shifted by its own
-        :data:`~core.features.SPAN`, so that one ``searchsorted`` finds every row's window bounds, as
-        :func:`core.features.compute_features` does on a whole table.
-        """
-        out = []
+        """:meth:`_row_window_counts` for a batch, as an int64 array (rows x 2 per window), with numpy
+        (:func:`count_windows`, customer windows then terminal ones)."""
         _, _, customers, terminals, _ = zip(*rows, strict=True)
-        for entities, keys, windows, shift in (
-            (self._customers, customers, self._customer_windows, 0),
-            (self._terminals, terminals, self._terminal_windows, self._delay_s),
-        ):
-            segment_of: dict[int, int] = {}
-            segment = np.array([segment_of.setdefault(key, len(segment_of)) for key in keys])
-            series = [entities[key] for key in segment_of]
-            times = np.frombuffer(b"".join([s.times.tobytes() for s in series]), dtype=np.int64)
-            totals = np.frombuffer(b"".join([s.cum.tobytes() for s in series]), dtype=np.int64)
-            lengths = np.array([len(s.times) for s in series], dtype=np.int64)
-            first_time = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-            first_total = first_time + np.arange(len(series))  # each series has one total more
-            packed = times + np.repeat(np.arange(len(series), dtype=np.int64) * SPAN, lengths)
-            end = segment * SPAN + (seconds - shift)
-            row_time, row_total = first_time[segment], first_total[segment]
-            hi = np.searchsorted(packed, end, side="right") - row_time
-            top = totals[row_total + hi]
-            for window in windows:
-                lo = np.searchsorted(packed, end - window, side="right") - row_time
-                out += [hi - lo, top - totals[row_total + lo]]
-        return np.stack(out, axis=1)
+        return np.concatenate(
+            [
+                count_windows(self._customers, customers, seconds, self._customer_windows),
+                count_windows(self._terminals, terminals, seconds - self._delay_s, self._terminal_windows),
+            ],
+            axis=1,
+        )
 
     def _forget(self, tid: str) -> None:
         seconds, customer, terminal = self._where.pop(tid)

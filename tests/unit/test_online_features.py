@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +169,84 @@ def test_features_land_in_their_named_columns_whatever_the_column_order(
     for ours, theirs in zip(*got, strict=True):
         assert np.array_equal(ours, theirs[:, ::-1])
     assert got[0][1][:, in_order.names.index("terminal_risk_30d")].max() > 0
+
+
+def card_burst(rows: int, start: str = "2026-02-01T00:00:00+00:00", step_s: int = 240) -> pd.DataFrame:
+    """One card testing itself: ``rows`` small transactions ``step_s`` apart at three terminals, with
+    a few other cards' transactions at the same terminals in between."""
+    first = dt.datetime.fromisoformat(start)
+    k = np.arange(rows)
+    other = k % 10 == 9  # every tenth transaction another card's
+    return pd.DataFrame(
+        {
+            "transaction_id": [f"b{i}" for i in k],
+            "tx_datetime": pd.to_datetime(
+                [first + dt.timedelta(seconds=int(i) * step_s) for i in k], utc=True
+            ),
+            "customer_id": np.where(other, 100 + k % 7, 1),
+            "terminal_id": k % 3,
+            "tx_amount": np.where(other, 40.0 + k % 13, 1.0 + (k % 5) * 0.75),
+        }
+    )
+
+
+def test_a_long_card_burst_reproduces_offline_features_bit_for_bit(params: Params) -> None:
+    """A burst of 3,600 rows on one card over 10 days (series past the length a batch copies), scored
+    one row at a time and in batches, with labels fed as they come: the offline features exactly."""
+    tx = card_burst(3600)
+    fraud = (np.random.default_rng(4).random(len(tx)) < 0.3).astype(np.int64)
+    rows = rows_of(tx)
+    offline = compute_features(tx, fraud, params.features, params.data.label_delay_days).to_numpy()
+    for size in (1, 40):  # the row loop, then batches counted with numpy
+        state = state_for(params)
+        online = []
+        for start in range(0, len(rows), 360):  # labels of each part known before the next
+            part = rows[start : start + 360]
+            online += [state.add_transactions(part[i : i + size]) for i in range(0, len(part), size)]
+            state.add_labels({r[0]: int(fraud[start + i]) for i, r in enumerate(part)})
+        got = np.concatenate(online)
+        assert got.dtype == np.float32 and np.abs(got - offline).max() == 0.0
+    assert offline[:, state.names.index("customer_nb_tx_30d")].max() > 3000  # the windows did grow
+    assert offline[:, state.names.index("terminal_risk_30d")].max() > 0
+
+
+def peak_bytes_allocated(action: Callable[[], object]) -> int:
+    """Memory ``action`` allocated at its peak, above what was allocated before (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        action()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def long_card_state(params: Params, rows: int) -> OnlineFeatures:
+    """A state whose card 1 holds ``rows`` transactions, and its terminals a third of them each."""
+    tx = card_burst(rows, step_s=10)
+    state = state_for(params)
+    state.warm_start(tx, {})
+    return state
+
+
+def test_a_batch_on_a_long_card_copies_none_of_its_history(params: Params) -> None:
+    """Counting a batch's windows copies what the batch's rows need, not the card's 60,000 earlier rows
+    (a burst made each batch on that card copy the whole series: cost grew with the card's history)."""
+    state = long_card_state(params, 60_000)
+    batch = [row(f"n{i}", f"2026-02-08T{i // 60:02d}:{i % 60:02d}:00+00:00", amount=1.0) for i in range(32)]
+    state.add_transactions(batch)
+    seconds = np.array([r[1] for r in batch])
+    copied = peak_bytes_allocated(lambda: state._window_counts_numpy(batch, seconds))
+    assert copied < 64 * 1024  # a copy of the card's times alone is 480 KB
+
+
+def test_a_label_on_a_long_terminal_does_not_rewrite_its_totals_in_python(params: Params) -> None:
+    """A label for an old row of a terminal holding 20,000 rows shifts the totals after it in place
+    (it rebuilt them through a Python list: time and memory grew with the terminal's history)."""
+    state = long_card_state(params, 60_000)
+    assert state.add_labels({"b0": 1}) == 1
+    assert peak_bytes_allocated(lambda: state.add_labels({"b3": 1})) < 16 * 1024
+    risk = state.names.index("terminal_risk_30d")
+    later = state.add_transactions([row("late", "2026-02-13T00:00:00+00:00", customer=5, terminal=0)])
+    # its window ends a delay (7 days) earlier, on Feb 6: terminal 0's rows 0, 3, ..., 43,200 (10 s apart)
+    assert later[0, risk] == np.float32(2 / 14_401)
