@@ -57,6 +57,7 @@ bench: setup wrk ## Run the benchmarks and print their figures (see docs/benchma
 	$(BIN)/python -m benchmarks.monitoring
 	$(BIN)/python -m benchmarks.predlog
 	$(BIN)/python -m benchmarks.serving $(SERVING_ARGS)
+	$(BIN)/python -m benchmarks.burst
 
 # the commit the serving figures are compared with, e.g. `make bench-compare BASE=263e51c`
 BASE ?= 263e51c
