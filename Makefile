@@ -20,7 +20,7 @@ export OMP_NUM_THREADS := 1
 # OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup demo test lint bench bench-compare wrk serve schedule mlflow-ui prefect-ui clean
+.PHONY: help setup demo test lint bench bench-compare faults wrk serve schedule mlflow-ui prefect-ui clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench: setup wrk ## Run the benchmarks and print their figures (see docs/benchma
 BASE ?= 263e51c
 bench-compare: setup wrk ## Serving figures of BASE and of this tree in one run, side by side (about 15 minutes)
 	$(BIN)/python -m benchmarks.serving_compare $(BASE) $(SERVING_ARGS)
+
+faults: setup ## SIGKILL, SIGTERM and a full disk under load: what the prediction log loses (docs/faults.md; mount needs root)
+	$(BIN)/python -m benchmarks.faults
 
 wrk:
 	@command -v wrk >/dev/null 2>&1 || { echo "wrk not found: installing it with apt-get"; \

@@ -48,6 +48,7 @@ def received_on(db: Path, transaction_id: str) -> list[str]:
 
 
 def test_feedback_is_accepted_and_logged_on_the_simulated_day(client: TestClient, project: Project) -> None:
+    """A label is committed before its 200: read back at once through other connections, no flush."""
     settings = project.settings()
     set_today(settings.clock_file, dt.date(2026, 2, 3))
     try:
