@@ -22,10 +22,6 @@ PLACEHOLDER_KEY = "changethis"
 # in this last stretch of time, so the writer's flush interval must leave room for the write within it
 PREDICTION_LOSS_WINDOW_S = 0.1
 
-# the guarantee of the prediction log (core.predlog): a SIGKILL loses at most the scores acknowledged
-# in this last stretch of time, so the writer's flush interval must leave room for the write within it
-PREDICTION_LOSS_WINDOW_S = 0.1
-
 ApiKey = Literal["admin_api_key", "feedback_api_key"]
 API_KEYS: tuple[ApiKey, ...] = ("admin_api_key", "feedback_api_key")  # one key a privilege
 
@@ -69,26 +65,6 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=60.0, gt=0)
     task_retries: int = Field(default=2, ge=0, description="Retries of flow tasks that call other services.")
     retry_delay_s: float = Field(default=5.0, ge=0, description="Delay between those retries (0 in tests).")
-    log_flush_interval_s: float = Field(
-        default=0.05,
-        gt=0,
-        lt=PREDICTION_LOSS_WINDOW_S,
-        description="How often the API appends its queued predictions to the log; under 0.1 s, the most a "
-        "SIGKILL may lose, with room left for the write itself (see core.predlog).",
-    )
-    log_retry_interval_s: float = Field(
-        default=0.5, gt=0, description="Delay between attempts to write predictions while the log fails."
-    )
-    log_close_timeout_s: float = Field(
-        default=10.0,
-        ge=0,
-        description="How long a clean stop waits for the log to take the queued predictions; what is still "
-        "unwritten then is saved to a file beside the log (its path is logged), so a full disk cannot "
-        "hang shutdown.",
-    )
-    log_max_pending_rows: int = Field(
-        default=200_000, ge=1, description="Most predictions waiting for the log; beyond it scoring is 503."
-    )
     log_flush_interval_s: float = Field(
         default=0.05,
         gt=0,
