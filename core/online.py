@@ -44,6 +44,7 @@ NUMPY_MIN_ROWS = 16  # batches from this size count their windows with numpy (fe
 # a batch copies the series it touches side by side up to this length; a longer one (a card under a
 # testing burst, a busy terminal) is searched where it lies, so no batch copies more than this per series
 PACK_MAX_ROWS = 1024
+SHIFT_LOOP_MAX = 16  # totals shifted in a Python loop up to this many (numpy's call costs more)
 # rows past the horizon leave once the cutoff moved a week: each series is trimmed once a week (at most
 # a week more of memory), not a row or two a day
 PRUNE_STEP_S = 7 * DAY_S
@@ -60,8 +61,14 @@ def epoch_seconds(when: dt.datetime) -> int:
 
 
 def shift_totals(totals: array[int], start: int, delta: int) -> None:
-    """Add ``delta`` to ``totals[start:]`` in place, through a numpy view of the array (no copy)."""
-    if delta and start < len(totals):
+    """Add ``delta`` to ``totals[start:]`` in place: a few totals (a row a little late) in a loop, more
+    through a numpy view of the array (no copy, no Python object per total)."""
+    if not delta:
+        return
+    if len(totals) - start <= SHIFT_LOOP_MAX:
+        for at in range(start, len(totals)):
+            totals[at] += delta
+    else:
         view = np.frombuffer(totals, dtype=np.int64)
         view[start:] += delta
         del view  # releases the buffer: the array can grow again
