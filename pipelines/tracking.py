@@ -106,6 +106,28 @@ def find_cycle_run(settings: Settings, cycle_id: str) -> str | None:
     return str(runs[0].info.run_id) if runs else None
 
 
+def discard_unfinished_runs(settings: Settings, cycle_id: str) -> list[str]:
+    """Delete the runs an earlier attempt of the cycle left FAILED or RUNNING; their ids.
+
+    A cycle keeps one run: an attempt that failed half-way through logging is logged again whole,
+    and its broken run is moved to MLflow's trash (``mlflow gc`` removes it for good).
+    """
+    from mlflow.entities import ViewType
+
+    client = client_for(settings)
+    runs = client.search_runs(
+        [ensure_experiment(settings)],
+        filter_string=f"tags.`{TAG_CYCLE}` = '{cycle_id}' and attributes.status != 'FINISHED'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+    )
+    for run in runs:
+        client.delete_run(run.info.run_id)
+        log.info(
+            "training cycle %s: deleted run %s an earlier attempt left unfinished", cycle_id, run.info.run_id
+        )
+    return [str(run.info.run_id) for run in runs]
+
+
 def log_run(
     settings: Settings,
     model: Any,
@@ -134,7 +156,10 @@ def log_run(
         TAG_DATA_VERSION: run_data["tags"]["data_version"],
         TAG_ONNX_SHA256: sha256(onnx_model),
     }
-    with mlflow.start_run(experiment_id=ensure_experiment(settings), run_name=run_data["run_name"]) as run:
+    experiment = ensure_experiment(settings)
+    # the cycle tag goes on at creation: a run that fails at any later call is still found by its cycle
+    cycle = {TAG_CYCLE: run_data["tags"][TAG_CYCLE]}
+    with mlflow.start_run(experiment_id=experiment, run_name=run_data["run_name"], tags=cycle) as run:
         mlflow.log_params(run_data["params"])
         mlflow.log_metrics({k: v for k, v in run_data["metrics"].items() if np.isfinite(v)})
         mlflow.set_tags({**run_data["tags"], **contract})

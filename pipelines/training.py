@@ -23,7 +23,15 @@ import pandas as pd
 
 from core.features import feature_names
 from core.params import Params
-from core.registry import CHAMPION, MISSING_CODES, SCORE_COLUMN, ModelInfo, load_model, read_model_info
+from core.registry import (
+    CHAMPION,
+    MISSING_CODES,
+    SCORE_COLUMN,
+    ModelInfo,
+    load_model,
+    model_info_from_version,
+    read_model_info,
+)
 from core.settings import Settings
 from pipelines.features import read_feature_table
 from pipelines.gate import GateDecision, apply_decision, judge
@@ -32,6 +40,7 @@ from pipelines.results import TrainingOutcome
 from pipelines.tracking import (
     TAG_CYCLE,
     client_for,
+    discard_unfinished_runs,
     find_cycle_run,
     git_commit,
     log_run,
@@ -48,6 +57,7 @@ from pipelines.versioning import DVC_STAGES, data_version, reproduce
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+TAG_JUDGED_AGAINST = "gate.champion_version"  # the champion the gate compared with ("" for a first model)
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,24 @@ def current_champion(client: Any, name: str) -> tuple[ModelInfo, Any] | None:
         if exc.error_code not in MISSING_CODES:
             raise  # an unreachable registry is not an empty one: the gate must not judge a "first" model
         return None
+    return info, load_model(info)
+
+
+def champion_to_beat(settings: Settings, cycle_id: str) -> tuple[ModelInfo, Any] | None:
+    """The champion the cycle is judged against: the serving one, unless this cycle already replaced it.
+
+    An attempt whose promotion reached the registry but whose answer was lost leaves the cycle's own
+    version as champion; judged against itself, the re-run would demote it to challenger. The run
+    records the champion its gate compared with, so the re-run compares with that one again.
+    """
+    client = client_for(settings)
+    champion = current_champion(client, settings.model_name)
+    if champion is None or champion[0].run_id != find_cycle_run(settings, cycle_id):
+        return champion
+    previous = client.get_run(champion[0].run_id).data.tags.get(TAG_JUDGED_AGAINST, "")
+    if not previous:
+        return None
+    info = model_info_from_version(client.get_model_version(settings.model_name, previous), None)
     return info, load_model(info)
 
 
@@ -111,7 +139,7 @@ def check_raw_data(settings: Settings) -> None:
         )
 
 
-def evaluate_candidate(settings: Settings, params: Params) -> Candidate:
+def evaluate_candidate(settings: Settings, params: Params, cycle_id: str) -> Candidate:
     """Read the train stage's model and score it, and the champion, on the stage's test window."""
     table = read_feature_table(settings.data_dir)
     trained = read_stage(settings.data_dir, settings.project_dir / "metrics")
@@ -120,7 +148,7 @@ def evaluate_candidate(settings: Settings, params: Params) -> Candidate:
     population = int(table["customer_id"].nunique())  # customers seen in all the data: k as in the stage
     metrics = evaluate_model(trained.model, test, features, trained.threshold, params, population)
     use_store(settings)  # the champion is loaded through MLflow's process-wide URIs
-    champion = current_champion(client_for(settings), settings.model_name)
+    champion = champion_to_beat(settings, cycle_id)
     champion_metrics = None
     if champion is not None:
         info, model = champion
@@ -158,6 +186,7 @@ def log_candidate(
     if found is not None:
         log.info("training cycle %s: run %s already logged", cycle_id, found)
         return found
+    discard_unfinished_runs(settings, cycle_id)
     run_data = _run_data(settings, params, reason, candidate, decision, cycle_id)
     reference = reference_sample(candidate.trained.model, candidate.train, candidate.features, params)
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,7 +232,7 @@ def run_training(
     check_raw_data(settings)
     for name in DVC_STAGES:
         step(name, reproduce_stage, retry=True)(settings, name)
-    candidate = step("evaluate", evaluate_candidate, retry=True)(settings, params)
+    candidate = step("evaluate", evaluate_candidate, retry=True)(settings, params, cycle_id)
     decision = step("gate", judge, retry=False)(candidate.metrics, candidate.champion_metrics, params.gate)
     run_id = step("log run", log_candidate, retry=True)(
         settings, params, candidate, decision, reason, cycle_id
@@ -315,5 +344,6 @@ def _run_data(
             "features": ",".join(feature_names(params.features)),
             "gate.promote": str(decision.promote),
             "gate.reasons": " | ".join(decision.reasons),
+            TAG_JUDGED_AGAINST: candidate.champion.version if candidate.champion else "",
         },
     }

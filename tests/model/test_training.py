@@ -6,13 +6,14 @@ session's simulated days are ingested, versioned and reproduced, then ``run_trai
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -428,3 +429,136 @@ def stage_names(flow_run_id: Any) -> list[str]:
     with get_client(sync_client=True) as prefect:
         runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     return [r.name.rsplit("-", 1)[0] for r in sorted(runs, key=lambda r: str(r.start_time))]
+
+
+# MLflow calls of the log-run, register and promote stages, in the order a cycle makes them
+REGISTRY_CALLS = (
+    "create_run",  # log run: the run is created (with its cycle tag)
+    "log_batch",  # log run: params, metrics, tags
+    "log_artifact",  # log run: reference sample, ONNX, report
+    "set_terminated",  # log run: the run ends FINISHED
+    "_create_model_version",  # register (what mlflow.register_model calls)
+    "set_model_version_tag",  # register: the contract tags
+    "update_registered_model",  # register: the description
+    "set_registered_model_alias",  # promote
+)
+
+
+def test_a_failure_at_any_registry_call_leaves_one_run_and_one_version(
+    trained_project: TrainedProject, params: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each MLflow call of the last three stages fails once after doing its work (the answer is lost).
+
+    The cycle is run again by its id after each failure. The model's stage outputs and evaluation are
+    the module's (read once; ``dvc repro``, scoring and the report have their own tests); MLflow is the
+    real store.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    import pipelines.training as training
+    from pipelines.tracking import TAG_CYCLE, ensure_experiment
+
+    settings = trained_project.settings
+    always = params.model_copy(update={"gate": params.gate.model_copy(update={"ap_margin": -1.0})})
+    champion = alias_version(settings, CHAMPION)
+    cached = (
+        "read_feature_table",
+        "read_stage",
+        "split_windows",
+        "load_model",
+        "data_version",
+    )
+    for name in cached:
+        monkeypatch.setattr(training, name, memoized(getattr(training, name)))
+    # same data, same seed: every model of this module scores as the first (see the second training)
+    monkeypatch.setattr(training, "evaluate_model", lambda *_: trained_project.first.metrics)
+    sample = training.reference_sample
+    monkeypatch.setattr(
+        training, "reference_sample", lambda m, train, *rest: sample(m, train.head(100), *rest)
+    )
+    monkeypatch.setattr(training, "write_report", lambda folder, *_: [small_file(folder)])
+    armed, failed = list(REGISTRY_CALLS), []
+    for method in REGISTRY_CALLS:
+        monkeypatch.setattr(
+            MlflowClient, method, fail_once_after(getattr(MlflowClient, method), armed, failed)
+        )
+    with mlflow_uris_restored():
+        experiment = ensure_experiment(settings)
+    runs_before = {r.info.run_id for r in client(settings).search_runs([experiment])}
+    cycle, outcome = "cycle-with-a-failure-at-every-call", None
+    try:
+        for _ in range(len(REGISTRY_CALLS) + 1):  # the cycle run again after each failure
+            with mlflow_uris_restored(), contextlib.suppress(MlflowException):
+                outcome = run_training(settings, always, "flaky registry", cycle, step=skip_dvc_stages)
+            if outcome is not None:
+                break
+        assert outcome is not None and failed == list(REGISTRY_CALLS), failed  # each failed once, in turn
+        new_runs = [r.info.run_id for r in client(settings).search_runs([experiment])]
+        assert sorted(set(new_runs) - runs_before) == [outcome.run_id]  # one run, no orphan
+        tagged = client(settings).search_runs([experiment], filter_string=f"tags.`{TAG_CYCLE}` = '{cycle}'")
+        assert [r.info.run_id for r in tagged] == [outcome.run_id]
+        found = client(settings).search_model_versions(f"run_id='{outcome.run_id}'")
+        assert [str(v.version) for v in found] == [outcome.version]  # one version
+        # the lost answer of the promotion is not taken for a champion to beat: still promoted
+        assert (outcome.alias, outcome.previous_champion) == (CHAMPION, champion)
+        assert alias_version(settings, CHAMPION) == outcome.version
+    finally:  # the module's later tests expect the first champion
+        client(settings).set_registered_model_alias(settings.model_name, CHAMPION, champion)
+
+
+def fail_once_after(real: Any, armed: list[str], failed: list[str]) -> Any:
+    """``real``, which raises once after doing its work when its name is the next armed one."""
+
+    from mlflow.exceptions import MlflowException
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = real(self, *args, **kwargs)
+        if armed and armed[0] == real.__name__:
+            failed.append(armed.pop(0))
+            raise MlflowException(f"{real.__name__}: connection reset by peer (injected, answer lost)")
+        return result
+
+    return call
+
+
+def memoized(fn: Any) -> Any:
+    """``fn`` answering a repeated call from a cache (arguments by value where hashable, else by identity)."""
+    cache: dict[tuple[Any, ...], Any] = {}
+
+    def call(*args: Any) -> Any:
+        key = tuple(key_of(a) for a in args)
+        if key not in cache:
+            cache[key] = fn(*args)
+        return cache[key]
+
+    return call
+
+
+def key_of(value: Any) -> Any:
+    from pydantic import BaseModel
+
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, BaseModel):  # params by value
+        return value.model_dump_json()
+    if is_dataclass(value) and not isinstance(value, type):  # a version's ModelInfo by value
+        return repr(value)
+    try:
+        hash(value)
+    except TypeError:
+        return id(value)
+    return value
+
+
+def small_file(folder: Path) -> Path:
+    path = folder / "model_card.md"
+    path.write_text("report: see test_the_run_keeps_its_lineage_and_report", encoding="utf-8")
+    return path
+
+
+def skip_dvc_stages(name: str, fn: Any, retry: bool, run_name: str | None = None) -> Any:
+    """Run each stage but ``dvc repro``, which the module's first training ran."""
+    from pipelines.versioning import DVC_STAGES
+
+    return (lambda *_: []) if name in DVC_STAGES else fn
