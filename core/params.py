@@ -144,6 +144,8 @@ class MonitoringParams(BaseModel):
     ap_drop: float = Field(ge=0)
     min_labelled_frauds: int = Field(ge=1)
     cooldown_days: int = Field(ge=0)
+    retry_backoff_days: int = Field(ge=0)
+    max_retrain_failures: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _methods_exist(self) -> MonitoringParams:

@@ -3,7 +3,10 @@
 :func:`run_monitoring` does the work and is what tests call; :func:`monitoring_flow` is the Prefect
 wrapper, whose tasks are the stages: *gather windows* (the champion, the scored window, the labelled
 week), *data drift*, *prediction drift*, *live performance*, *decide*, then the ``retrain`` subflow
-(``pipelines.flows.retraining_flow``) when the policy says so, and *record*. Each run writes its
+(``pipelines.flows.retraining_flow``) when the policy says so, and *record*. A retrain is written to
+the history as it starts, so one that crashes the process still counts: after a failed retrain the
+next waits a back-off, and after too many in a row the monitor raises an alert instead
+(:func:`monitoring.policy.hold_failing_retrain`). Each run writes its
 Evidently HTML reports (data drift, prediction drift; classification quality when labels allow) and
 a JSON summary under ``reports/monitoring/``, logs them to MLflow (experiment ``fraudops-monitoring``)
 and appends its summary to the history the cool-down and ``fraudops monitor history`` read.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +32,11 @@ from core.settings import Settings
 from monitoring.champion import Champion, read_champion
 from monitoring.drift import features_from_log
 from monitoring.evidence import Evidence, judge_window
-from monitoring.history import append_decision, last_retrain_day, log_run, read_history
+from monitoring.history import append_decision, last_retrain_day, log_run, read_history, retrain_failures
 from monitoring.performance import LABELLED_COLUMNS, drop_known_cards, label_predictions, lookback_start
-from monitoring.policy import Decision
+from monitoring.policy import Decision, RetrainFailures, hold_failing_retrain
 from monitoring.summary import ModelRef, MonitoringSummary, MonitoringWindows, RetrainOutcome
+from pipelines.tracking import client_for
 from pipelines.training import Step, TrainingOutcome, plain
 
 log = logging.getLogger(__name__)
@@ -89,18 +94,23 @@ def read_windows(
     return current, labelled, scored_in_week
 
 
-def run_retrain(retrain_fn: RetrainFn | None, reason: str) -> tuple[RetrainOutcome, Exception | None]:
+def run_retrain(
+    retrain_fn: RetrainFn, reason: str, attempt: str | None = None
+) -> tuple[RetrainOutcome, Exception | None]:
     """Call the retraining and summarise it; an exception is returned to be raised once recorded."""
-    if retrain_fn is None:
-        return RetrainOutcome(started=False, note="retraining disabled for this run"), None
     try:
         outcome = retrain_fn(reason)
     except Exception as exc:  # recorded in the history, then re-raised by the caller
         log.exception("retraining failed")
-        return RetrainOutcome(started=True, error=repr(exc)), exc
+        return RetrainOutcome(started=True, error=repr(exc), attempt=attempt), exc
     promoted = outcome.decision.promote
     return RetrainOutcome(
-        started=True, completed=True, promoted=promoted, version=outcome.version, outcome=outcome
+        started=True,
+        completed=True,
+        promoted=promoted,
+        version=outcome.version,
+        outcome=outcome,
+        attempt=attempt,
     ), None
 
 
@@ -114,6 +124,7 @@ class Gathered:
     labelled: pd.DataFrame  # the champion's labelled week
     scored_in_week: int  # the labelled week's scored rows, labelled or not
     last_retrain: dt.date | None  # for the cool-down
+    failures: RetrainFailures  # for the back-off and the alert
 
 
 def gather_windows(settings: Settings, params: Params, day: dt.date) -> Gathered:
@@ -121,9 +132,23 @@ def gather_windows(settings: Settings, params: Params, day: dt.date) -> Gathered
     windows = plan_windows(day, params)
     champion = read_champion(settings)
     current, labelled, scored_in_week = read_windows(settings, params, champion, windows)
-    last_retrain = last_retrain_day(read_history(settings), day)
+    history = read_history(settings)
+    last_retrain = last_retrain_day(history, day)
+    failures = retrain_failures(history)
+    if failures.count:  # a model registered since (`fraudops train`) ends the series
+        failures = retrain_failures(history, last_registration(settings))
     planned = MonitoringWindows.model_validate(windows)
-    return Gathered(planned, champion, current, labelled, scored_in_week, last_retrain)
+    return Gathered(planned, champion, current, labelled, scored_in_week, last_retrain, failures)
+
+
+def last_registration(settings: Settings) -> dt.datetime | None:
+    """When the newest model version was registered (None: none yet)."""
+    found = client_for(settings).search_model_versions(
+        f"name='{settings.model_name}'", max_results=1, order_by=["creation_timestamp DESC"]
+    )
+    if not found:
+        return None
+    return dt.datetime.fromtimestamp(found[0].creation_timestamp / 1000, dt.UTC)
 
 
 def run_monitoring(
@@ -150,10 +175,11 @@ def run_monitoring(
         out_dir,
         step,
     )
+    decision = hold_failing_retrain(decision, gathered.failures, params.monitoring, day)
     retrain: RetrainOutcome | None = None
     error: Exception | None = None
     if decision.action == "retrain":
-        retrain, error = run_retrain(retrain_fn, f"monitor {day}: " + "; ".join(decision.reasons))
+        retrain, error = start_retrain(settings, retrain_fn, day, gathered, evidence, decision)
     summary = build_summary(day, gathered, evidence, decision, retrain, out_dir / f"{day}-summary.json")
     # not retried: a second attempt would log a second MLflow run and append a second history line
     summary = step("record", record_run, retry=False)(settings, summary)
@@ -162,16 +188,36 @@ def run_monitoring(
     return summary
 
 
+def start_retrain(
+    settings: Settings,
+    retrain_fn: RetrainFn | None,
+    day: dt.date,
+    gathered: Gathered,
+    evidence: Evidence,
+    decision: Decision,
+) -> tuple[RetrainOutcome, Exception | None]:
+    """Write the "retrain started" line to the history, then retrain (what it came to is recorded next)."""
+    if retrain_fn is None:
+        return RetrainOutcome(started=False, note="retraining disabled for this run"), None
+    attempt = uuid.uuid4().hex
+    started = RetrainOutcome(started=True, attempt=attempt, finished=False)
+    append_decision(settings, build_summary(day, gathered, evidence, decision, started, None))
+    return run_retrain(retrain_fn, f"monitor {day}: " + "; ".join(decision.reasons), attempt)
+
+
 def build_summary(
     day: dt.date,
     gathered: Gathered,
     evidence: Evidence,
     decision: Decision,
     retrain: RetrainOutcome | None,
-    summary_path: Path,
+    summary_path: Path | None,
 ) -> MonitoringSummary:
     """The record of one run (also the history line), before it is logged to MLflow."""
     info = gathered.champion.info
+    failures = gathered.failures.count
+    if retrain is not None and retrain.started and retrain.finished:
+        failures = 0 if retrain.completed else failures + 1
     return MonitoringSummary(
         run_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
         today=day,
@@ -183,6 +229,7 @@ def build_summary(
         decision=decision,
         retrain=retrain,
         reports=evidence.reports.model_copy(update={"summary_json": summary_path}),
+        retrain_failures=failures,
     )
 
 

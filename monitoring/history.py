@@ -1,9 +1,11 @@
 """The monitor's memory: one JSON line per run in ``stores/monitoring/decisions.jsonl``, and an MLflow run.
 
 The cool-down reads the lines back: the last retrain is the newest simulated day on which a retrain
-that the monitor started completed. Each run is also an MLflow run of the ``fraudops-monitoring``
-experiment (metrics, decision and reasons as tags, the HTML reports and the summary as artifacts),
-so the MLflow UI shows monitoring beside the training runs it triggered.
+that the monitor started completed. A retrain is recorded as it starts, so one that crashed the process
+still counts among the failures in a row that back the next attempt off (:func:`retrain_failures`).
+Each run is also an MLflow run of the ``fraudops-monitoring`` experiment (metrics, decision and
+reasons as tags, the HTML reports and the summary as artifacts), so the MLflow UI shows monitoring
+beside the training runs it triggered.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from core.settings import Settings
+from monitoring.policy import RetrainFailures
 from monitoring.summary import MonitoringSummary
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,11 @@ def append_decision(settings: Settings, summary: MonitoringSummary) -> Path:
 
 
 def read_history(settings: Settings) -> list[MonitoringSummary]:
-    """Every recorded run, oldest first (empty before the first run)."""
+    """Every recorded run, oldest first (empty before the first run).
+
+    A retrain's started line gives way to its finished line; one without a finished line stays: that
+    run crashed while retraining.
+    """
     path = history_file(settings)
     if not path.exists():
         return []
@@ -55,7 +62,34 @@ def read_history(settings: Settings) -> list[MonitoringSummary]:
                 f"{exc.errors()[0]['msg']} at {'.'.join(map(str, exc.errors()[0]['loc']))}): "
                 "an earlier version may have written it; move the file away to start a new history"
             ) from exc
-    return runs
+    finished = {run.retrain.attempt for run in runs if run.retrain is not None and run.retrain.finished}
+    return [run for run in runs if not superseded(run, finished)]
+
+
+def superseded(run: MonitoringSummary, finished: set[str | None]) -> bool:
+    """A retrain's started line whose finished line was written (it says nothing the other does not)."""
+    return run.retrain is not None and not run.retrain.finished and run.retrain.attempt in finished
+
+
+def retrain_failures(history: list[MonitoringSummary], since: dt.datetime | None = None) -> RetrainFailures:
+    """The retrains in a row, newest back, that did not complete: failed, or crashed with no record.
+
+    The series ends at a completed retrain, and at the runs before ``since`` (the newest registered
+    model: ``fraudops train`` after an alert starts a new series).
+    """
+    failed: list[MonitoringSummary] = []
+    for run in reversed(history):
+        if since is not None and run.run_at < since:
+            break
+        if run.retrain is None or not run.retrain.started:
+            continue
+        if run.retrain.completed:
+            break
+        failed.append(run)
+    if not failed:
+        return RetrainFailures()
+    newest = failed[0].retrain
+    return RetrainFailures(len(failed), failed[0].today, newest.error if newest else None)
 
 
 def last_retrain_day(history: list[MonitoringSummary], today: dt.date) -> dt.date | None:
@@ -85,6 +119,7 @@ def run_metrics(summary: MonitoringSummary) -> dict[str, float]:
         "live_recall_at_threshold": perf.recall_at_threshold,
         "expected_average_precision": perf.expected.average_precision if perf.expected else None,
         "average_precision_floor": perf.floor,
+        "retrain_failures": summary.retrain_failures,
     }
     return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
 

@@ -5,6 +5,11 @@ dataset drift (Evidently's verdict), prediction drift (when ``prediction_drift_r
 average precision below the champion's validation figures each ask for a retrain; a retrain asked for
 within the cool-down after the last one is held back.
 
+A retrain that did not complete (it raised, or the process died after its "started" line) starts no
+cool-down, but the next one waits a back-off of ``retry_backoff_days``, doubling with each failure in
+a row; after ``max_retrain_failures`` in a row the monitor stops retrying and raises an alert instead
+(:func:`hold_failing_retrain`), until a retrain completes or ``fraudops train`` registers a model.
+
 The performance floor is the mean AP of the weeks the champion's recipe scored out of sample at
 training minus ``ap_drop_std`` standard deviations of them: the prequential folds (the newest
 labelled weeks, the validation weeks among them), else the validation folds. A week as bad as that
@@ -25,9 +30,9 @@ from core.params import MonitoringParams
 from monitoring.drift import DriftResult
 from monitoring.performance import Expected, LivePerformance
 
-__all__ = ["Action", "Decision", "Expected", "ap_floor", "decide"]
+__all__ = ["Action", "Decision", "Expected", "RetrainFailures", "ap_floor", "decide", "hold_failing_retrain"]
 
-Action = Literal["retrain", "none", "not-enough-data", "cooldown"]
+Action = Literal["retrain", "none", "not-enough-data", "cooldown", "backoff", "alert"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,43 @@ class Decision:
 
     action: Action
     reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RetrainFailures:
+    """Retrains in a row that did not complete, as the history tells (none: ``count`` 0)."""
+
+    count: int = 0
+    last_day: dt.date | None = None
+    """The simulated day of the newest one."""
+    last_error: str | None = None
+    """Its exception; None when the process stopped before it could be recorded."""
+
+    def describe(self) -> str:
+        """The failures in a sentence a person can check."""
+        what = self.last_error or "no record: the process stopped during the retrain"
+        times = "once" if self.count == 1 else f"{self.count} times in a row"
+        return f"retraining failed {times}, last on {self.last_day} ({what})"
+
+
+def hold_failing_retrain(
+    decision: Decision, failures: RetrainFailures, params: MonitoringParams, today: dt.date
+) -> Decision:
+    """A retrain after failed ones: held back for the back-off, refused with an alert after too many."""
+    if decision.action != "retrain" or failures.count == 0 or failures.last_day is None:
+        return decision
+    if failures.count >= params.max_retrain_failures:
+        alert = (
+            f"alert: {failures.describe()}; no automatic retrain after {params.max_retrain_failures} "
+            "failures: fix the cause, then run `fraudops train`"
+        )
+        return Decision("alert", [alert, *decision.reasons])
+    wait = params.retry_backoff_days * 2 ** (failures.count - 1)
+    days = (today - failures.last_day).days
+    if days < wait:
+        held = f"backoff: {failures.describe()}; next attempt {wait} days after it, {days} < {wait}"
+        return Decision("backoff", [held, *decision.reasons])
+    return decision
 
 
 def ap_floor(expected: Expected, params: MonitoringParams) -> tuple[float, str]:

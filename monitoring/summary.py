@@ -2,7 +2,9 @@
 
 :class:`MonitoringSummary` is what :func:`monitoring.flow.run_monitoring` returns, what the CLI and the
 demo print, and what ``reports/monitoring/<day>-summary.json`` and each line of the history are
-dumped from (``model_dump_json``) and read back into.
+dumped from (``model_dump_json``) and read back into. A run that retrains writes two history lines:
+one as the retraining starts (``retrain.finished`` false), one when it ends; a started line that no
+finished line follows is a retraining that crashed before it could be recorded.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class RetrainOutcome(BaseModel):
     """Why it did not start."""
     outcome: TrainingOutcome | None = None
     """The training cycle's own record."""
+    attempt: str | None = None
+    """Names the retraining: its started line and its finished line in the history share it."""
+    finished: bool = True
+    """False on the line written as the retraining starts."""
 
 
 class MonitoringSummary(BaseModel):
@@ -104,3 +110,5 @@ class MonitoringSummary(BaseModel):
     """Where the HTML reports and this summary were written."""
     mlflow_run_id: str | None = None
     """None until logged, or when MLflow could not be reached."""
+    retrain_failures: int = 0
+    """Retrainings in a row that did not complete, this run's included (0 once one completes)."""

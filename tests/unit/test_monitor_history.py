@@ -105,3 +105,24 @@ def test_a_line_of_another_layout_is_one_clear_error(project_settings: Settings)
     assert result.exit_code == 1
     message = " ".join(result.output.split())
     assert f"{path}, line 1, is not a monitoring summary" in message and "move the file away" in message
+
+
+def test_a_retrain_that_crashed_shows_as_crashed_and_a_finished_one_once(project_settings: Settings) -> None:
+    """Each retrain is written as it starts and again when it ends; a start never followed by its end crashed."""
+    from monitoring.history import read_history
+
+    def retrain_line(today: str, attempt: str, **outcome: object) -> None:
+        retrain = RetrainOutcome(started=True, attempt=attempt, **outcome)  # type: ignore[arg-type]
+        append_decision(project_settings, monitoring_summary(today, "retrain", ["drift"], retrain=retrain))
+
+    retrain_line("2026-05-04", "a", finished=False)
+    retrain_line("2026-05-04", "a", completed=True, version="2")
+    retrain_line("2026-05-05", "b", finished=False)  # the process died here
+    assert [(h.today.day, h.retrain and h.retrain.attempt) for h in read_history(project_settings)] == [
+        (4, "a"),
+        (5, "b"),
+    ]
+    result = runner.invoke(app, ["monitor", "history"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "2026-" in line and "│" in line]
+    assert len(rows) == 2 and "version 2" in rows[0] and "crashed" in rows[1]

@@ -38,8 +38,9 @@ from core.registry import (
 )
 from core.settings import Settings
 from core.simulator import SimulationConfig, make_population, simulate
-from monitoring.flow import plan_windows, run_monitoring
+from monitoring.flow import gather_windows, plan_windows, run_monitoring
 from monitoring.history import read_history
+from monitoring.policy import RetrainFailures
 from monitoring.summary import MonitoringSummary, RetrainOutcome
 from pipelines.results import TrainingOutcome
 from tests.conftest import training_outcome
@@ -90,6 +91,8 @@ def make_params() -> Params:
             ap_drop=0.1,
             min_labelled_frauds=5,
             cooldown_days=14,
+            retry_backoff_days=1,
+            max_retrain_failures=3,
         ),
     )
 
@@ -197,7 +200,12 @@ def test_holiday_drift_retrains_once_then_cools_down(settings: Settings) -> None
     assert first.decision.reasons[0].startswith("dataset drift:")
     assert first.drift is not None and "tx_amount" in first.drift.drifted_columns
     assert first.retrain == RetrainOutcome(
-        started=True, completed=True, promoted=True, version="2", outcome=outcomes[0]
+        started=True,
+        completed=True,
+        promoted=True,
+        version="2",
+        outcome=outcomes[0],
+        attempt=first.retrain.attempt if first.retrain else None,
     )
     assert len(calls) == 1 and calls[0].startswith(f"monitor {TODAY}: dataset drift")
     assert all(reason in calls[0] for reason in first.decision.reasons)  # the retraining is told why
@@ -312,3 +320,41 @@ def test_the_prefect_flow_runs_the_stages_as_tasks(
     assert later.decision.action == "cooldown" and later.retrain is None and calls == []
     assert later.decision.reasons[0] == f"cooldown: last retrain on {TODAY}, 3 < 14 days ago"
     assert any(r.startswith("dataset drift:") for r in later.decision.reasons[1:])  # what was held back
+
+
+def test_a_crashed_retrain_is_recorded_and_counts_towards_an_alert(settings: Settings) -> None:
+    """A retrain that kills the process leaves its started line; the next run counts it and, at
+    ``max_retrain_failures``, raises an alert (a history line and an MLflow metric) instead of retrying,
+    until a model is registered. The back-off between failures: tests/unit/test_monitoring_policy.py."""
+    params = make_params()
+    monitoring = params.monitoring.model_copy(update={"max_retrain_failures": 1})
+    params = params.model_copy(update={"monitoring": monitoring})
+    calls: list[str] = []
+
+    def crash(reason: str) -> TrainingOutcome:
+        raise SystemExit("killed while retraining")  # not an Exception: nothing after it runs
+
+    with pytest.raises(SystemExit):
+        run_monitoring(settings, params, TODAY, crash)
+    [crashed] = read_history(settings)
+    assert crashed.retrain is not None and (crashed.retrain.started, crashed.retrain.finished) == (
+        True,
+        False,
+    )
+
+    alert = run_monitoring(settings, params, TODAY + dt.timedelta(days=1), calls.append)  # type: ignore[arg-type]
+    assert alert.decision.action == "alert" and calls == [] and alert.retrain is None
+    assert alert.decision.reasons[0] == (
+        f"alert: retraining failed once, last on {TODAY} (no record: the process stopped during the "
+        "retrain); no automatic retrain after 1 failures: fix the cause, then run `fraudops train`"
+    )
+    assert alert.decision.reasons[1].startswith("dataset drift:")  # what asked for the retrain
+    client = registry_client(settings.tracking_uri)
+    assert client.get_run(alert.mlflow_run_id).data.metrics["retrain_failures"] == 1
+    history = read_history(settings)
+    assert [(h.decision.action, h.retrain_failures) for h in history] == [("retrain", 0), ("alert", 1)]
+
+    # `fraudops train` registers a model: the series of failures ends, the next drift retrains again
+    champion = client.get_model_version_by_alias(settings.model_name, CHAMPION)
+    client.create_model_version(settings.model_name, champion.source, run_id=champion.run_id)
+    assert gather_windows(settings, params, TODAY + dt.timedelta(days=2)).failures == RetrainFailures()

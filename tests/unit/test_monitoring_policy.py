@@ -11,9 +11,17 @@ from pydantic import ValidationError
 
 from core.params import DRIFT_METHODS, MonitoringParams, Params
 from monitoring.drift import ColumnTest, DriftResult, PredictionDrift
-from monitoring.history import last_retrain_day
+from monitoring.history import last_retrain_day, retrain_failures
 from monitoring.performance import LivePerformance
-from monitoring.policy import Action, Expected, ap_floor, decide
+from monitoring.policy import (
+    Action,
+    Decision,
+    Expected,
+    RetrainFailures,
+    ap_floor,
+    decide,
+    hold_failing_retrain,
+)
 from monitoring.summary import (
     MonitoringSummary,
     RetrainOutcome,
@@ -34,6 +42,8 @@ PARAMS = MonitoringParams(
     ap_drop=0.1,
     min_labelled_frauds=20,
     cooldown_days=14,
+    retry_backoff_days=1,
+    max_retrain_failures=3,
 )
 TODAY = dt.date(2026, 3, 1)
 COLUMNS = [f"c{i}" for i in range(15)]
@@ -188,6 +198,89 @@ def test_last_retrain_day_counts_completed_retrains_up_to_today(
     history: list[MonitoringSummary], expected: dt.date | None
 ) -> None:
     assert last_retrain_day(history, TODAY) == expected
+
+
+def failed(today: str, error: str | None = None) -> MonitoringSummary:
+    """A retrain that raised ``error``, or (None) whose process died after its started line."""
+    if error is None:
+        return decided_with(today, RetrainOutcome(started=True, attempt=today, finished=False))
+    return decided_with(today, RetrainOutcome(started=True, error=error, attempt=today))
+
+
+def decided_with(today: str, retrain: RetrainOutcome) -> MonitoringSummary:
+    return monitoring_summary(today, "retrain", retrain=retrain)
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        ([], RetrainFailures()),
+        ([decided("2026-02-20", "retrain", completed=True)], RetrainFailures()),
+        ([failed("2026-02-20")], RetrainFailures(1, dt.date(2026, 2, 20), None)),
+        (  # a crash and a failure after the last completed retrain; a cool-down between does not count
+            [
+                failed("2026-02-08", "RuntimeError('old')"),
+                decided("2026-02-10", "retrain", completed=True),
+                failed("2026-02-20", "RuntimeError('boom')"),
+                decided("2026-02-21", "cooldown", completed=None),
+                failed("2026-02-22"),
+            ],
+            RetrainFailures(2, dt.date(2026, 2, 22), None),
+        ),
+        (
+            [failed("2026-02-18", "OSError()"), decided("2026-02-20", "retrain", completed=True)],
+            RetrainFailures(),
+        ),
+    ],
+)
+def test_retrain_failures_count_back_to_the_last_completed_retrain(
+    history: list[MonitoringSummary], expected: RetrainFailures
+) -> None:
+    assert retrain_failures(history) == expected
+
+
+def test_a_model_registered_since_ends_the_series_of_failures() -> None:
+    history = [failed("2026-02-18", "OSError()"), failed("2026-02-20", "OSError('again')")]
+    registered = dt.datetime(2026, 2, 19, tzinfo=dt.UTC)  # `fraudops train` between the two
+    assert retrain_failures(history, registered) == RetrainFailures(
+        1, dt.date(2026, 2, 20), "OSError('again')"
+    )
+
+
+RETRAIN = Decision("retrain", ["dataset drift: 10/15 columns drifted"])
+
+
+@pytest.mark.parametrize(
+    ("failures", "days_since", "action"),
+    [
+        (0, 0, "retrain"),
+        (1, 0, "backoff"),
+        (1, 1, "retrain"),  # the back-off: 1 day after one failure
+        (2, 1, "backoff"),
+        (2, 2, "retrain"),  # 2 days after two
+        (3, 30, "alert"),  # three in a row: no more automatic retrains, however long ago
+    ],
+)
+def test_failed_retrains_back_off_then_raise_an_alert(failures: int, days_since: int, action: Action) -> None:
+    last = TODAY - dt.timedelta(days=days_since) if failures else None
+    held = hold_failing_retrain(RETRAIN, RetrainFailures(failures, last, None), PARAMS, TODAY)
+    assert held.action == action
+    assert held.reasons[-1] == RETRAIN.reasons[0]  # what asked for the retrain is kept
+
+
+def test_the_backoff_and_the_alert_say_why() -> None:
+    one = RetrainFailures(1, TODAY, "RuntimeError('disk full')")
+    assert hold_failing_retrain(RETRAIN, one, PARAMS, TODAY).reasons[0] == (
+        "backoff: retraining failed once, last on 2026-03-01 (RuntimeError('disk full')); "
+        "next attempt 1 days after it, 0 < 1"
+    )
+    three = RetrainFailures(3, TODAY - dt.timedelta(days=4), None)
+    assert hold_failing_retrain(RETRAIN, three, PARAMS, TODAY).reasons[0] == (
+        "alert: retraining failed 3 times in a row, last on 2026-02-25 (no record: the process stopped "
+        "during the retrain); no automatic retrain after 3 failures: fix the cause, then run `fraudops train`"
+    )
+    held = Decision("cooldown", ["cooldown: last retrain on 2026-02-20"])
+    assert hold_failing_retrain(held, three, PARAMS, TODAY) == held  # only a retrain is held back
 
 
 # --- the floor from the validation folds, prediction drift, the policy's parameters ---------------
