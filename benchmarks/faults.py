@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -134,16 +134,28 @@ def logged_ids(project: Project) -> set[str]:
 
 
 def under_load(
-    server: Server, traffic: Traffic, prefix: str, clients: int, load_s: float, sig: signal.Signals
+    server: Server,
+    traffic: Traffic,
+    prefix: str,
+    clients: int,
+    load_s: float,
+    sig: signal.Signals,
+    midway: Callable[[], object] | None = None,
 ) -> tuple[Load, float, float]:
-    """Clients score for ``load_s``, then ``sig`` goes to the server; returns the load, the monotonic
-    time of the signal and the seconds from the signal to the server's exit."""
+    """Clients score for ``load_s`` (``midway`` runs in a thread halfway through), then ``sig`` goes to
+    the server; returns the load, the monotonic time of the signal and the seconds from the signal to
+    the server's exit."""
     load = Load()
 
     async def scenario() -> tuple[float, float]:
         stop = asyncio.Event()
         clients_done = asyncio.create_task(drive(server.url, traffic, prefix, clients, stop, load))
-        await asyncio.sleep(load_s)
+        if midway is None:
+            await asyncio.sleep(load_s)
+        else:
+            await asyncio.sleep(load_s / 2)
+            await asyncio.to_thread(midway)
+            await asyncio.sleep(load_s / 2)
         sent = time.monotonic()
         os.killpg(server.proc.pid, sig)
         await asyncio.to_thread(server.proc.wait, 120)
@@ -250,23 +262,9 @@ def run_full_store(
     try:
         with log_on_tmpfs(project, root, size_mb=16) as mount:
             server = start(project, cfg, logs, "full", FRAUDOPS_LOG_CLOSE_TIMEOUT_S=str(close_timeout_s))
-            load = Load()
-
-            async def scenario() -> tuple[float, float]:
-                stop = asyncio.Event()
-                clients_done = asyncio.create_task(drive(server.url, traffic, "full", clients, stop, load))
-                await asyncio.sleep(load_s / 2)
-                await asyncio.to_thread(fill, mount)
-                await asyncio.sleep(load_s / 2)
-                sent = time.monotonic()
-                os.killpg(server.proc.pid, signal.SIGTERM)
-                await asyncio.to_thread(server.proc.wait, 120)
-                exited = time.monotonic()
-                stop.set()
-                await clients_done
-                return sent, exited - sent
-
-            sent, stop_s = asyncio.run(scenario())
+            load, sent, stop_s = under_load(
+                server, traffic, "full", clients, load_s, signal.SIGTERM, midway=lambda: fill(mount)
+            )
             logged = logged_ids(project)
     except PermissionError as exc:
         console.print(f"[yellow]full store skipped: {exc}[/]")

@@ -23,6 +23,7 @@ from serving.model_store import LoadedModel
 from serving.schemas import ColumnsIn, LabelIn, TransactionIn
 
 ONE_MICROSECOND = dt.timedelta(microseconds=1)
+VERDICT_FIELDS = ("fraud_probability", "is_fraud", "threshold", "model_version")  # a log record's verdict
 FLUSH_TIMEOUT_S = 2.0  # how long a resubmission waits for the log to hold the verdicts queued before it
 USED_ID = "transaction ids already used by a different transaction (another time, card, terminal or amount)"
 RELABELLED = "transactions already labelled differently (a label, once recorded, is not replaced)"
@@ -246,17 +247,11 @@ def stored_verdicts(services: Services, tx: Transactions, indices: list[int]) ->
         record = log.read_prediction(tid, EPOCH + dt.timedelta(microseconds=micros))  # the same second
         if record is None:
             continue
-        if (record["tx_datetime"] - EPOCH) // ONE_MICROSECOND != micros or record["tx_amount"] != tx.amounts[
-            i
-        ]:
+        logged_micros = (record["tx_datetime"] - EPOCH) // ONE_MICROSECOND
+        if logged_micros != micros or record["tx_amount"] != tx.amounts[i]:
             conflicts.append(tid)
             continue
-        found[tid] = {
-            "transaction_id": tid,
-            **{
-                name: record[name] for name in ("fraud_probability", "is_fraud", "threshold", "model_version")
-            },
-        }
+        found[tid] = {"transaction_id": tid} | {name: record[name] for name in VERDICT_FIELDS}
     if conflicts:
         raise ConflictError(USED_ID, conflicts)
     return found

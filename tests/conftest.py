@@ -7,8 +7,10 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +70,25 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def task_runs_in_order(flow_run_id: Any, expected: int, wait_s: float = 15.0) -> list[Any]:
+    """The task runs of a flow run sorted by start time, once ``expected`` of them have one.
+
+    Task runs reach the Prefect server through events, so on a busy machine the last ones can lag
+    behind the flow's return (a run without a start time would sort anywhere).
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    deadline = time.monotonic() + wait_s
+    with get_client(sync_client=True) as prefect:
+        runs = prefect.read_task_runs(flow_run_filter=run_filter)
+        while sum(r.start_time is not None for r in runs) < expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+            runs = prefect.read_task_runs(flow_run_filter=run_filter)
+    return sorted(runs, key=lambda r: str(r.start_time))
 
 
 def training_outcome(reason: str = "manual", version: str = "2", promote: bool = True) -> TrainingOutcome:

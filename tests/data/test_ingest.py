@@ -10,6 +10,7 @@ import pytest
 
 from core.settings import Settings
 from pipelines.ingest import EXPECTED_NAMES, find_batches, find_ignored, ingest_batch
+from tests.conftest import task_runs_in_order
 
 DELAY = 7
 LATE = dt.date(2027, 1, 1)  # a "today" by which every simulated label is released
@@ -241,9 +242,6 @@ def test_the_ingest_flow_stores_each_batch_as_a_task_and_versions_once(
     sim_dir: Path, project_settings: Settings, prefect_server: None
 ) -> None:
     """The Prefect UI shows one task run per day file, then one ``version`` task run."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
     from core.clock import set_today
     from pipelines.flows import ingest_flow
 
@@ -251,9 +249,7 @@ def test_the_ingest_flow_stores_each_batch_as_a_task_and_versions_once(
     state = ingest_flow([str(sim_dir)], return_state=True)
     report = state.result()
     assert len(report.outcomes) == 20 and {o.status for o in report.outcomes} == {"ingested"}
-    run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-    with get_client(sync_client=True) as prefect:
-        runs = sorted(prefect.read_task_runs(flow_run_filter=run_filter), key=lambda r: str(r.start_time))
+    runs = task_runs_in_order(state.state_details.flow_run_id, 21)
     names = [r.name for r in runs]
     assert names[-1].startswith("version") and len(names) == 21
     assert sorted(names[:-1]) == sorted(

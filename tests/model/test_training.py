@@ -40,7 +40,7 @@ from pipelines.tracking import client_for
 from pipelines.train import NotEnoughData, Windows, evaluate_model, plan_windows, split_windows
 from pipelines.training import TrainingOutcome, current_champion, run_training
 from pipelines.versioning import data_version, ensure_dvc_repo, track_data
-from tests.conftest import make_project
+from tests.conftest import make_project, task_runs_in_order
 from tests.model.world import SIM, TODAY, SmallWorld, mlflow_uris_restored
 
 
@@ -409,7 +409,7 @@ def test_a_failure_after_registration_never_registers_a_second_version(
     assert set(tagged) == {outcome.version}
     assert alias_version(settings, CHAMPION) == champion and outcome.alias == CHALLENGER
     assert alias_version(settings, CHALLENGER) == outcome.version
-    assert stage_names(state.state_details.flow_run_id) == [  # what the Prefect UI shows of the run
+    assert stage_names(state.state_details.flow_run_id, 8) == [  # what the Prefect UI shows of the run
         "validate",
         "features",
         "train",
@@ -421,14 +421,9 @@ def test_a_failure_after_registration_never_registers_a_second_version(
     ]
 
 
-def stage_names(flow_run_id: Any) -> list[str]:
+def stage_names(flow_run_id: Any, expected: int) -> list[str]:
     """The task runs of a flow run, by start time, without Prefect's run-name suffix."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as prefect:
-        runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return [r.name.rsplit("-", 1)[0] for r in sorted(runs, key=lambda r: str(r.start_time))]
+    return [r.name.rsplit("-", 1)[0] for r in task_runs_in_order(flow_run_id, expected)]
 
 
 # MLflow calls of the log-run, register and promote stages, in the order a cycle makes them

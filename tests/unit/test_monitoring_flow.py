@@ -43,7 +43,7 @@ from monitoring.history import read_history
 from monitoring.policy import RetrainFailures
 from monitoring.summary import MonitoringSummary, RetrainOutcome
 from pipelines.results import TrainingOutcome
-from tests.conftest import training_outcome
+from tests.conftest import task_runs_in_order, training_outcome
 
 FEATURES = FeatureParams(customer_windows_days=[1, 7, 30], terminal_windows_days=[1, 7, 30], night_end_hour=6)
 COLUMNS = feature_names(FEATURES)
@@ -270,7 +270,7 @@ def test_the_prefect_flow_runs_the_stages_as_tasks(
 ) -> None:
     """The Prefect UI shows each stage of a monitoring run as a task run, and the retraining as a subflow."""
     from prefect import flow, get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
     import pipelines.flows
     from monitoring.flow import monitoring_flow
@@ -285,12 +285,12 @@ def test_the_prefect_flow_runs_the_stages_as_tasks(
     summary = state.result()
     assert isinstance(summary, MonitoringSummary) and summary.decision.action == "retrain"
     run_id = state.state_details.flow_run_id
+    runs = task_runs_in_order(run_id, 6)
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
         [subflow] = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))
         )
-    stages = [r.name.rsplit("-", 1)[0] for r in sorted(runs, key=lambda r: str(r.start_time))]
+    stages = [r.name.rsplit("-", 1)[0] for r in runs]
     assert [s for s in stages if s != "retrain"] == [
         "gather windows",
         "data drift",
