@@ -20,7 +20,7 @@ export OMP_NUM_THREADS := 1
 # OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup demo test lint bench bench-compare faults wrk serve schedule mlflow-ui prefect-ui clean
+.PHONY: help setup demo test lint bench bench-compare faults wrk serve schedule mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
