@@ -20,7 +20,7 @@ export OMP_NUM_THREADS := 1
 # OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup demo test lint bench bench-compare faults wrk serve schedule mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade
+.PHONY: help setup demo test lint bench bench-compare faults wrk serve schedule mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ setup: $(VENV)/.installed ## Create .venv from the lock file (uv; bootstrapped w
 demo: setup ## Run the whole loop offline: simulate, ingest, train, serve, monitor, retrain, promote
 	$(BIN)/fraudops demo
 
-test: setup ## Run the full test suite
+test: setup browser ## Run the full test suite (installs chromium first: the course site's page test needs it)
 	$(BIN)/pytest
 
 lint: setup ## Run exactly what CI lints with: ruff and mypy
@@ -86,6 +86,31 @@ mlflow-ui: setup ## Open the MLflow UI on the project's store (http://127.0.0.1:
 prefect-ui: setup ## Open the Prefect UI on the project's flow runs (http://127.0.0.1:4200)
 	PREFECT_HOME="$$($(call SETTING,prefect_home))" PREFECT_SERVER_ANALYTICS_ENABLED=false \
 		$(BIN)/prefect server start --host 127.0.0.1
+
+docs: setup ## Serve the course site on http://127.0.0.1:8001 (the API owns 8000)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
+# Debian's chromium drives the page tests and the screenshots (Playwright's own download needs the internet)
+browser: setup ## Install Debian's chromium when it is missing (apt-get as root; otherwise says how)
+	@if $(BIN)/python -c "import sys; from fraudops.browser import chromium_path; sys.exit(chromium_path() is None)"; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "chromium not found: installing Debian's chromium with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "chromium not found: install it (Debian/Ubuntu: sudo apt-get install chromium)" \
+			"or point FRAUDOPS_CHROMIUM at a chromium binary; the page test skips without it"; \
+	fi
+
+# the site serves its own mermaid (no CDN): refresh it with `make vendor-mermaid MERMAID_VERSION=x.y.z`
+MERMAID_VERSION ?= 11.17.2
+vendor-mermaid: ## Refresh docs/assets/javascripts/mermaid.min.js from the npm registry (MERMAID_VERSION)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		(cd "$$tmp" && npm pack --silent mermaid@$(MERMAID_VERSION) >/dev/null && \
+		 tar xzf mermaid-$(MERMAID_VERSION).tgz package/dist/mermaid.min.js) && \
+		cp "$$tmp/package/dist/mermaid.min.js" docs/assets/javascripts/mermaid.min.js && \
+		sed -i 's/^Version: .*/Version: $(MERMAID_VERSION)/' docs/assets/javascripts/README.md && \
+		echo "docs/assets/javascripts/mermaid.min.js is mermaid $(MERMAID_VERSION)"
 
 clean: ## Remove generated data, stores and reports (keeps .venv)
 	rm -rf stores reports demo data/raw data/labels data/validated data/features data/quarantine data/model
