@@ -114,3 +114,12 @@ vendor-mermaid: ## Refresh docs/assets/javascripts/mermaid.min.js from the npm r
 
 clean: ## Remove generated data, stores and reports (keeps .venv)
 	rm -rf stores reports demo data/raw data/labels data/validated data/features data/quarantine data/model
+
+# the workshop's exercises (exercises/, docs/workshop.md), e.g. `make check-exercise N=3`
+N ?=
+.PHONY: exercises-proof
+check-exercise: setup ## Check a workshop exercise on this working tree: make check-exercise N=3
+	@$(BIN)/python exercises/run.py $(N)
+
+exercises-proof: setup ## Prove each exercise's check: fails untouched and with wrong.patch, passes with reference.patch
+	FRAUDOPS_EXERCISE_PROOFS=1 $(BIN)/pytest tests/exercises -q

@@ -28,7 +28,17 @@ CASES = [
 def project_files() -> list[str]:
     """The working tree's tracked files, and the exercises' own files even before they are committed."""
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", ".", ":!docs", ":!benchmarks"],
+        [
+            "git",
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "--",
+            ".",
+            ":!docs",
+            ":!benchmarks",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
