@@ -123,3 +123,8 @@ check-exercise: setup ## Check a workshop exercise on this working tree: make ch
 
 exercises-proof: setup ## Prove each exercise's check: fails untouched and with wrong.patch, passes with reference.patch
 	FRAUDOPS_EXERCISE_PROOFS=1 $(BIN)/pytest tests/exercises -q
+
+# options of the grade, e.g. `make grade GRADE_ARGS=--quick` (tests/unit instead of the whole suite)
+GRADE_ARGS ?=
+grade: setup ## The take-home's objective checks as one table (TAKE_HOME.md); exit 1 when one fails
+	$(BIN)/python -m fraudops.grade $(GRADE_ARGS)
