@@ -20,6 +20,7 @@ from fraudops.errors import UserError, ensure_port_free, err_console, friendly_e
 from fraudops.schedule import DEFAULT_PORT as PREFECT_PORT
 
 if TYPE_CHECKING:
+    import httpx
     from prefect.deployments.runner import RunnerDeployment
 
     from fraudops.schedule import PrefectApi
@@ -39,6 +40,9 @@ monitor_app = typer.Typer(
 app.add_typer(monitor_app, name="monitor")
 clock_app = typer.Typer(help="Show or move the simulated calendar (labels are released as it advances).")
 app.add_typer(clock_app, name="clock")
+labels_app = typer.Typer(help="Send the delayed fraud labels to the running API as feedback.")
+app.add_typer(labels_app, name="labels")
+DEFAULT_WORLD = Path("demo/world")
 
 SIM_DEFAULTS = SimulationConfig()
 MONITOR_CRON = Settings.model_fields["monitor_cron"].default
@@ -313,6 +317,112 @@ def clock_set(day: Annotated[str, typer.Argument(help="YYYY-MM-DD")]) -> None:
     set_today(get_settings().clock_file, parse_day(day, "DAY"))
 
 
+def api_url(api: str | None) -> str:
+    """The API to talk to: --api, else the one `fraudops serve` starts by default."""
+    settings = get_settings()
+    return (api or f"http://{settings.api_host}:{settings.api_port}").rstrip("/")
+
+
+def api_client(url: str) -> httpx.Client:
+    """An HTTP client for the API, checked to be up first (a clear line when nothing listens)."""
+    import httpx
+
+    client = httpx.Client(base_url=url, timeout=get_settings().request_timeout_s)
+    try:
+        client.get("/health/ready").raise_for_status()
+    except httpx.HTTPError as exc:
+        client.close()
+        raise UserError(f"the API at {url} is not ready ({exc}): start it with `fraudops serve`") from None
+    return client
+
+
+@app.command()
+def replay(
+    start: Annotated[str, typer.Option("--from", help="First day to score, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--to", help="Last day to score, YYYY-MM-DD.")],
+    world: Annotated[
+        Path, typer.Option(help="The folder `fraudops simulate --out` wrote (transactions/ is read).")
+    ] = DEFAULT_WORLD,
+    api: Annotated[str | None, typer.Option(help="The API's URL (default http://127.0.0.1:8000).")] = None,
+) -> None:
+    """Score a date range of simulated transactions through the running API, a day at a time.
+
+    After each day the simulated clock moves to the next one, as time passes for a real API. Labels are
+    not sent: `fraudops labels release` does that once their delay has passed.
+    """
+    from fraudops import stages
+
+    settings = get_settings()
+    first, last = parse_day(start, "--from"), parse_day(end, "--to")
+    url = api_url(api)
+    with friendly_errors():
+        tx = stages.read_world_days(world, first, last)
+        with api_client(url) as client:
+            totals = stages.score_days(client, settings, tx, console, f"scoring {url}")
+    console.print(
+        f"scored {totals.scored:,} transactions of {len(totals.days)} days ({totals.flagged:,} flagged as "
+        f"fraud, {totals.flagged / max(totals.scored, 1):.2%}); clock now {totals.days[-1] + dt.timedelta(days=1)}"
+    )
+
+
+@labels_app.command("release")
+def labels_release(
+    by: Annotated[str, typer.Option(help="Release the labels due by this day, YYYY-MM-DD.")],
+    since: Annotated[
+        str | None,
+        typer.Option("--from", help="First day whose labels to send (default: only the day just due)."),
+    ] = None,
+    world: Annotated[
+        Path, typer.Option(help="The folder `fraudops simulate --out` wrote (labels/ is read).")
+    ] = DEFAULT_WORLD,
+    api: Annotated[str | None, typer.Option(help="The API's URL (default http://127.0.0.1:8000).")] = None,
+) -> None:
+    """Send to /v1/feedback the labels due by --by: day D's are due on D + data.label_delay_days."""
+    # The clock moves to --by when it is behind; a label the API already holds is taken again harmlessly.
+    from fraudops import stages
+
+    settings = get_settings()
+    day = parse_day(by, "--by")
+    first = parse_day(since, "--from") if since else None
+    url = api_url(api)
+    with friendly_errors():
+        delay = load_params(settings.project_dir / "params.yaml").data.label_delay_days
+        with api_client(url) as client:
+            sent = stages.release_labels(client, settings, world, day, delay, first)
+    due = day - dt.timedelta(days=delay)
+    if not sent:
+        console.print(
+            f"no label files due by {day} (label delay {delay} days: days up to {due}) in {world}/labels"
+        )
+        return
+    for label_day, count in sent.items():
+        console.print(f"  labels of {label_day}: {count:,} sent")
+    console.print(
+        f"{sum(sent.values()):,} labels sent to {url}/v1/feedback (label delay {delay} days: due by {day} "
+        f"means days up to {due})"
+    )
+
+
+@app.command()
+def rollback(
+    version: Annotated[
+        str | None, typer.Argument(help="Version to serve (default: the champion the current one replaced).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (tagged on the MLflow model version).")] = "manual rollback",
+) -> None:
+    """Move the champion alias back to an earlier version; a running API follows on its next registry poll."""
+    from fraudops import stages
+
+    settings = get_settings()
+    with friendly_errors():
+        done = stages.rollback(settings, version, reason)
+    console.print(
+        f"champion: version {done.previous} → version {done.version} ({done.reason}); tagged "
+        f"{stages.ROLLBACK_FROM}={done.previous} on version {done.version}. A running API serves it within "
+        f"its poll interval ({settings.reload_interval_s:g} s), or at once after POST /admin/reload."
+    )
+
+
 @app.command()
 def demo(
     customers: Annotated[int, typer.Option(min=50, help="Customers in the simulated world.")] = 2000,
@@ -321,17 +431,71 @@ def demo(
     port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Port of the demo's API (default 8000).")
     ] = None,
+    pause: Annotated[
+        bool, typer.Option(help="Stop after each step, name the course page to read, wait for Enter.")
+    ] = False,
+    no_monitoring: Annotated[
+        bool, typer.Option("--no-monitoring", help="Break it: nothing watches the traffic.")
+    ] = False,
+    no_retraining: Annotated[
+        bool, typer.Option("--no-retraining", help="Break it: monitoring alerts, no model is retrained.")
+    ] = False,
+    promote_latest: Annotated[
+        bool, typer.Option("--promote-latest", help="Break it: the newest model serves, gate ignored.")
+    ] = False,
+    feature_mismatch: Annotated[
+        bool, typer.Option("--feature-mismatch", help="Break it: the API computes tx_amount in cents.")
+    ] = False,
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option(help="Print saved run summaries (reports/demo/summary.json) side by side; no run."),
+    ] = None,
 ) -> None:
     """Run the whole loop offline: simulate → ingest → train → serve → drift → retrain → promote → hot reload."""
     from fraudops.demo import DemoConfig, run_demo
 
+    if compare:
+        with friendly_errors():
+            outcomes = [read_summary(path) for path in compare]
+        console.print(render.outcomes_table(outcomes))
+        return
+    switches = tuple(
+        name
+        for name, on in (
+            ("no-monitoring", no_monitoring),
+            ("no-retraining", no_retraining),
+            ("promote-latest", promote_latest),
+            ("feature-mismatch", feature_mismatch),
+        )
+        if on
+    )
     prepare_prefect()
 
     settings = get_settings()
-    cfg = DemoConfig(customers=customers, terminals=terminals, seed=seed, port=port or settings.api_port)
+    cfg = DemoConfig(
+        customers=customers,
+        terminals=terminals,
+        seed=seed,
+        port=port or settings.api_port,
+        pause=pause,
+        switches=switches,
+    )
     with friendly_errors():
         ensure_port_free(settings.api_host, cfg.port)
         run_demo(settings, cfg, console)
+
+
+def read_summary(path: Path) -> dict[str, object]:
+    """A demo run's saved figures, or a one-line error."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read the run summary {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a demo run summary (reports/demo/summary.json)")
+    return data
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ pattern; 7. monitor: drift → retraining → gate → promotion, which the runn
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -21,14 +22,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.clock import read_today, set_today
 from core.params import Params, load_params
-from core.schemas import TRANSACTION_COLUMNS
 from core.settings import Settings, ensure_api_keys
 from core.simulator import SimulationConfig, write_simulation
-from fraudops import render
+from fraudops import render, stages
 from fraudops.errors import UserError
 from fraudops.schedule import stop_server
 
@@ -62,6 +61,27 @@ class DemoConfig:
     normal_days: int = 14
     drift_days: int = 35
     api_poll_s: float = 2.0
+    pause: bool = False
+    switches: tuple[str, ...] = ()  # "break it" switches, see SWITCHES
+
+
+# Teaching switches: each removes one safeguard of the loop so a run shows what it costs. They live in
+# the demo's wiring only (which flow it calls, which process serves), never in the pipelines or the API.
+SWITCHES = {
+    "no-monitoring": "nothing watches the traffic: no drift report, no live AP, no retraining",
+    "no-retraining": "monitoring runs and alerts, but no new model is trained",
+    "promote-latest": "every monitoring pass retrains and the new model serves, whatever the gate says",
+    "feature-mismatch": "the API computes tx_amount in cents while training used currency units",
+}
+# The course page to read after each step of `fraudops demo --pause`.
+PAGES = {
+    "simulate": ("docs/course/01-data.md",),
+    "ingest": ("docs/course/01-data.md",),
+    "train": ("docs/course/02-features.md", "docs/course/03-training.md", "docs/course/04-registry.md"),
+    "serve": ("docs/course/05-serving.md",),
+    "monitor": ("docs/course/07-monitoring.md",),
+    "retrain": ("docs/course/08-retraining.md", "docs/course/04-registry.md"),
+}
 
 
 class Story:
@@ -75,10 +95,26 @@ class Story:
         self.trainings: list[TrainingOutcome] = []
         self.monitoring: list[MonitoringSummary] = []
         self.step_no = 0
+        self.pages: tuple[str, ...] = ()
+        self.missed_alerts = 0  # drifted weeks nobody judged (--no-monitoring)
+        self.judged = 0  # monitoring passes that could act (a hindsight pass cannot)
 
-    def step(self, text: str) -> None:
+    def step(self, text: str, stage: str) -> None:
+        """Start a step; with ``--pause``, first stop after the previous one."""
+        self.pause()
         self.step_no += 1
+        self.pages = PAGES[stage]
         self.console.rule(f"[bold]{self.step_no}. {text}")
+
+    def pause(self) -> None:
+        """``--pause``: name the course pages of the step just done and wait for Enter."""
+        if not self.cfg.pause or not self.pages:
+            return
+        read = ", ".join(self.pages)
+        if not sys.stdin.isatty():
+            self.console.print(f"[bold]paused[/]: read {read} (stdin is not a terminal: continuing)")
+            return
+        self.console.input(f"[bold]paused[/]: read {read}, then press Enter to continue ")
 
     @property
     def today(self) -> dt.date:
@@ -143,6 +179,12 @@ def start_api(story: Story) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "FRAUDOPS_RELOAD_INTERVAL_S": str(story.cfg.api_poll_s)}
     cmd = [sys.executable, "-m", "fraudops", "serve", "--port", str(story.cfg.port)]
+    if "feature-mismatch" in story.cfg.switches:  # the teaching entry point, in this process only
+        from fraudops.teaching_api import ENV
+
+        env[ENV] = "tx_amount_cents"
+        cmd = [sys.executable, "-m", "fraudops.teaching_api", "--port", str(story.cfg.port)]
+        story.console.print(f"[yellow]break it[/]: {SWITCHES['feature-mismatch']} ({ENV} set for the API)")
     with (log_dir / "api.log").open("wb") as log_file:
         proc = subprocess.Popen(
             cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=story.settings.project_dir
@@ -175,69 +217,40 @@ def wait_until_ready(
     raise UserError(f"the API was not ready within {timeout_s:.0f} s: see {log_path}")
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = frame[TRANSACTION_COLUMNS].copy()
-    out["tx_datetime"] = out["tx_datetime"].map(lambda t: t.isoformat())
-    return [{str(k): v for k, v in row.items()} for row in out.to_dict(orient="records")]
+def release_due_labels(story: Story, client: httpx.Client, today: dt.date) -> int:
+    """Send, as feedback, the labels of the day whose delay has just passed on ``today``."""
+    sent = stages.release_labels(
+        client, story.settings, story.world, today, story.params.data.label_delay_days, since=None
+    )
+    return sum(sent.values())
 
 
-def release_labels(story: Story, client: httpx.Client) -> int:
-    """Send, as feedback, the labels of the day whose delay has just passed."""
-    day = story.today - dt.timedelta(days=story.params.data.label_delay_days)
-    path = story.world / "labels" / f"{day}.parquet"
-    if not path.exists():
-        return 0
-    labels = pd.read_parquet(path)
-    sent = 0
-    for start in range(0, len(labels), story.settings.max_batch_rows):
-        part = labels.iloc[start : start + story.settings.max_batch_rows]
-        resp = client.post(
-            "/v1/feedback",
-            json={"labels": part.to_dict(orient="records")},
-            headers={"X-API-Key": story.settings.feedback_api_key},
-        )
-        resp.raise_for_status()
-        sent += int(resp.json()["accepted"])
-    return sent
-
-
-def replay(story: Story, tx: pd.DataFrame, title: str) -> dict[str, int]:
+def replay(story: Story, tx: pd.DataFrame, title: str) -> stages.ReplayTotals:
     """Score each day's transactions through HTTP, then advance the clock a day and send due labels."""
-    totals = {"scored": 0, "flagged": 0, "labels": 0}
-    days = sorted(tx["tx_datetime"].dt.date.unique())
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with (
-        httpx.Client(base_url=story.base_url, timeout=story.settings.request_timeout_s) as client,
-        Progress(*columns, console=story.console) as progress,
-    ):
-        task = progress.add_task(title, total=len(days))
-        for day in days:
-            part = tx[tx["tx_datetime"].dt.date == day]
-            for start in range(0, len(part), story.settings.max_batch_rows):
-                chunk = part.iloc[start : start + story.settings.max_batch_rows]
-                resp = client.post("/v1/score/batch", json={"transactions": _records(chunk)})
-                resp.raise_for_status()
-                preds = resp.json()["predictions"]
-                totals["scored"] += len(preds)
-                totals["flagged"] += sum(p["is_fraud"] for p in preds)
-            set_today(story.settings.clock_file, day + dt.timedelta(days=1))
-            totals["labels"] += release_labels(story, client)
-            progress.update(task, advance=1, description=f"{title} — {day}")
+    with httpx.Client(base_url=story.base_url, timeout=story.settings.request_timeout_s) as client:
+        totals = stages.score_days(
+            client,
+            story.settings,
+            tx,
+            story.console,
+            title,
+            lambda today: release_due_labels(story, client, today),
+        )
     story.console.print(
-        f"scored {totals['scored']:,} transactions over HTTP ({totals['flagged']:,} flagged); "
-        f"{totals['labels']:,} delayed labels sent to /v1/feedback; clock now {story.today}"
+        f"scored {totals.scored:,} transactions over HTTP ({totals.flagged:,} flagged); "
+        f"{totals.labels:,} delayed labels sent to /v1/feedback; clock now {story.today}"
     )
     return totals
 
 
-def monitor_once(story: Story) -> MonitoringSummary:
+def monitor_once(story: Story, retrain: bool = True) -> MonitoringSummary:
     """Run the monitoring flow (which runs the retraining flow when the policy says so)."""
     from monitoring.flow import monitoring_flow
 
     with story.console.status(
         "monitoring flow: Evidently drift report, delayed-label performance, policy..."
     ):
-        summary = monitoring_flow(today=None, retrain=True)
+        summary = monitoring_flow(today=None, retrain=retrain)
     render.print_monitoring(story.console, summary)
     story.monitoring.append(summary)
     outcome = summary.retrain.outcome if summary.retrain else None
@@ -286,23 +299,26 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console) -> Story:
         "Starting from a clean slate (data/, stores/, reports/, demo/ are regenerated)."
     )
     reset_generated(settings.project_dir)
-    story.step(f"Simulate {cfg.history_days} days of history")
+    for switch in cfg.switches:
+        console.print(f"[yellow]break it[/] --{switch}: {SWITCHES[switch]}")
+    story.step(f"Simulate {cfg.history_days} days of history", "simulate")
     simulate_period(story, cfg.history_days, ("none",), cfg.seed)
     set_today(settings.clock_file, cfg.start_date + dt.timedelta(days=cfg.history_days))
-    story.step("Ingest and validate (Prefect flow), version with DVC")
+    story.step("Ingest and validate (Prefect flow), version with DVC", "ingest")
     ingest_world(story)
-    story.step("Train the first model, log it to MLflow, gate it, register it")
+    story.step("Train the first model, log it to MLflow, gate it, register it", "train")
     first = train_model(story, "initial model")
     if not first.decision.promote:
         raise UserError(
             "the first model did not pass the gate, so there is nothing to serve: try another --seed"
         )
-    story.step("Start the API")
+    story.step("Start the API", "serve")
     proc = start_api(story)
     try:
         run_traffic(story)
     finally:
         stop_server(proc, timeout_s=20.0)
+    story.pause()
     print_summary(story, time.monotonic() - started)
     return story
 
@@ -310,26 +326,83 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console) -> Story:
 def run_traffic(story: Story) -> None:
     """Normal weeks, a monitoring pass, the drifted period, a monitoring pass, the hot reload."""
     cfg = story.cfg
-    story.step(f"Replay {cfg.normal_days} normal days through the API")
+    story.step(f"Replay {cfg.normal_days} normal days through the API", "serve")
     replay(story, simulate_period(story, cfg.normal_days, ("none",), cfg.seed + 1), "normal traffic")
-    story.step("Ingest the new days and the released labels")
+    story.step("Ingest the new days and the released labels", "ingest")
     ingest_world(story)
-    story.step("Monitor: the normal weeks")
-    monitor_once(story)
-    story.step(f"Replay {cfg.drift_days} days of a holiday season with a new fraud pattern")
+    watch(story, "Monitor: the normal weeks")
+    story.step(f"Replay {cfg.drift_days} days of a holiday season with a new fraud pattern", "serve")
     replay(
         story,
         simulate_period(story, cfg.drift_days, ("holiday", "new-pattern"), cfg.seed + 2),
         "drifted traffic",
     )
-    story.step("Ingest the new days and the released labels")
+    story.step("Ingest the new days and the released labels", "ingest")
     ingest_world(story)
-    story.step("Monitor: the drifted weeks")
-    retrain = monitor_once(story).retrain
-    if retrain is not None and retrain.promoted and retrain.version is not None:
-        story.step("The running API picks up the new champion")
-        served = wait_for_version(story, retrain.version)
+    summary = watch(story, "Monitor: the drifted weeks")
+    if "no-monitoring" in cfg.switches:
+        story.missed_alerts += 1
+        story.step("Hindsight: what monitoring would have seen (measured, no action taken)", "monitor")
+        monitor_once(story, retrain=False)
+        return
+    promoted = summary.retrain.version if summary and summary.retrain and summary.retrain.promoted else None
+    if "promote-latest" in cfg.switches:
+        promoted = story.trainings[-1].version
+    if promoted is not None:
+        story.step("The running API picks up the new champion", "retrain")
+        served = wait_for_version(story, promoted)
         story.console.print(f"/v1/metadata now reports version {served}: promoted without a restart")
+
+
+def watch(story: Story, title: str) -> MonitoringSummary | None:
+    """A monitoring pass as the switches allow: none, alert-only, or with the retraining they wire."""
+    switches = story.cfg.switches
+    if "no-monitoring" in switches:
+        story.console.print(f"[yellow]break it[/] --no-monitoring: skipped '{title}'")
+        return None
+    story.step(title, "monitor")
+    story.judged += 1
+    if "promote-latest" in switches:
+        summary = monitor_once(story, retrain=False)
+        story.step("Retrain and promote the newest model, gate or no gate", "retrain")
+        outcome = train_model(story, "promote-latest: every monitoring pass")
+        if not outcome.decision.promote:
+            force_champion(story, outcome.version)
+        return summary
+    return monitor_once(story, retrain="no-retraining" not in switches)
+
+
+def force_champion(story: Story, version: str) -> str:
+    """--promote-latest: point the champion alias at ``version`` without asking the gate."""
+    from core.registry import registry_client
+    from pipelines.gate import GateDecision, apply_decision
+
+    client = registry_client(story.settings.tracking_uri)
+    forced = GateDecision(promote=True, reasons=["promote-latest: the gate was not asked"])
+    apply_decision(client, story.settings.model_name, version, forced)
+    story.console.print(f"[yellow]break it[/] --promote-latest: version {version} is champion, gate ignored")
+    return version
+
+
+def run_outcome(story: Story, champion: str | None) -> dict[str, Any]:
+    """The figures that compare runs: live AP on the drifted weeks, what serves, alerts raised and missed."""
+    last = story.monitoring[-1] if story.monitoring else None
+    perf = last.performance if last else None
+    served = next((t for t in story.trainings if t.version == champion), None)
+    return {
+        "run": "+".join(story.cfg.switches) or "healthy",
+        "drift_seen": bool(last and last.drift and last.drift.drifted),
+        "live_ap_drifted": perf.average_precision if perf else None,
+        "expected_ap": perf.expected.average_precision if perf and perf.expected else None,
+        "alerts_raised": sum(
+            s.decision.action in ("retrain", "alert") for s in story.monitoring[: story.judged]
+        ),
+        "alerts_missed": story.missed_alerts,
+        "models_trained": len(story.trainings),
+        "served_version": champion,
+        "served_passed_gate": served.decision.promote if served else None,
+        "served_test_ap": served.metrics["average_precision"] if served else None,
+    }
 
 
 def print_summary(story: Story, elapsed_s: float) -> None:
@@ -339,6 +412,14 @@ def print_summary(story: Story, elapsed_s: float) -> None:
     champion = current_champion_version(story.settings)
     render.print_models(console, story.trainings, champion)
     render.print_decisions(console, story.monitoring)
+    outcome = run_outcome(story, champion)
+    path = story.settings.reports_dir / "demo" / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
+    console.print(render.outcomes_table([outcome]))
+    console.print(
+        f"This run's figures: {path} (`fraudops demo --compare A.json B.json` sets runs side by side)"
+    )
     root = story.settings.project_dir
     console.print(
         f"Finished in {elapsed_s:.0f} s. HTML reports: {story.settings.reports_dir / 'monitoring'}\n"

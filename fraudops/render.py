@@ -177,3 +177,39 @@ def print_decisions(console: Console, runs: list[MonitoringSummary], reports: bo
             continue
         for name, path in report_paths(s.reports):
             console.print(f"    {name}: {path}", soft_wrap=True)  # copyable, unbroken
+
+
+OUTCOME_ROWS = (
+    ("run", "run"),
+    ("drift_seen", "drift seen on the drifted weeks"),
+    ("live_ap_drifted", "live AP, drifted weeks"),
+    ("expected_ap", "AP the served model promised"),
+    ("alerts_raised", "alerts raised"),
+    ("alerts_missed", "drifted weeks nobody judged"),
+    ("models_trained", "models trained"),
+    ("served_version", "version served at the end"),
+    ("served_passed_gate", "served version passed the gate"),
+    ("served_test_ap", "served version's test AP"),
+)
+
+
+def outcome_cell(value: object) -> str:
+    """A figure of a demo run as the comparison table shows it."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def outcomes_table(outcomes: list[dict[str, object]]) -> Table:
+    """Demo runs side by side (a healthy run beside each "break it" switch): one column a run."""
+    table = Table(title="Demo runs side by side")
+    table.add_column("figure")
+    for outcome in outcomes:
+        table.add_column(str(outcome.get("run", "?")))
+    for key, label in OUTCOME_ROWS[1:]:
+        table.add_row(label, *(outcome_cell(o.get(key)) for o in outcomes))
+    return table

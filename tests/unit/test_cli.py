@@ -33,7 +33,22 @@ def restore_environment() -> Iterator[None]:
 
 # Each command's options, by the name a user types: a removed or renamed one fails here (and in the docs).
 COMMANDS = {
-    "demo": {"--customers", "--terminals", "--seed", "--port"},
+    "demo": {
+        "--customers",
+        "--terminals",
+        "--seed",
+        "--port",
+        "--pause",
+        "--no-pause",
+        "--no-monitoring",
+        "--no-retraining",
+        "--promote-latest",
+        "--feature-mismatch",
+        "--compare",
+    },
+    "replay": {"--from", "--to", "--world", "--api"},
+    "labels": set(),
+    "rollback": {"version", "--reason"},
     "simulate": {
         "--out",
         "--customers",
@@ -54,7 +69,7 @@ COMMANDS = {
     "schedule": {"--cron", "--interval", "--retrain", "--no-retrain", "--prefect-port"},
     "clock": set(),
 }
-SUBCOMMANDS = {"monitor": {"history"}, "clock": {"show", "set"}}
+SUBCOMMANDS = {"monitor": {"history"}, "clock": {"show", "set"}, "labels": {"release"}}
 
 
 def read_help(*command: str) -> str:
@@ -86,7 +101,8 @@ def test_each_command_explains_itself(command: str) -> None:
     output = read_help(command)
     assert " ".join((cmd.help or "").split("\n\n")[0].split()) in " ".join(output.split())
     for param in cmd.params:
-        row = help_row(output, param.opts[0] if param.param_type_name == "option" else f"{param.name}...")
+        argument = f"{param.name}..." if param.nargs == -1 else str(param.name)
+        row = help_row(output, param.opts[0] if param.param_type_name == "option" else argument)
         explanation = getattr(param, "help", None)  # typer's arguments and options both carry one
         assert explanation and " ".join(explanation.split()) in row, row
     if isinstance(cmd, TyperGroup):
