@@ -34,6 +34,7 @@ from monitoring.drift import features_from_log
 from monitoring.evidence import Evidence, judge_window
 from monitoring.history import append_decision, last_retrain_day, log_run, read_history, retrain_failures
 from monitoring.performance import LABELLED_COLUMNS, drop_known_cards, label_predictions, lookback_start
+from monitoring.plots import write_timeline
 from monitoring.policy import Decision, RetrainFailures, hold_failing_retrain
 from monitoring.summary import ModelRef, MonitoringSummary, MonitoringWindows, RetrainOutcome
 from pipelines.tracking import client_for
@@ -234,7 +235,8 @@ def build_summary(
 
 
 def record_run(settings: Settings, summary: MonitoringSummary) -> MonitoringSummary:
-    """Log the run to MLflow, then write its JSON summary and append it to the history."""
+    """Redraw the timeline, log the run to MLflow, then write its JSON summary and append it to the history."""
+    write_timeline(settings, summary)
     summary = summary.model_copy(update={"mlflow_run_id": log_run(settings, summary)})
     if summary.reports.summary_json is not None:
         write_summary(summary.reports.summary_json, summary)

@@ -133,6 +133,7 @@ def log_run(settings: Settings, summary: MonitoringSummary) -> str | None:
     from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
+    from monitoring.plots import timeline_file
     from pipelines.tracking import client_for, ensure_experiment
 
     try:
@@ -157,6 +158,8 @@ def log_run(settings: Settings, summary: MonitoringSummary) -> str | None:
         for report in (reports.drift_html, reports.prediction_drift_html, reports.performance_html):
             if report is not None and report.exists():
                 client.log_artifact(run_id, str(report), artifact_path="reports")
+        if timeline_file(settings).exists():  # drift share and live AP up to this run (monitoring.plots)
+            client.log_artifact(run_id, str(timeline_file(settings)), artifact_path="reports")
         client.set_terminated(run_id)
     except (MlflowException, OSError) as exc:
         log.warning("monitoring run not logged to MLflow (%s): the summary and the history keep it", exc)

@@ -27,28 +27,26 @@ def _pyplot() -> Any:
 
 
 def save_curves(y: np.ndarray, scores: np.ndarray, folder: Path, window: str) -> list[Path]:
-    """Precision-recall and ROC curves as PNG, each with its random baseline."""
-    from sklearn.metrics import precision_recall_curve, roc_curve
+    """The ROC curve as PNG, with its random baseline.
+
+    The precision-recall curve is the train stage's own ``metrics/pr_curve.png`` (model, logistic and
+    random baselines: :mod:`pipelines.plots`), which the run logs beside these files.
+    """
+    from sklearn.metrics import roc_curve
 
     plt = _pyplot()
-    precision, recall, _ = precision_recall_curve(y, scores)
     fpr, tpr, _ = roc_curve(y, scores)
-    paths = []
-    for name, (xs, ys), baseline, labels in (
-        ("pr_curve", (recall, precision), ([0, 1], [np.mean(y)] * 2), ("recall", "precision")),
-        ("roc_curve", (fpr, tpr), ([0, 1], [0, 1]), ("false positive rate", "true positive rate")),
-    ):
-        fig, ax = plt.subplots(figsize=(5, 4))
-        ax.plot(xs, ys, label="model")
-        ax.plot(*baseline, color="grey", linestyle="--", label="random baseline")
-        ax.set(xlabel=labels[0], ylabel=labels[1], title=f"{name.replace('_', ' ')} — test {window}")
-        ax.set(xlim=(0, 1), ylim=(0, 1.02))
-        ax.legend()
-        fig.tight_layout()
-        paths.append(folder / f"{name}.png")
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
-    return paths
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(fpr, tpr, label="model")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="random baseline")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"roc curve — test {window}")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend()
+    fig.tight_layout()
+    path = folder / "roc_curve.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
 
 
 def save_confusion(y: np.ndarray, scores: np.ndarray, threshold: float, folder: Path) -> list[Path]:

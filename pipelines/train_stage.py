@@ -25,6 +25,7 @@ from core.registry import SKOPS_TRUSTED_TYPES
 from core.settings import get_settings
 from pipelines.export import export_checked
 from pipelines.features import read_feature_table
+from pipelines.plots import PR_CURVE_PNG, write_pr_curve
 from pipelines.train import (
     NotEnoughData,
     Selection,
@@ -187,8 +188,11 @@ def run_stage(data_dir: Path, metrics_dir: Path, params: Params) -> TrainedModel
     finite = StageMetrics({k: round(v, 6) for k, v in metrics.items() if np.isfinite(v)})
     (metrics_dir / METRICS_FILE).write_text(finite.model_dump_json(indent=2), encoding="utf-8")
     features = feature_names(params.features)
-    pr_curve(test["tx_fraud"].to_numpy(), score_frame(model, test, features)).to_csv(
-        metrics_dir / PR_CURVE_FILE, index=False
+    y, scores = test["tx_fraud"].to_numpy(), score_frame(model, test, features)
+    pr_curve(y, scores).to_csv(metrics_dir / PR_CURVE_FILE, index=False)
+    baseline_scores = score_frame(fit_baseline(result.train, params), test, features)  # fold 0's baseline
+    write_pr_curve(
+        y, scores, baseline_scores, metrics_dir / PR_CURVE_PNG, result.windows.as_tags()["test_window"]
     )
     return _trained(model, metrics, training, model_dir / ONNX_FILE)
 

@@ -35,6 +35,7 @@ from core.registry import (
 from core.settings import Settings
 from pipelines.features import read_feature_table
 from pipelines.gate import GateDecision, apply_decision, judge
+from pipelines.plots import PR_CURVE_PNG
 from pipelines.report import save_confusion, save_curves, save_importance, write_model_card
 from pipelines.results import TrainingOutcome
 from pipelines.tracking import (
@@ -194,6 +195,7 @@ def log_candidate(
         training_json = Path(tmp) / "training.json"  # search candidates, threshold note, windows
         training_json.write_text(json.dumps(candidate.trained.training, indent=2), encoding="utf-8")
         report.append(training_json)
+        report.append(settings.project_dir / "metrics" / PR_CURVE_PNG)  # the stage's, with both baselines
         run_id = log_run(
             settings,
             candidate.trained.model,

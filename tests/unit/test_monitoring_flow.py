@@ -229,6 +229,7 @@ def test_holiday_drift_retrains_once_then_cools_down(settings: Settings) -> None
     assert [a.path for a in client.list_artifacts(run.info.run_id, "reports")] == [
         f"reports/{TODAY}-drift.html",
         f"reports/{TODAY}-performance.html",
+        "reports/timeline.png",  # drift share and live AP up to this run (monitoring.plots)
     ]
     assert reports.performance_html is not None and reports.performance_html.stat().st_size > 0
 
