@@ -128,3 +128,9 @@ exercises-proof: setup ## Prove each exercise's check: fails untouched and with 
 GRADE_ARGS ?=
 grade: setup ## The take-home's objective checks as one table (TAKE_HOME.md); exit 1 when one fails
 	$(BIN)/python -m fraudops.grade $(GRADE_ARGS)
+
+# the pictures of docs/images: a demo in a temporary clone of the committed tree (never this folder's data
+# or stores), the MLflow and Prefect UIs on its stores, shot with chromium; e.g. SCREENSHOTS_ARGS="--keep"
+SCREENSHOTS_ARGS ?=
+screenshots: setup browser ## Run the demo in a temporary clone and shoot MLflow, Prefect, Evidently into docs/images
+	$(BIN)/python -m fraudops.screenshots $(SCREENSHOTS_ARGS)
