@@ -1,4 +1,4 @@
-"""Exercise 5's check: a new feature, the same offline (training) and online (serving).
+"""Exercise 6's check: a new feature, the same offline (training) and online (serving).
 
 It runs the project's real feature code: ``core.features.compute_features`` on a simulated table,
 ``core.online.OnlineFeatures`` on the same transactions streamed in uneven batches (single rows take
@@ -37,7 +37,7 @@ def main() -> None:
 
     params = load_params(root / "params.yaml")
     fp, delay = params.features, params.data.label_delay_days
-    check = Check("exercise 5 (a feature end to end, parity kept)")
+    check = Check("exercise 6 (a feature end to end, parity kept)")
 
     def named() -> list[str]:
         if FEATURE not in feature_names(fp):

@@ -1,4 +1,4 @@
-"""Exercise 6's check: a policy rule for critical columns, through ``monitoring.policy.decide``.
+"""Exercise 5's check: a policy rule for critical columns, through ``monitoring.policy.decide``.
 
 Monitoring runs are built from Evidently-shaped results (one column's test each) and judged with
 this project's ``params.yaml``; the parameter validation is tried on a copy of it.
@@ -32,7 +32,7 @@ def main() -> None:
     from monitoring.policy import decide
 
     params = load_params(root / "params.yaml").monitoring
-    check = Check("exercise 6 (a rule for critical columns)")
+    check = Check("exercise 5 (a rule for critical columns)")
 
     def run(drifted: list[str], last_retrain: dt.date | None = None) -> Any:
         tests = {
