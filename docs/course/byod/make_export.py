@@ -21,13 +21,15 @@ for d in range(days):
     fraud = (amount > 250) | (compromised_until[terminal] >= d)
     seconds = np.sort(rng.integers(0, 86_400, n))
     ids = [f"bank-{day:%Y%m%d}-{i:05d}" for i in range(n)]
-    tx = pd.DataFrame({
-        "transaction_id": ids,
-        "tx_datetime": (pd.Timestamp(day, tz="UTC") + pd.to_timedelta(seconds, unit="s")).as_unit("us"),
-        "customer_id": rng.permutation(np.repeat(np.arange(customers), per_customer)),
-        "terminal_id": terminal,
-        "tx_amount": amount,
-    })
+    tx = pd.DataFrame(
+        {
+            "transaction_id": ids,
+            "tx_datetime": (pd.Timestamp(day, tz="UTC") + pd.to_timedelta(seconds, unit="s")).as_unit("us"),
+            "customer_id": rng.permutation(np.repeat(np.arange(customers), per_customer)),
+            "terminal_id": terminal,
+            "tx_amount": amount,
+        }
+    )
     labels = pd.DataFrame({"transaction_id": ids, "tx_fraud": fraud.astype(int)})  # no scenario column
     for kind, frame in (("transactions", tx), ("labels", labels)):
         (out / kind).mkdir(parents=True, exist_ok=True)
