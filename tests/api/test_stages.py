@@ -99,7 +99,7 @@ def test_rollback_to_a_missing_version_is_refused_and_nothing_moves(
     settings = project.settings()
     registry = registry_client(settings.tracking_uri)
     before = str(registry.get_model_version_by_alias(settings.model_name, CHAMPION).version)
-    with pytest.raises(UserError, match=r"has no version '999': its versions are 1, "):
+    with pytest.raises(UserError, match=r"has no version '999': its versions are 1"):
         stages.rollback(settings, "999", "typo")
     with pytest.raises(UserError, match="already the champion"):
         stages.rollback(settings, before, "no-op")
