@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from core.clock import last_labelled_day, set_today
-from core.params import Params, load_params
+from core.params import load_params
 from core.registry import CHAMPION, TAG_DATA_VERSION
 from core.settings import Settings, get_settings
 from pipelines.versioning import data_version
@@ -98,13 +98,14 @@ def byod_project(tmp_path: Path) -> Iterator[Settings]:
 
 
 def test_a_foreign_export_is_ingested_and_trains_a_registered_champion(
-    tmp_path: Path, byod_project: Settings, params: Params, prefect_server: None
+    tmp_path: Path, byod_project: Settings, prefect_server: None
 ) -> None:
     from mlflow import MlflowClient
 
     from pipelines.flows import ingest_flow
     from pipelines.training import run_training
 
+    params = load_params(byod_project.project_dir / "params.yaml")  # the project's, made quick
     export = tmp_path / "bank-export"
     frauds = write_bank_export(export)
     assert 0.005 < frauds / sum(len(pd.read_parquet(p)) for p in export.glob("labels/*.parquet")) < 0.05
@@ -120,7 +121,6 @@ def test_a_foreign_export_is_ingested_and_trains_a_registered_champion(
     assert all(o.quarantined == 0 and o.duplicates == 0 for o in report.outcomes)
     assert report.data_version == data_version(byod_project.project_dir)
 
-    params = load_params(byod_project.project_dir / "params.yaml")
     outcome = run_training(byod_project, params, "bring your own data")
     floor = outcome.metrics["average_precision_random"] + params.gate.first_model_ap_margin
     assert (outcome.version, outcome.alias) == ("1", CHAMPION)
