@@ -408,7 +408,9 @@ def rollback(
     version: Annotated[
         str | None, typer.Argument(help="Version to serve (default: the champion the current one replaced).")
     ] = None,
-    reason: Annotated[str, typer.Option(help="Why (tagged on the MLflow model version).")] = "manual rollback",
+    reason: Annotated[
+        str, typer.Option(help="Why (tagged on the MLflow model version).")
+    ] = "manual rollback",
 ) -> None:
     """Move the champion alias back to an earlier version; a running API follows on its next registry poll."""
     from fraudops import stages
