@@ -327,13 +327,12 @@ def api_client(url: str) -> httpx.Client:
     """An HTTP client for the API, checked to be up first (a clear line when nothing listens)."""
     import httpx
 
-    client = httpx.Client(base_url=url, timeout=get_settings().request_timeout_s)
-    try:
-        client.get("/health/ready").raise_for_status()
+    timeout = get_settings().request_timeout_s
+    try:  # a one-off request: a client that has sent one cannot be opened again by the caller's `with`
+        httpx.get(f"{url.rstrip('/')}/health/ready", timeout=timeout).raise_for_status()
     except httpx.HTTPError as exc:
-        client.close()
         raise UserError(f"the API at {url} is not ready ({exc}): start it with `fraudops serve`") from None
-    return client
+    return httpx.Client(base_url=url, timeout=timeout)
 
 
 @app.command()

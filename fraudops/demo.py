@@ -418,7 +418,7 @@ def print_summary(story: Story, elapsed_s: float) -> None:
     path.write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
     console.print(render.outcomes_table([outcome]))
     console.print(
-        f"This run's figures: {path} (`fraudops demo --compare A.json B.json` sets runs side by side)"
+        f"This run's figures: {path} (`fraudops demo --compare A.json --compare B.json` sets runs side by side)"
     )
     root = story.settings.project_dir
     console.print(

@@ -249,3 +249,33 @@ def test_a_key_error_is_a_bug_and_keeps_its_traceback() -> None:
         raise IndexError("list index out of range")
     with pytest.raises(typer.Exit), friendly_errors():
         raise ModelNotFound("no 'champion' version of model 'fraud-detector': train and promote one first")
+
+
+def test_the_api_client_checks_readiness_and_can_then_be_opened() -> None:
+    """`fraudops replay` and `labels release` open the client `api_client` returns with `with`."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from fraudops.cli import api_client
+    from fraudops.errors import UserError
+
+    class Ready(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health/ready" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with api_client(url) as client:
+            assert client.get("/health/ready").status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(UserError, match=r"is not ready .*start it with `fraudops serve`"):
+        api_client(url)  # nothing listens there any more
