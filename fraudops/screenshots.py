@@ -227,15 +227,33 @@ def drifted_report(clone: Path) -> Path:
     raise UserError(f"no drifted run with a report in {history}")
 
 
-def shoot(page: Page, url: str, wait_for: str, out: Path, full_page: bool = False) -> None:
-    """Open ``url``, wait until ``wait_for`` (text) is visible and the network is quiet, save the shot."""
+def mlflow_classic_view(page: Page, runs_url: str) -> None:
+    """MLflow 3 opens on its GenAI pages with an assistant panel: switch to "Model training", close the panel.
+
+    Both choices persist in the browser's storage, so every later MLflow page shows the classic view.
+    """
+    page.goto(runs_url, wait_until="domcontentloaded")
+    page.get_by_text("train-").first.wait_for(state="visible", timeout=90_000)
+    page.get_by_text("Model training", exact=True).first.click()
+    close = page.locator("button[aria-label='Close']")
+    if close.count() and close.first.is_visible():
+        close.first.click()
+    page.wait_for_timeout(1000)
+
+
+def shoot(page: Page, url: str, wait_for: str, out: Path, height: int | None = None) -> None:
+    """Open ``url``, wait until ``wait_for`` (text) is visible and the network is quiet, save the shot.
+
+    ``height``: a taller viewport for a page whose content is long (the run page's metrics).
+    """
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": height or VIEWPORT["height"]})
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_text(wait_for).first.wait_for(state="visible", timeout=90_000)
     # a UI that polls never goes idle: the awaited text is the real check, this only lets images load
     with contextlib.suppress(Exception):
         page.wait_for_load_state("networkidle", timeout=15_000)
     page.wait_for_timeout(1500)  # charts animate in
-    page.screenshot(path=str(out), full_page=full_page)
+    page.screenshot(path=str(out))
 
 
 def take_shots(clone: Path, out_dir: Path, mlflow_port: int, prefect_port: int) -> list[Shot]:
@@ -257,7 +275,11 @@ def take_shots(clone: Path, out_dir: Path, mlflow_port: int, prefect_port: int) 
         "--port",
         str(prefect_port),
     ]
-    prefect_env = env | {"PREFECT_HOME": str(clone / "stores" / "prefect")}
+    # the UI asks its API at PREFECT_UI_API_URL, 127.0.0.1:4200 unless told: this server's own port
+    prefect_env = env | {
+        "PREFECT_HOME": str(clone / "stores" / "prefect"),
+        "PREFECT_UI_API_URL": f"{prefect_url}/api",
+    }
     shots: list[Shot] = []
     say(f"starting the MLflow UI on {mlflow_url} and the Prefect UI on {prefect_url}")
     with (
@@ -267,65 +289,66 @@ def take_shots(clone: Path, out_dir: Path, mlflow_port: int, prefect_port: int) 
         training_exp, monitoring_exp, champion_run = mlflow_ids(tracking_uri)
         retrain_run, monitor_run = prefect_ids(f"{prefect_url}/api")
         report = drifted_report(clone)
-        plan: list[tuple[str, str, str, str, bool]] = [
-            # name, url, text that only real content has, what it shows, full page
+        plan: list[tuple[str, str, str, str, int | None]] = [
+            # name, url, text that only real content has, what it shows, viewport height (None: 900)
             (
                 "mlflow-training-runs.png",
-                f"{mlflow_url}/#/experiments/{training_exp}",
+                f"{mlflow_url}/#/experiments/{training_exp}/runs",
                 "train-",
                 'MLflow: experiment "fraudops", its training runs',
-                False,
+                None,
             ),
             (
                 "mlflow-run.png",
                 f"{mlflow_url}/#/experiments/{training_exp}/runs/{champion_run}",
                 "test_average_precision",
                 "MLflow: the champion's training run (metrics, params, tags)",
-                False,
+                1800,
             ),
             (
                 "mlflow-registered-model.png",
                 f"{mlflow_url}/#/models/{MODEL}",
                 "champion",
                 f"MLflow: registered model {MODEL}, its versions and aliases",
-                False,
+                None,
             ),
             (
                 "mlflow-monitoring-runs.png",
-                f"{mlflow_url}/#/experiments/{monitoring_exp}",
+                f"{mlflow_url}/#/experiments/{monitoring_exp}/runs",
                 "monitor-",
                 'MLflow: experiment "fraudops-monitoring", one run per monitoring day',
-                False,
+                None,
             ),
-            ("prefect-flow-runs.png", f"{prefect_url}/runs", "retrain", "Prefect: the flow runs", False),
+            ("prefect-flow-runs.png", f"{prefect_url}/runs", "retrain", "Prefect: the flow runs", None),
             (
                 "prefect-monitor-flow-run.png",
                 f"{prefect_url}/runs/flow-run/{monitor_run}",
-                "record",
+                "live AP",
                 "Prefect: the monitor flow run that started a retrain",
-                False,
+                None,
             ),
             (
                 "prefect-retrain-flow-run.png",
                 f"{prefect_url}/runs/flow-run/{retrain_run}",
-                "promote",
+                "gate: promote",
                 "Prefect: the retrain flow run it started",
-                False,
+                None,
             ),
             (
                 "evidently-drift-report.png",
                 report.as_uri(),
                 "Dataset Drift",
                 f"Evidently: data-drift report {report.name}",
-                False,
+                None,
             ),
         ]
         with headless_chromium() as browser:
             context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
             page = context.new_page()
-            for name, url, wait_for, what, full_page in plan:
+            mlflow_classic_view(page, f"{mlflow_url}/#/experiments/{training_exp}/runs")
+            for name, url, wait_for, what, height in plan:
                 say(f"shooting {name} ({url})")
-                shoot(page, url, wait_for, out_dir / name, full_page)
+                shoot(page, url, wait_for, out_dir / name, height)
                 shots.append(Shot(name, what))
             context.close()
     return shots
