@@ -167,7 +167,12 @@ def test_schedule_serves_a_run_of_the_monitoring_flow_then_stops_on_ctrl_c(
             assert decision.retrain is None
 
             process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-            output, _ = process.communicate(timeout=60)
+            try:
+                output, _ = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:  # what it printed (all of it, kept across calls) says where
+                process.kill()
+                printed, _ = process.communicate()
+                pytest.fail(f"still running 60 s after Ctrl-C; it printed:\n{printed}")
             assert process.returncode == 0, output
             assert client.read_deployment_by_name(f"monitor/{MONITOR_DEPLOYMENT}").paused, output
     finally:
