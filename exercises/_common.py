@@ -35,6 +35,8 @@ class Check:
     def __init__(self, title: str) -> None:
         self.title = title
         self.missing: list[str] = []
+        self.steps = 0
+        self.failed_steps = 0
 
     def step(self, name: str, run: Callable[[], list[str]]) -> None:
         """Run one step; an exception is reported as what is missing, so the learner sees why."""
@@ -42,6 +44,8 @@ class Check:
             problems = run()
         except Exception as exc:  # the learner's code can fail in any way: say how, keep checking
             problems = [f"it raised {exc.__class__.__name__}: {exc}"]
+        self.steps += 1
+        self.failed_steps += bool(problems)
         mark = "ok " if not problems else "MISSING"
         print(f"  [{mark}] {name}")
         for problem in problems:
@@ -51,6 +55,10 @@ class Check:
     def finish(self) -> None:
         """Exit 0 when every step passed, else 1 with a summary of what is missing."""
         if self.missing:
-            print(f"\n{self.title}: not done yet, {len(self.missing)} thing(s) missing (see above).")
+            problems = f"{len(self.missing)} problem{'s' * (len(self.missing) > 1)}"
+            print(
+                f"\n{self.title}: not done yet, {self.failed_steps} of the {self.steps} steps checked"
+                f" {'is' if self.failed_steps == 1 else 'are'} missing something ({problems}, see above)."
+            )
             sys.exit(1)
         print(f"\n{self.title}: all checks pass.")

@@ -89,7 +89,10 @@ def save_timeline(points: list[TimelinePoint], path: Path) -> Path:
         ax.axvline(p.day, color="tab:green", alpha=0.6, label="retrained" if n == 0 else None)
     ax.set(xlabel="simulated day", ylim=(0, 1.02), title="Monitoring: drift share and live AP per run")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(loc="upper left")
+    else:  # no run measured anything yet (no drift, no labelled traffic): say so rather than draw blank
+        ax.text(0.5, 0.5, "nothing measured yet", transform=ax.transAxes, ha="center", color="grey")
     fig.autofmt_xdate()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ values), then that the PNG is written and decodes at the expected size.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from core.settings import Settings
 from monitoring.drift import DriftResult
 from monitoring.history import append_decision
 from monitoring.performance import LivePerformance
-from monitoring.plots import timeline_file, timeline_series, write_timeline
+from monitoring.plots import TimelinePoint, save_timeline, timeline_file, timeline_series, write_timeline
 from monitoring.summary import RetrainOutcome
 from pipelines.plots import pr_series, write_pr_curve
 from tests.conftest import monitoring_summary
@@ -103,3 +104,12 @@ def test_timeline_series_follow_the_history_one_point_per_day(project_settings: 
 
     path = write_timeline(project_settings, finished)  # the history plus the run being recorded
     assert path == timeline_file(project_settings) and png_size(path) == (900, 480)
+
+
+def test_a_timeline_with_nothing_measured_draws_without_a_warning(tmp_path: Path) -> None:
+    """A first run that measured neither drift nor live AP: no empty legend (matplotlib warns of one)."""
+    blank = TimelinePoint(dt.date(2026, 4, 6), None, None, None, None, action="none", retrained=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = save_timeline([blank], tmp_path / "timeline.png")
+    assert png_size(path) == (900, 480)
