@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -275,8 +276,13 @@ def schedule(
             api = sched.find_or_start_server(settings, prefect_port, timeout_s)
     with sched.prefect_api(api):
         print_schedule(api, deployments, sched.describe_schedule(cron, interval))
-        sched.serve(deployments)
+        stopped = sched.serve(deployments)
     console.print("stopped: schedules paused" + (", Prefect server stopped" if api.process else ""))
+    if not stopped:  # a stalled runner thread (or its executor's) would hold the interpreter's exit
+        console.print("the Prefect runner had not finished its shutdown: exiting without it")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def print_schedule(api: PrefectApi, deployments: list[RunnerDeployment], when: str) -> None:

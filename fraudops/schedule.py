@@ -10,6 +10,7 @@ serving process, in the project, with its settings.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
@@ -178,17 +179,59 @@ def prefect_api(api: PrefectApi) -> Iterator[PrefectApi]:
             stop_server(api.process)
 
 
-def serve(deployments: list[RunnerDeployment]) -> None:
-    """Register the deployments and run their flow runs until interrupted; then pause the schedules."""
-    import prefect
+STOP_TIMEOUT_S = 20.0  # how long Ctrl-C waits for the runner's own shutdown before leaving it behind
 
-    # one flow run at a time: a monitoring run may retrain, which must not overlap a manual training
-    kwargs: dict[str, Any] = {"pause_on_shutdown": True, "print_starting_message": False, "limit": 1}
+
+def serve(
+    deployments: list[RunnerDeployment], stop_timeout_s: float = STOP_TIMEOUT_S, runner: Any = None
+) -> bool:
+    """Register the deployments and run their flow runs until Ctrl-C; then pause the schedules.
+
+    The runner runs in a thread of its own and Ctrl-C stops it as SIGTERM does (Prefect's graceful
+    stop: flow runs cancelled, polling ended, schedules paused). Its shutdown waits on the server
+    (event flush, websocket close), which can stall on a busy machine: after ``stop_timeout_s`` the
+    command pauses the schedules itself and returns False (the caller exits without waiting).
+    """
+    import threading
+
+    from prefect.runner import Runner
+
+    if runner is None:
+        # one flow run at a time: a monitoring run may retrain, which must not overlap a manual training
+        runner = Runner(pause_on_shutdown=True, limit=1)
+        for deployment in deployments:
+            runner.add_deployment(deployment)
+    failure: list[BaseException] = []
+    # an Event, not Thread.join: on Python 3.11 a join interrupted by Ctrl-C marks a live thread stopped
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            asyncio.run(runner.start())
+        except BaseException as exc:  # reported in the main thread
+            failure.append(exc)
+        finally:
+            finished.set()
+
+    thread = threading.Thread(target=run, name="prefect-runner", daemon=True)
+    thread.start()
+    stopped = True
     try:
-        prefect.serve(*deployments, **kwargs)
+        while not finished.wait(0.5):  # Ctrl-C interrupts the main thread here
+            pass
+    except KeyboardInterrupt:
+        log.info("Ctrl-C: stopping the Prefect runner (at most %.0f s)", stop_timeout_s)
+        if runner.started and getattr(runner, "_loop", None) is not None:
+            runner.execute_in_background(runner.astop)
+        stopped = finished.wait(stop_timeout_s)
+        if not stopped:
+            log.warning("the Prefect runner did not stop within %.0f s: leaving it behind", stop_timeout_s)
     finally:
-        # the runner pauses on shutdown too, but not when the interrupt cancels it mid-request
+        # the runner pauses on shutdown too, but not when its shutdown stalls or fails
         pause_schedules(deployments)
+    if failure and not isinstance(failure[0], KeyboardInterrupt | asyncio.CancelledError):
+        raise failure[0]
+    return stopped
 
 
 def pause_schedules(deployments: list[RunnerDeployment]) -> None:

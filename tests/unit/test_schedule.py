@@ -195,3 +195,58 @@ def test_a_port_taken_by_something_else_is_refused_in_one_line(
     assert result.exit_code == 1
     assert result.output.startswith(f"error: 127.0.0.1:{port} is taken by something that is not a Prefect")
     assert "--prefect-port" in result.output
+
+
+class StallingRunner:
+    """A stand-in for Prefect's Runner whose shutdown never ends (what a stalled event flush looks like).
+
+    Only the runner is replaced: what is checked is that Ctrl-C still returns within the deadline and
+    the schedules are paused; the real runner's shutdown is the served test above.
+    """
+
+    def __init__(self, stops: bool) -> None:
+        self.stops = stops
+        self.started = False
+        self._loop: Any = None
+        self.stop_asked = False
+
+    async def start(self) -> None:
+        import asyncio
+
+        self._loop = asyncio.get_running_loop()
+        self.done = asyncio.Event()
+        self.started = True
+        await self.done.wait()
+
+    def execute_in_background(self, func: Any) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(func(), self._loop)
+
+    async def astop(self) -> None:
+        self.stop_asked = True
+        if self.stops:
+            self.done.set()
+
+
+@pytest.mark.parametrize("stops", [True, False], ids=["runner-stops", "runner-stalls"])
+def test_ctrl_c_returns_within_the_deadline_and_pauses_the_schedules(
+    stops: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import _thread
+    import threading
+
+    from fraudops import schedule as sched
+
+    paused: list[list[Any]] = []
+    monkeypatch.setattr(sched, "pause_schedules", paused.append)
+    runner = StallingRunner(stops)
+    deployments: list[Any] = ["monitor/scheduled"]
+    threading.Timer(0.5, _thread.interrupt_main).start()  # what Ctrl-C does to the main thread
+    began = time.monotonic()
+    stopped = sched.serve(deployments, stop_timeout_s=1.0, runner=runner)
+    took = time.monotonic() - began
+    assert runner.stop_asked  # Ctrl-C asks the runner for Prefect's graceful stop
+    assert stopped is stops
+    assert paused == [deployments]  # paused whether the runner stopped or stalled
+    assert took < 10, f"Ctrl-C took {took:.1f} s to return"  # 0.5 s + at most the 1 s deadline
