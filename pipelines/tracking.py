@@ -70,15 +70,27 @@ def use_store(settings: Settings) -> None:
 
 
 def ensure_experiment(settings: Settings, name: str = EXPERIMENT) -> str:
-    """The experiment id, created with its artifacts inside the project's store."""
+    """The experiment id; its artifacts go where every reader of the store can fetch them.
+
+    On the embedded store (a database file) they live inside the project's store. On a tracking
+    server no location is given, so the server's own artifact store is used (``mlflow-artifacts:/``,
+    proxied over HTTP): a path on this machine's disk would be one the API's container cannot read.
+    """
     import mlflow
 
     use_store(settings)
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
+    if is_server_uri(settings.tracking_uri):
+        return str(mlflow.create_experiment(name))
     settings.artifact_root.mkdir(parents=True, exist_ok=True)
     return str(mlflow.create_experiment(name, artifact_location=settings.artifact_root.as_uri()))
+
+
+def is_server_uri(uri: str) -> bool:
+    """A tracking URI that names a server (http, https, databricks) rather than a local store."""
+    return uri.split(":", 1)[0].lower() in {"http", "https", "databricks"}
 
 
 def git_commit(root: Path) -> str:

@@ -339,6 +339,61 @@ def test_mlflow_server_on_postgres_registers_and_serves_a_champion(
     assert list(team_servers.artifacts.rglob("MLmodel")), "no model files in the artifacts destination"
 
 
+def test_training_against_the_server_stores_the_model_where_the_api_container_can_load_it(
+    team_servers: TeamServers, tmp_path: Path
+) -> None:
+    """The path users take: ``log_run`` + ``register_run`` (what training calls) against the server,
+    then the model loaded as the API loads it, with the training side's disk gone (another container)."""
+    import shutil
+
+    import mlflow
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from core.registry import download_onnx
+    from core.settings import Settings
+    from pipelines.export import onnx_fraud_probability, to_onnx_bytes
+    from pipelines.tracking import TAG_CYCLE, ensure_experiment, log_run, register_run
+
+    team_servers.mlflow.wait_healthy()
+    trainer = tmp_path / "trainer"  # the training container's project: nothing else can read it
+    settings = Settings(
+        project_dir=trainer, mlflow_tracking_uri=team_servers.mlflow_url, model_name="team-path-check"
+    )
+    rng = np.random.default_rng(1)
+    features = ["a", "b", "c"]
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    model = LogisticRegression().fit(x, y)
+    onnx_model = to_onnx_bytes(model, len(features))
+    run_data = {
+        "features": features,
+        "threshold": 0.5,
+        "label_delay_days": 7,
+        "run_name": "team-path-check",
+        "params": {"C": 1.0},
+        "metrics": {"average_precision": 1.0},
+        "tags": {"data_version": "test", TAG_CYCLE: "team-path-check"},
+    }
+    with mlflow_uris_restored():
+        experiment = ensure_experiment(settings, "team-path-check")
+        location = mlflow.get_experiment(experiment).artifact_location
+        assert location.startswith("mlflow-artifacts:"), (
+            f"artifacts would go to the trainer's disk: {location}"
+        )
+        run_id = log_run(settings, model, run_data, pd.DataFrame(x, columns=features), [], onnx_model)
+        info = register_run(settings, run_id)
+    shutil.rmtree(trainer, ignore_errors=True)
+
+    # the API: a registry client on the server URL, the ONNX artifact downloaded through the server
+    served = download_onnx(registry_client(team_servers.mlflow_url), info)
+    assert served == onnx_model
+    np.testing.assert_allclose(
+        onnx_fraud_probability(served, x), model.predict_proba(x)[:, 1], rtol=1e-4, atol=1e-5
+    )
+    assert list(team_servers.artifacts.rglob("model.onnx")), "the model is not in the server's artifact store"
+
+
 def test_prefect_server_on_postgres_is_healthy_and_stores_flows(
     team_servers: TeamServers, databases: Databases
 ) -> None:
