@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # fraudops API image. It installs exactly what `make setup` installs: `uv sync --frozen` from uv.lock,
 # with the same uv version as the Makefile (tests/unit/test_container.py checks both), minus the dev
 # group. The venv lives at /app/.venv in both stages: venv scripts embed absolute paths.
@@ -6,9 +5,14 @@
 #   docker build -t fraudops .
 #   docker run --rm -p 127.0.0.1:8000:8000 -e FRAUDOPS_ADMIN_API_KEY=... -e FRAUDOPS_FEEDBACK_API_KEY=... fraudops
 #
-# The image serves the API (`fraudops serve --host 0.0.0.0 --port 8000`); compose.yaml reuses it
-# for the MLflow and Prefect servers. It holds no data, no stores and no git: training, ingest and
-# DVC run where the repository is (see compose.yaml).
+# The image serves the API (`fraudops serve --host 0.0.0.0 --port 8000`); compose.yaml reuses it for
+# the MLflow and Prefect servers and for the services that run the flows (setup, worker, demo) in a
+# shared workspace volume, which deploy/compose/workspace.sh makes a git + DVC project on first use.
+#
+# No `# syntax=` line: it makes BuildKit pull a frontend image, which fails offline. `RUN --mount`
+# needs BuildKit (Compose v2 and `DOCKER_BUILDKIT=1 docker build` use it). PYTHON_IMAGE is the base of
+# both stages: python:3.11-slim, or the stand-in deploy/images/build-stand-ins.sh builds from Debian
+# packages where no container registry is reachable (it also carries a proxy's CA, if given).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 # Same pin as UV_VERSION in the Makefile.
@@ -46,6 +50,11 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # --------------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
+# git: DVC versions data inside a git repository (the workspace); nothing else is installed at run time
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 fraudops \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/fraudops \
        --shell /usr/sbin/nologin fraudops
@@ -60,7 +69,7 @@ ENV PATH="/app/.venv/bin:${PATH}" \
     DO_NOT_TRACK=true \
     DVC_NO_ANALYTICS=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
-    PREFECT_HOME=/app/stores/prefect \
+    PREFECT_HOME=/home/fraudops/.prefect \
     FRAUDOPS_PROJECT_DIR=/app \
     FRAUDOPS_ENVIRONMENT=production
 
@@ -68,7 +77,10 @@ WORKDIR /app
 
 # Code and config are root-owned, read-only for the service user.
 COPY --from=builder /app/.venv /app/.venv
-COPY pyproject.toml README.md params.yaml dvc.yaml ./
+COPY pyproject.toml README.md params.yaml dvc.yaml .dvcignore .gitignore ./
+COPY .dvc/config .dvc/.gitignore ./.dvc/
+COPY data/.gitignore ./data/
+COPY deploy/compose/workspace.sh /usr/local/bin/fraudops-workspace
 COPY core ./core
 COPY pipelines ./pipelines
 COPY serving ./serving
@@ -77,7 +89,10 @@ COPY fraudops ./fraudops
 
 # Writable state only: stores/ (MLflow sqlite fallback, prediction log, Prefect home), data/, reports/.
 # /app stays root-owned: the image runs in production, where the admin key comes from the environment.
-RUN install -d -o 10001 -g 10001 /app/stores /app/stores/mlflow /app/stores/prefect /app/data /app/reports
+# /workspace: the volume compose's flow services share (deploy/compose/workspace.sh); a new named
+# volume takes this owner, so the service user can write it.
+RUN install -d -o 10001 -g 10001 /app/stores /app/stores/mlflow /app/stores/prefect /app/data /app/reports \
+        /workspace
 
 USER 10001:10001
 

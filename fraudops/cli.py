@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import os
 import sys
@@ -430,6 +431,14 @@ def rollback(
     )
 
 
+class DemoPhase(enum.StrEnum):
+    """``fraudops demo --phase``: the whole story, or the part before / after the API starts."""
+
+    all = "all"
+    setup = "setup"
+    traffic = "traffic"
+
+
 @app.command()
 def demo(
     customers: Annotated[int, typer.Option(min=50, help="Customers in the simulated world.")] = 2000,
@@ -456,6 +465,17 @@ def demo(
     compare: Annotated[
         list[Path] | None,
         typer.Option(help="Print saved run summaries (reports/demo/summary.json) side by side; no run."),
+    ] = None,
+    phase: Annotated[
+        DemoPhase,
+        typer.Option(
+            help="all: the whole story. setup: simulate, ingest, first model, then stop (skipped when "
+            "done before). traffic: the rest, against the API at --api-url (compose.yaml's services).",
+        ),
+    ] = DemoPhase.all,
+    api_url: Annotated[
+        str | None,
+        typer.Option(help="Score through an API already running there instead of starting one."),
     ] = None,
 ) -> None:
     """Run the whole loop offline: simulate → ingest → train → serve → drift → retrain → promote → hot reload."""
@@ -486,9 +506,12 @@ def demo(
         port=port or settings.api_port,
         pause=pause,
         switches=switches,
+        phase=phase.value,
+        api_url=api_url,
     )
     with friendly_errors():
-        ensure_port_free(settings.api_host, cfg.port)
+        if phase is DemoPhase.all and api_url is None:
+            ensure_port_free(settings.api_host, cfg.port)
         run_demo(settings, cfg, console)
 
 

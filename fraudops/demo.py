@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import pandas as pd
@@ -63,6 +63,10 @@ class DemoConfig:
     api_poll_s: float = 2.0
     pause: bool = False
     switches: tuple[str, ...] = ()  # "break it" switches, see SWITCHES
+    # "all" runs the story in one process; compose.yaml runs it as two services around its API:
+    # "setup" (simulate, ingest, first model) before the API starts, then "traffic" against it
+    phase: Literal["all", "setup", "traffic"] = "all"
+    api_url: str | None = None  # an API already running there serves the traffic (no own process)
 
 
 # Teaching switches: each removes one safeguard of the loop so a run shows what it costs. They live in
@@ -91,7 +95,7 @@ class Story:
         self.settings, self.cfg, self.console = settings, cfg, console
         self.params: Params = load_params(settings.project_dir / "params.yaml")
         self.world = settings.project_dir / "demo" / "world"
-        self.base_url = f"http://{settings.api_host}:{cfg.port}"
+        self.base_url = cfg.api_url or f"http://{settings.api_host}:{cfg.port}"
         self.trainings: list[TrainingOutcome] = []
         self.monitoring: list[MonitoringSummary] = []
         self.step_no = 0
@@ -201,12 +205,12 @@ def start_api(story: Story) -> subprocess.Popen[bytes]:
 
 
 def wait_until_ready(
-    story: Story, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 120
+    story: Story, proc: subprocess.Popen[bytes] | None, log_path: Path | None, timeout_s: float = 120
 ) -> None:
-    """Poll /health/ready until the API answers 200."""
+    """Poll /health/ready until the API answers 200 (``proc``: the demo's own API process, if any)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise UserError(f"the API exited with code {proc.returncode}: see {log_path}")
         try:
             if httpx.get(f"{story.base_url}/health/ready", timeout=2).status_code == 200:
@@ -214,7 +218,8 @@ def wait_until_ready(
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    raise UserError(f"the API was not ready within {timeout_s:.0f} s: see {log_path}")
+    where = f"see {log_path}" if log_path else "see its log (`docker compose logs api`)"
+    raise UserError(f"the API at {story.base_url} was not ready within {timeout_s:.0f} s: {where}")
 
 
 def release_due_labels(story: Story, client: httpx.Client, today: dt.date) -> int:
@@ -290,10 +295,14 @@ def current_champion_version(settings: Settings) -> str | None:
 
 
 def run_demo(settings: Settings, cfg: DemoConfig, console: Console) -> Story:
-    """Run the storyline end to end and print the summary."""
+    """Run the storyline end to end (or one phase of it) and print the summary."""
     started = time.monotonic()
     story = Story(settings, cfg, console)
     ensure_api_keys(settings)
+    if cfg.phase == "traffic":
+        return run_traffic_phase(story, started)
+    if cfg.phase == "setup" and setup_done(story):
+        return story
     console.print(
         f"[bold]fraudops demo[/]: {cfg.customers:,} customers, {cfg.terminals:,} terminals, seed {cfg.seed}. "
         "Starting from a clean slate (data/, stores/, reports/, demo/ are regenerated)."
@@ -312,6 +321,13 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console) -> Story:
         raise UserError(
             "the first model did not pass the gate, so there is nothing to serve: try another --seed"
         )
+    if cfg.phase == "setup":
+        setup_marker(settings).write_text(first.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        console.print(
+            f"Setup done in {time.monotonic() - started:.0f} s: version {first.version} is champion; "
+            "the API can start on this data."
+        )
+        return story
     story.step("Start the API", "serve")
     proc = start_api(story)
     try:
@@ -319,6 +335,60 @@ def run_demo(settings: Settings, cfg: DemoConfig, console: Console) -> Story:
     finally:
         stop_server(proc, timeout_s=20.0)
     story.pause()
+    print_summary(story, time.monotonic() - started)
+    return story
+
+
+def setup_marker(settings: Settings) -> Path:
+    """Written by a finished setup phase: the first model's training outcome."""
+    path = settings.reports_dir / "demo" / "setup.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def summary_path(settings: Settings) -> Path:
+    return settings.reports_dir / "demo" / "summary.json"
+
+
+def setup_done(story: Story) -> bool:
+    """A setup phase that already finished on this project (compose runs it again on every `up`)."""
+    marker = setup_marker(story.settings)
+    if not marker.exists():
+        return False
+    story.console.print(
+        f"Setup already done on this project ({marker}): keeping its data and models. "
+        "`docker compose down -v` starts over."
+    )
+    return True
+
+
+def run_traffic_phase(story: Story, started: float) -> Story:
+    """The story after setup, against a running API: traffic, monitoring, retraining, promotion."""
+    from pipelines.results import TrainingOutcome
+
+    settings, console = story.settings, story.console
+    marker = setup_marker(settings)
+    if not marker.exists():
+        raise UserError(
+            f"no finished setup phase in {settings.project_dir}: run `fraudops demo --phase setup`"
+        )
+    done = summary_path(settings)
+    if done.exists():
+        outcome = json.loads(done.read_text(encoding="utf-8"))
+        console.print(
+            f"The demo already finished on this project; its summary ({done}) follows. "
+            "`docker compose down -v` starts over."
+        )
+        console.print(render.outcomes_table([outcome]))
+        return story
+    story.trainings.append(TrainingOutcome.model_validate_json(marker.read_text(encoding="utf-8")))
+    if story.cfg.api_url is None:
+        raise UserError("the traffic phase scores through a running API: pass --api-url")
+    with console.status(f"waiting for the API at {story.base_url} ..."):
+        wait_until_ready(story, None, None)
+    meta = httpx.get(f"{story.base_url}/v1/metadata", timeout=5).json()
+    console.print(f"API ready at {story.base_url}: serving {meta['name']} version {meta['version']}")
+    run_traffic(story)
     print_summary(story, time.monotonic() - started)
     return story
 
@@ -413,7 +483,7 @@ def print_summary(story: Story, elapsed_s: float) -> None:
     render.print_models(console, story.trainings, champion)
     render.print_decisions(console, story.monitoring)
     outcome = run_outcome(story, champion)
-    path = story.settings.reports_dir / "demo" / "summary.json"
+    path = summary_path(story.settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
     console.print(render.outcomes_table([outcome]))
@@ -421,6 +491,13 @@ def print_summary(story: Story, elapsed_s: float) -> None:
         f"This run's figures: {path} (`fraudops demo --compare A.json --compare B.json` sets runs side by side)"
     )
     root = story.settings.project_dir
+    if story.cfg.api_url is not None:  # compose.yaml's demo service: the servers are the next stop
+        console.print(
+            f"Finished in {elapsed_s:.0f} s. Open the MLflow UI http://127.0.0.1:5000 (runs, registry), "
+            "the Prefect UI http://127.0.0.1:4200 (flow runs), the API http://127.0.0.1:8000/docs. "
+            f"HTML reports on the workspace volume: `docker compose exec api ls {story.settings.reports_dir}/monitoring`"
+        )
+        return
     console.print(
         f"Finished in {elapsed_s:.0f} s. HTML reports: {story.settings.reports_dir / 'monitoring'}\n"
         "Next: `make mlflow-ui` (runs, metrics, registry; each monitoring run in the experiment "
