@@ -22,7 +22,7 @@ export OMP_NUM_THREADS := 1
 # OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup demo test lint bench bench-compare faults wrk serve schedule mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
+.PHONY: help setup demo test lint audit bench bench-compare faults wrk serve schedule mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -49,6 +49,11 @@ lint: setup ## Run exactly what CI lints with: ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# options of the audit, e.g. `make audit AUDIT_ARGS="--service osv"` (docs/dependencies.md)
+AUDIT_ARGS ?=
+audit: setup ## Check uv.lock for known vulnerabilities (pip-audit --strict); exit 1 also when it cannot check
+	$(BIN)/python -m fraudops.audit --uv "$(UV)" $(AUDIT_ARGS)
 
 # options of the serving benchmark, e.g. `make bench SERVING_ARGS="--seconds 5 --rounds 1"`
 SERVING_ARGS ?=
