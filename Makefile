@@ -141,3 +141,14 @@ grade: setup ## The take-home's objective checks as one table (TAKE_HOME.md); ex
 SCREENSHOTS_ARGS ?=
 screenshots: setup browser ## Run the demo in a temporary clone and shoot MLflow, Prefect, Evidently into docs/images
 	$(BIN)/python -m fraudops.screenshots $(SCREENSHOTS_ARGS)
+
+# CI for the model: `dvc repro` on a small simulated world in a temporary clone of the committed tree (never
+# this folder's data/ or stores/), `dvc metrics diff` against fraudops/model_check_baseline.json
+# (docs/course/09-cicd.md); `make model-check UPDATE=1` records the metrics measured as the new baseline
+UPDATE ?=
+.PHONY: model-check lint-workflows
+model-check: setup ## The model's CI: dvc repro on a small world, metrics vs the baseline; exit 1 on a drop past tolerance
+	$(BIN)/python -m fraudops.model_check $(if $(UPDATE),--update)
+
+lint-workflows: setup ## Check .github/workflows with actionlint (tests/unit/test_workflows.py runs it too)
+	$(BIN)/actionlint
