@@ -42,8 +42,11 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     "API secret key": re.compile(r"\bsk-(?:proj-|live-)?[A-Za-z0-9_-]{32,}"),
     "password in a URL": re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:(?P<password>[^/\s@'\"]+)@"),
 }
-# the passwords a URL may show: compose's documented local default and references to the environment
-PLACEHOLDER_PASSWORDS = re.compile(r"fraudops|\$\{[A-Z_]+(?::-fraudops)?\}|\$[A-Z_]+|<[a-z_-]+>|\*+|\.\.\.")
+# the passwords a URL may show: compose's documented local default, references to the environment,
+# and template fields filled in at run time ({password} in an f-string or a format string)
+PLACEHOLDER_PASSWORDS = re.compile(
+    r"fraudops|\$\{[A-Z_]+(?::-fraudops)?\}|\$[A-Z_]+|\{[A-Za-z_][\w.]*\}|<[a-z_-]+>|\*+|\.\.\."
+)
 DVC_CREDENTIAL = re.compile(rf"^\s*({'|'.join(DVC_CREDENTIAL_OPTIONS)})\s*=\s*\S", re.MULTILINE)
 
 

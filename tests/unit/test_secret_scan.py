@@ -69,6 +69,7 @@ def test_planted_secrets_are_found_and_placeholders_are_not(tmp_path: Path) -> N
             # what compose.yaml and the docs show: placeholders, not secrets
             "compose.yaml": "url: postgresql+psycopg2://fraudops:${POSTGRES_PASSWORD:-fraudops}@postgres:5432/mlflow\n",
             "README.md": "psql postgresql://fraudops:fraudops@127.0.0.1:5432/mlflow\n",
+            "client.py": 'url = f"postgresql://{user}:{password}@{host}/mlflow"\n',
         },
     )
     (repo / "untracked.txt").write_text(f"{GITHUB_TOKEN}\n")  # not in git: not the scan's business
