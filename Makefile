@@ -22,7 +22,7 @@ export OMP_NUM_THREADS := 1
 # OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup demo test lint audit bench bench-compare faults wrk serve schedule mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
+.PHONY: help setup demo test lint audit docker-check bench bench-compare faults wrk serve schedule mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -152,3 +152,7 @@ model-check: setup ## The model's CI: dvc repro on a small world, metrics vs the
 
 lint-workflows: setup ## Check .github/workflows with actionlint (tests/unit/test_workflows.py runs it too)
 	$(BIN)/actionlint
+
+# the workshop in Docker (compose.yaml): minutes of its own, so not part of `make test`
+docker-check: setup ## Build the images, run `docker compose up` (the whole loop), check its end state, down -v
+	$(BIN)/python deploy/docker_check.py $(DOCKER_CHECK_ARGS)
