@@ -47,6 +47,13 @@ COPY fraudops ./fraudops
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev
 
+# The test suites some libraries ship inside their package (about 180 MB; none is imported at run
+# time). Only these libraries' own test folders: elsewhere a module named `tests` can be an API.
+RUN cd /app/.venv/lib/python3*/site-packages \
+    && for lib in pandas numpy scipy sklearn statsmodels matplotlib pyarrow networkx onnx; do \
+         find "$lib" -depth -type d \( -name tests -o -name test \) -exec rm -rf {} + ; \
+       done
+
 # --------------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
