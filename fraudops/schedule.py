@@ -50,7 +50,9 @@ class PrefectApi:
 
     @property
     def ui_url(self) -> str:
-        return self.url.removesuffix("/api")
+        """Where a browser opens the UI: Prefect's own ``PREFECT_UI_URL`` when set (compose: the host's
+        127.0.0.1:4200, not the ``prefect`` name only containers resolve), else beside the API."""
+        return os.environ.get("PREFECT_UI_URL") or self.url.removesuffix("/api")
 
 
 def describe_schedule(cron: str, interval_s: int | None) -> str:

@@ -250,3 +250,13 @@ def test_ctrl_c_returns_within_the_deadline_and_pauses_the_schedules(
     assert stopped is stops
     assert paused == [deployments]  # paused whether the runner stopped or stalled
     assert took < 10, f"Ctrl-C took {took:.1f} s to return"  # 0.5 s + at most the 1 s deadline
+
+
+def test_the_ui_link_is_the_one_a_browser_opens(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraudops.schedule import PrefectApi
+
+    api = PrefectApi("http://prefect:4200/api")  # compose: a name only the containers resolve
+    monkeypatch.delenv("PREFECT_UI_URL", raising=False)
+    assert api.ui_url == "http://prefect:4200"
+    monkeypatch.setenv("PREFECT_UI_URL", "http://127.0.0.1:4200")
+    assert api.ui_url == "http://127.0.0.1:4200"
