@@ -153,6 +153,7 @@ model-check: setup ## The model's CI: dvc repro on a small world, metrics vs the
 lint-workflows: setup ## Check .github/workflows with actionlint (tests/unit/test_workflows.py runs it too)
 	$(BIN)/actionlint
 
-# the workshop in Docker (compose.yaml): minutes of its own, so not part of `make test`
+# the workshop in Docker (compose.yaml): minutes of its own, so not part of `make test`; options, e.g.
+# `make docker-check DOCKER_CHECK_ARGS="--stand-ins --shots docs/images"` (deploy/docker_check.py)
 docker-check: setup ## Build the images, run `docker compose up` (the whole loop), check its end state, down -v
 	$(BIN)/python deploy/docker_check.py $(DOCKER_CHECK_ARGS)

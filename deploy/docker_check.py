@@ -1,6 +1,6 @@
 """`make docker-check`: build the images, run the compose workshop, check its end state, remove it.
 
-    python deploy/docker_check.py [--stand-ins | --public] [--keep]
+    python deploy/docker_check.py [--stand-ins | --public] [--keep] [--shots DIR]
 
 1. Base images: the public ones (python:3.11-slim, postgres:16) when they can be pulled, else the
    stand-ins deploy/images/build-stand-ins.sh builds from Debian packages (``--stand-ins`` forces them).
@@ -12,6 +12,9 @@
    report on the workspace volume.
 4. ``compose up`` a second time on the same volumes: setup and demo find their work done and exit 0.
 5. ``compose down -v``, then check that no container, volume or network of the project is left.
+
+``--shots DIR`` also shoots the MLflow registry and the Prefect flow runs of the stack in headless
+chromium (``make browser``) into DIR, as the Deployment page shows them (``docs/images``).
 
 Works with Compose v2 (``docker compose``) and docker-compose 1.29. Prints a table of the steps with
 their durations and the image sizes; exits 1 with what failed and the logs to read.
@@ -195,6 +198,23 @@ def check_end_state(compose: list[str], env: dict[str, str]) -> dict[str, str]:
     }
 
 
+def take_shots(out_dir: Path) -> str:
+    """The registered model (version 2 champion) and the flow runs, as an attendee opens them."""
+    from fraudops.browser import headless_chromium
+    from fraudops.screenshots import VIEWPORT, mlflow_classic_view, shoot
+    from pipelines.tracking import EXPERIMENT
+
+    experiment = http_json(f"{MLFLOW}/api/2.0/mlflow/experiments/get-by-name?experiment_name={EXPERIMENT}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shots = [out_dir / "compose-mlflow-registry.png", out_dir / "compose-prefect-runs.png"]
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
+        mlflow_classic_view(page, f"{MLFLOW}/#/experiments/{experiment['experiment']['experiment_id']}/runs")
+        shoot(page, f"{MLFLOW}/#/models/{MODEL}", "Version 2", shots[0])
+        shoot(page, f"{PREFECT.removesuffix('/api')}/runs", "retrain", shots[1])
+    return ", ".join(str(shot) for shot in shots)
+
+
 def leftovers(docker: str) -> list[str]:
     label = f"label=com.docker.compose.project={PROJECT}"
     found = []
@@ -216,6 +236,7 @@ def main() -> int:
     group.add_argument("--stand-ins", action="store_const", const="stand-ins", dest="mode")
     group.add_argument("--public", action="store_const", const="public", dest="mode")
     parser.add_argument("--keep", action="store_true", help="leave the stack running (no down -v)")
+    parser.add_argument("--shots", type=Path, help="also shoot the MLflow and Prefect UIs into this folder")
     args = parser.parse_args()
     report = Report()
     compose: list[str] = []
@@ -258,6 +279,9 @@ def main() -> int:
         since = time.monotonic()
         state = check_end_state(compose, env)
         report.step("end state", since, "; ".join(f"{k}: {v}" for k, v in state.items()))
+        if args.shots:
+            since = time.monotonic()
+            report.step("screenshots", since, take_shots(args.shots))
 
         since = time.monotonic()
         run([*compose, "-p", PROJECT, "up", "-d", "--no-build"], env=env)
