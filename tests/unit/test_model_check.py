@@ -7,6 +7,7 @@ a throwaway git + DVC repository gives ``dvc metrics diff`` real metrics to comp
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,15 @@ def test_a_baseline_of_another_world_asks_for_an_update(tmp_path: Path) -> None:
 
 def test_make_passes_update_only_when_asked() -> None:
     def dry_run(*args: str) -> str:
-        proc = subprocess.run(["make", "-n", "model-check", *args], cwd=ROOT, capture_output=True, text=True)
+        # under `make test` the caller's MAKELEVEL and MAKEFLAGS would add "Entering directory" lines
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+        proc = subprocess.run(
+            ["make", "--no-print-directory", "-n", "model-check", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         return proc.stdout.splitlines()[-1]
 
     assert dry_run().split() == [".venv/bin/python", "-m", "fraudops.model_check"]
