@@ -45,6 +45,8 @@ COMMANDS = {
         "--promote-latest",
         "--feature-mismatch",
         "--compare",
+        "--phase",
+        "--api-url",
     },
     "replay": {"--from", "--to", "--world", "--api"},
     "labels": set(),
