@@ -470,7 +470,7 @@ def demo(
         DemoPhase,
         typer.Option(
             help="all: the whole story. setup: simulate, ingest, first model, then stop (skipped when "
-            "done before). traffic: the rest, against the API at --api-url (compose.yaml's services).",
+            "done before). traffic: the rest, against a running API (--api-url), as compose.yaml runs it.",
         ),
     ] = DemoPhase.all,
     api_url: Annotated[
