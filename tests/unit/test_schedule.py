@@ -141,6 +141,9 @@ def test_schedule_serves_a_run_of_the_monitoring_flow_then_stops_on_ctrl_c(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a suite started in the background (`make test &`, some CI runners) runs with SIGINT ignored,
+        # which a child inherits and Python then keeps: Ctrl-C must reach the command as in a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         with get_client(sync_client=True) as client:
@@ -234,18 +237,25 @@ def test_ctrl_c_returns_within_the_deadline_and_pauses_the_schedules(
     stops: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import _thread
+    import signal
     import threading
 
     from fraudops import schedule as sched
 
+    # interrupt_main() does nothing unless Python's own handler is installed, and a suite started in the
+    # background (`make test &`, some CI runners) runs with SIGINT ignored: in a terminal it is installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     paused: list[list[Any]] = []
     monkeypatch.setattr(sched, "pause_schedules", paused.append)
     runner = StallingRunner(stops)
     deployments: list[Any] = ["monitor/scheduled"]
-    threading.Timer(0.5, _thread.interrupt_main).start()  # what Ctrl-C does to the main thread
-    began = time.monotonic()
-    stopped = sched.serve(deployments, stop_timeout_s=1.0, runner=runner)
-    took = time.monotonic() - began
+    try:
+        threading.Timer(0.5, _thread.interrupt_main).start()  # what Ctrl-C does to the main thread
+        began = time.monotonic()
+        stopped = sched.serve(deployments, stop_timeout_s=1.0, runner=runner)
+        took = time.monotonic() - began
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert runner.stop_asked  # Ctrl-C asks the runner for Prefect's graceful stop
     assert stopped is stops
     assert paused == [deployments]  # paused whether the runner stopped or stalled
