@@ -172,8 +172,13 @@ def ensure_api_keys(settings: Settings) -> None:
         if getattr(settings, name) != PLACEHOLDER_KEY:
             continue
         key = secrets.token_urlsafe(24)
-        with (settings.project_dir / ".env").open("a", encoding="utf-8") as fh:
+        path = settings.project_dir / ".env"
+        # created readable by its owner only (a shared volume, a multi-user machine)
+        with os.fdopen(
+            os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8"
+        ) as fh:
             fh.write(f"{env_name(name)}={key}\n")
+        path.chmod(0o600)  # a .env made earlier by hand keeps no wider mode either
         os.environ[env_name(name)] = key
         setattr(settings, name, key)
 

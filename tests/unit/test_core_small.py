@@ -85,6 +85,7 @@ def test_api_keys_generated_in_development_and_placeholders_refused_elsewhere(
     ensure_api_keys(settings)
     key = getattr(settings, variable.removeprefix("FRAUDOPS_").lower())
     assert key != PLACEHOLDER_KEY and f"{variable}={key}" in (tmp_path / ".env").read_text()
+    assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600  # secrets: readable by their owner only
     assert settings.admin_api_key != settings.feedback_api_key
     ensure_api_keys(settings)  # generated once: a second call keeps them
     assert (tmp_path / ".env").read_text().count(variable) == 1
