@@ -301,7 +301,8 @@ def print_schedule(api: PrefectApi, deployments: list[RunnerDeployment], when: s
     console.print(table)
     console.print(
         f"Prefect UI: {api.ui_url}/deployments (flow runs, logs, 'Quick run'); "
-        f"from another shell: PREFECT_API_URL={api.url} .venv/bin/prefect deployment run '<deployment>'"
+        # the API beside the UI a browser opens: in compose the host's address, not the service name
+        f"from another shell: PREFECT_API_URL={api.ui_url}/api .venv/bin/prefect deployment run '<deployment>'"
     )
     console.print(
         "Stop with Ctrl-C: the schedules are paused" + (", the server stops" if api.process else "") + "."
