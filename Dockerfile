@@ -84,10 +84,11 @@ WORKDIR /app
 
 # Code and config are root-owned, read-only for the service user.
 COPY --from=builder /app/.venv /app/.venv
-COPY pyproject.toml README.md params.yaml dvc.yaml .dvcignore .gitignore ./
+COPY pyproject.toml README.md params.yaml dvc.yaml prefect.yaml .dvcignore .gitignore ./
 COPY .dvc/config .dvc/.gitignore ./.dvc/
 COPY data/.gitignore ./data/
 COPY deploy/compose/workspace.sh /usr/local/bin/fraudops-workspace
+COPY deploy/prefect/worker.sh /usr/local/bin/fraudops-worker
 COPY core ./core
 COPY pipelines ./pipelines
 COPY serving ./serving

@@ -22,7 +22,7 @@ export OMP_NUM_THREADS := 1
 # OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup demo test lint audit docker-check bench bench-compare faults wrk serve schedule mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
+.PHONY: help setup demo test lint audit docker-check bench bench-compare faults wrk serve schedule worker mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ serve: setup ## Serve the champion model on 127.0.0.1:8000
 
 schedule: setup ## Serve the flows with Prefect until Ctrl-C: monitoring on FRAUDOPS_MONITOR_CRON, training on demand
 	$(BIN)/fraudops schedule
+
+worker: setup ## Run the flows on a Prefect work pool: create the pool, deploy prefect.yaml, start a worker (needs PREFECT_API_URL)
+	PATH="$(CURDIR)/$(BIN):$$PATH" sh deploy/prefect/worker.sh
 
 # the store locations come from the project's settings (core/settings.py), not from here
 SETTING = $(BIN)/python -c "from core.settings import get_settings; print(get_settings().$(1))"

@@ -43,6 +43,7 @@ MLFLOW, PREFECT, API = "http://127.0.0.1:5000", "http://127.0.0.1:4200/api", "ht
 MODEL = "fraud-detector"
 DEMO_TIMEOUT_S = 1800.0
 FLOWS = ("ingest", "train", "monitor", "retrain")  # flows whose runs must have completed
+WORK_POOL, WORKER_TIMEOUT_S = "fraudops", 300.0
 
 
 class CheckFailed(Exception):
@@ -198,6 +199,33 @@ def check_end_state(compose: list[str], env: dict[str, str]) -> dict[str, str]:
     }
 
 
+def check_worker(timeout_s: float = WORKER_TIMEOUT_S) -> str:
+    """The compose worker runs flows from the `fraudops` work pool: ask for a monitoring run (no
+    retraining) of the pool's deployment and wait for the worker to complete it."""
+    pool = http_json(f"{PREFECT}/work_pools/{WORK_POOL}")
+    try:
+        deployment = http_json(f"{PREFECT}/deployments/name/monitor/scheduled")
+    except urllib.error.HTTPError as exc:
+        raise CheckFailed(
+            f"no monitor/scheduled deployment in Prefect (HTTP {exc.code}): worker logs"
+        ) from None
+    if deployment["work_pool_name"] != WORK_POOL:
+        raise CheckFailed(f"monitor/scheduled is on pool {deployment['work_pool_name']!r}, not {WORK_POOL!r}")
+    since = time.monotonic()
+    flow_run = http_json(
+        f"{PREFECT}/deployments/{deployment['id']}/create_flow_run", {"parameters": {"retrain": False}}
+    )
+    deadline = since + timeout_s
+    while time.monotonic() < deadline:
+        state = http_json(f"{PREFECT}/flow_runs/{flow_run['id']}")["state"]
+        if state["type"] == "COMPLETED":
+            return f"pool {WORK_POOL} ({pool['type']}, {pool['status']}): monitor/scheduled run {flow_run['name']} completed in {time.monotonic() - since:.0f} s"
+        if state["type"] in ("FAILED", "CRASHED", "CANCELLED"):
+            raise CheckFailed(f"the worker's monitoring run ended {state['type']}: {state.get('message')}")
+        time.sleep(3)
+    raise CheckFailed(f"no worker completed a monitor/scheduled run within {timeout_s:.0f} s: worker logs")
+
+
 def take_shots(out_dir: Path) -> str:
     """The registered model (version 2 champion) and the flow runs, as an attendee opens them."""
     from fraudops.browser import headless_chromium
@@ -282,6 +310,9 @@ def main() -> int:
         if args.shots:
             since = time.monotonic()
             report.step("screenshots", since, take_shots(args.shots))
+
+        since = time.monotonic()
+        report.step("worker", since, check_worker())
 
         since = time.monotonic()
         run([*compose, "-p", PROJECT, "up", "-d", "--no-build"], env=env)

@@ -410,3 +410,66 @@ def test_prefect_server_on_postgres_is_healthy_and_stores_flows(
     assert databases.query("prefect", "SELECT name FROM flow") == [("team-setup-check",)]
     # its own alembic_version, next to (not inside) MLflow's database
     assert databases.query("prefect", "SELECT count(*) FROM alembic_version") == [(1,)]
+
+
+def test_a_process_worker_runs_the_deployed_monitoring_flow_against_the_server(
+    team_servers: TeamServers, project_settings: Any, tmp_path: Path
+) -> None:
+    """prefect.yaml's deployments on the `fraudops` process pool, against the Prefect server on
+    PostgreSQL: deploy/prefect/worker.sh (`make worker`) creates the pool and deploys, a run of the
+    monitoring flow is asked for, the worker runs it in the project and the monitoring history records
+    its decision."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+    from prefect.client.schemas.objects import StateType
+
+    from monitoring.history import read_history
+    from tests.unit.test_schedule import register_bare_champion
+
+    team_servers.prefect.wait_healthy()
+    register_bare_champion(project_settings)
+    env = _base_env(tmp_path) | {
+        "PREFECT_API_URL": team_servers.prefect_url,
+        "FRAUDOPS_PROJECT_DIR": str(project_settings.project_dir),  # prefect.yaml's working directory
+        "FRAUDOPS_PREFECT_FILE": str(ROOT / "prefect.yaml"),  # the test's project holds only data
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
+
+    def worker_once() -> None:
+        """deploy/prefect/worker.sh as `make worker` runs it, for one polling pass."""
+        done = subprocess.run(
+            ["sh", str(ROOT / "deploy/prefect/worker.sh"), "--run-once"],
+            env=env | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+            cwd=project_settings.project_dir,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"worker.sh:\n{done.stdout}\n{done.stderr}"
+
+    worker_once()  # creates the pool, deploys prefect.yaml; nothing is due yet
+    client = SyncPrefectClient(team_servers.prefect_url)
+    with client:
+        monitor = client.read_deployment_by_name("monitor/scheduled")
+        assert monitor.work_pool_name == "fraudops"
+        assert monitor.schedules[0].schedule.cron == "0 6 * * *"
+        assert client.read_deployment_by_name("train/manual").work_pool_name == "fraudops"
+        # `prefect deploy` stored the project folder the script was given, where runs will start
+        assert monitor.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": env["FRAUDOPS_PROJECT_DIR"]}}
+        ]
+        run = client.create_flow_run_from_deployment(monitor.id, parameters={"retrain": False})
+        # a second start redeploys in place, then takes the due run and runs it as a child process
+        worker_once()
+        final = client.read_flow_run(run.id).state
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[monitor.id]))
+        )
+    assert final is not None and final.is_completed(), final
+    # the cron schedule queues future runs; apart from those, one run: the worker neither retried nor
+    # duplicated it
+    assert [r.id for r in runs if r.state_type != StateType.SCHEDULED] == [run.id]
+    later = [r.expected_start_time for r in runs if r.id != run.id]
+    assert all(start is not None and start > final.timestamp for start in later)
+    [decision] = read_history(project_settings)
+    assert decision.model.version == "1" and decision.retrain is None
