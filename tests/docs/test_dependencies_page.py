@@ -20,7 +20,7 @@ def pinned() -> dict[str, str]:
     for spec in specs:
         name, sep, version = spec.partition("==")
         assert sep and re.fullmatch(r"[\w.]+", version), f"{spec}: pin direct dependencies exactly (==)"
-        pins[name.strip()] = version
+        pins[name.partition("[")[0].strip()] = version  # extras (moto[server]) are not part of the name
     return pins
 
 
