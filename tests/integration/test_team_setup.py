@@ -473,3 +473,24 @@ def test_a_process_worker_runs_the_deployed_monitoring_flow_against_the_server(
     assert all(start is not None and start > final.timestamp for start in later)
     [decision] = read_history(project_settings)
     assert decision.model.version == "1" and decision.retrain is None
+
+
+@pytest.mark.parametrize("worker_type", ["docker", "kubernetes"])
+def test_the_documented_job_templates_create_work_pools_on_the_server(
+    team_servers: TeamServers, worker_type: str
+) -> None:
+    """deploy/prefect/<type>.json, as docs/course/10-deployment.md creates a docker or kubernetes pool
+    with it: the server validates the template (every placeholder a declared variable) and keeps it."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    team_servers.prefect.wait_healthy()
+    template = json.loads((ROOT / f"deploy/prefect/{worker_type}.json").read_text())
+    with SyncPrefectClient(team_servers.prefect_url) as client:
+        client.create_work_pool(
+            WorkPoolCreate(name=f"fraudops-{worker_type}", type=worker_type, base_job_template=template),
+            overwrite=True,
+        )
+        stored = client.read_work_pool(f"fraudops-{worker_type}")
+    assert stored.type == worker_type
+    assert stored.base_job_template == template

@@ -4,10 +4,14 @@ against the Prefect server on PostgreSQL: tests/integration/test_team_setup.py."
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 
@@ -56,3 +60,24 @@ def test_the_worker_script_says_what_to_do_without_a_prefect_server(tmp_path: Pa
     assert done.returncode == 2
     assert "PREFECT_API_URL is not set" in done.stderr and "make worker" in done.stderr
     assert not any(tmp_path.iterdir())  # nothing created, nothing deployed
+
+
+def _job_templates() -> Any:
+    spec = importlib.util.spec_from_file_location("job_templates", ROOT / "deploy/prefect/job_templates.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("worker_type", ["docker", "kubernetes"])
+def test_committed_job_templates_are_the_installed_prefects_with_fraudops_defaults(worker_type: str) -> None:
+    templates = _job_templates()
+    committed = json.loads((ROOT / f"deploy/prefect/{worker_type}.json").read_text())
+    # regenerate with `python deploy/prefect/job_templates.py` after a Prefect upgrade
+    assert committed == templates.fraudops_template(worker_type)
+    default = templates.default_template(worker_type)
+    assert committed["job_configuration"] == default["job_configuration"]  # only defaults differ
+    properties = committed["variables"]["properties"]
+    assert properties["env"]["default"]["FRAUDOPS_PROJECT_DIR"] == "/workspace"
+    assert properties["image"]["default"].endswith(("fraudops:local", "fraudops:latest"))
