@@ -88,6 +88,22 @@ class Settings(BaseSettings):
     monitor_cron: str = Field(
         default="0 6 * * *", description="When `fraudops schedule` runs the monitoring flow (cron, UTC)."
     )
+    feature_engine: Literal["single", "dask"] = Field(
+        default="single",
+        description="How the features stage computes the table: one process (numpy), or Dask partitions "
+        "by card and by terminal (same features); `dask` also runs training's search on the cluster.",
+    )
+    dask_scheduler: str = Field(
+        default="",
+        description="Address of an existing Dask scheduler (tcp://host:8786); empty: a local cluster is "
+        "started for the run and stopped after it.",
+    )
+    dask_workers: int = Field(default=2, ge=1, description="Worker processes of that local cluster.")
+    dask_worker_memory: str = Field(
+        default="auto",
+        description="Memory limit of each local worker (e.g. 1.5GiB): past it a worker spills to disk; "
+        "`auto` shares the machine's memory between the workers.",
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_outside_development(self) -> Settings:
