@@ -10,8 +10,9 @@
 #   fraudops-standin/postgres:15    for postgres:16       (Debian bookworm ships PostgreSQL 15; MLflow's
 #                                                          and Prefect's migrations run on it)
 #   fraudops-standin/redis:7        for redis:7
+#   fraudops-standin/nginx:1        for nginx:1.27       (Debian bookworm's nginx 1.22)
 # and writes deploy/images/stand-ins.env, which `make docker-check` passes to compose and to the build
-# (PYTHON_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE).
+# (PYTHON_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE, NGINX_IMAGE).
 #
 # --ca-bundle FILE: a PEM file of extra certificate authorities, for networks whose proxy re-signs
 # TLS (a corporate proxy). It is installed into the python stand-in (update-ca-certificates) with
@@ -53,7 +54,7 @@ fi
 
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
-for image in python postgres redis; do
+for image in python postgres redis nginx; do
   rm -rf "${ctx:?}"/*
   cp "$here/$image/"* "$ctx/"
   if [[ -n "$ca_bundle" ]]; then cp "$ca_bundle" "$ctx/extra-ca.crt"; else : >"$ctx/extra-ca.crt"; fi
@@ -61,6 +62,7 @@ for image in python postgres redis; do
     python) tag="fraudops-standin/python:3.11" ;;
     postgres) tag="fraudops-standin/postgres:15" ;;
     redis) tag="fraudops-standin/redis:7" ;;
+    nginx) tag="fraudops-standin/nginx:1" ;;
   esac
   step "build $tag"
   "$docker" build -q --build-arg "BASE=fraudops-standin/$suite" -t "$tag" "$ctx" >/dev/null
@@ -71,6 +73,7 @@ cat >"$here/stand-ins.env" <<ENV
 PYTHON_IMAGE=fraudops-standin/python:3.11
 POSTGRES_IMAGE=fraudops-standin/postgres:15
 REDIS_IMAGE=fraudops-standin/redis:7
+NGINX_IMAGE=fraudops-standin/nginx:1
 ENV
 step "done: $here/stand-ins.env"
 "$docker" image ls --filter "reference=fraudops-standin/*"

@@ -483,9 +483,14 @@ def test_database_drivers_are_in_the_lock(services: dict[str, dict[str, Any]]) -
         "postgresql+asyncpg": {"asyncpg"},
         "postgresql+pg8000": {"pg8000"},
     }
+    # the prediction log connects with psycopg2 itself (core/predlog_pg.py): a libpq URL, no SQLAlchemy
+    libpq_variables = {"FRAUDOPS_PREDICTION_LOG_URL"}
     schemes = set()
     for service in services.values():
-        for text in _strings(service.get("environment")) + _strings(service.get("command")):
+        env = _environment(service)
+        for name in libpq_variables & env.keys():
+            schemes.add("postgresql+psycopg2" if env.pop(name).startswith("postgres") else "")
+        for text in _strings(env) + _strings(service.get("command")):
             schemes.update(re.findall(r"\b(postgresql(?:\+\w+)?)://", text))
     assert schemes, "no service uses PostgreSQL"
     for scheme in schemes:
