@@ -19,6 +19,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -223,8 +224,31 @@ def count_in_place(series: _Series, ends: np.ndarray, windows: Sequence[int]) ->
     return np.stack(out, axis=1)  # the views go with this frame: the arrays can grow again
 
 
-class OnlineFeatures:
-    """Bounded per-customer and per-terminal history plus known labels; thread-safe."""
+class FeatureStateError(Exception):
+    """The feature state cannot be read or written now (its store is unreachable or not loaded yet):
+    nothing was applied, the caller may retry."""
+
+
+class FeatureState(Protocol):
+    """What the scoring path asks of an online feature state: :class:`OnlineFeatures` in the API process
+    (solo), :class:`core.online_redis.RedisFeatures` shared by replicas (team). Both answer with the same
+    :class:`FeatureLayout` arithmetic, so they give the same features to the last bit."""
+
+    names: list[str]
+    remote: bool  # calls wait on the network: callers keep them off an event loop
+
+    def held(self, ids: Iterable[str]) -> dict[str, HeldRow]: ...
+    def labels_of(self, ids: Iterable[str]) -> dict[str, int]: ...
+    def add_transactions(self, rows: Sequence[Row]) -> np.ndarray: ...
+    def features_of(self, rows: Sequence[Row]) -> np.ndarray: ...
+    def add_labels(self, labels: Mapping[str, int]) -> int: ...
+    def unavailable_reason(self) -> str | None: ...
+
+
+class FeatureLayout:
+    """The windows of the features and the arithmetic turning a row's window counts into its feature
+    row: the one implementation every online state uses (:mod:`core.features` computes the same numbers
+    for a whole table)."""
 
     def __init__(self, params: FeatureParams, delay_days: int) -> None:
         self.names = feature_names(params)
@@ -246,6 +270,77 @@ class OnlineFeatures:
         self._delay_s = delay_days * DAY_S
         self._night_end_hour = params.night_end_hour
         self._horizon_s = horizon_days(params, delay_days) * DAY_S
+
+    def warm_rows(self, transactions: pd.DataFrame) -> tuple[list[Row], int | None]:
+        """The rows of ``transactions`` a window can still reach (after the newest one's time less the
+        horizon), time-ordered (ties in table order), and that cutoff (None for no transactions)."""
+        seconds = series_epoch_seconds(pd.to_datetime(transactions["tx_datetime"], utc=True))
+        if not len(seconds):
+            return [], None
+        cutoff = int(seconds.max()) - self._horizon_s
+        keep = np.flatnonzero(seconds > cutoff)
+        order = keep[np.argsort(seconds[keep], kind="stable")]
+        rows = zip(
+            transactions["transaction_id"].astype(str).to_numpy()[order].tolist(),
+            seconds[order].tolist(),
+            transactions["customer_id"].to_numpy(dtype=np.int64)[order].tolist(),
+            transactions["terminal_id"].to_numpy(dtype=np.int64)[order].tolist(),
+            transactions["tx_amount"].to_numpy(dtype=np.float64)[order].tolist(),
+            strict=True,
+        )
+        return list(rows), cutoff
+
+    def features(self, rows: Sequence[Row], counts: np.ndarray) -> np.ndarray:
+        """The features (float32, rows x :attr:`names`) of ``rows`` from their window counts (int64, rows x
+        2 per window: count and exact sum, customer windows then terminal ones).
+
+        A batch of :data:`NUMPY_MIN_ROWS` rows or more is computed with the same numpy operations as
+        :func:`core.features.compute_features`; a smaller one (a single transaction) in plain Python,
+        where numpy's per-call cost would dominate. Both give the offline features to the last bit.
+        """
+        if len(rows) < NUMPY_MIN_ROWS:
+            values = [self._row_features(row, part) for row, part in zip(rows, counts.tolist(), strict=True)]
+            return np.array(values, dtype=np.float64).reshape(len(rows), len(self.names)).astype(np.float32)
+        _, seconds_t, _, _, amounts_t = zip(*rows, strict=True)
+        seconds = np.array(seconds_t, dtype=np.int64)
+        amounts = np.array(amounts_t, dtype=np.float64)
+        out = np.empty((len(rows), len(self.names)), dtype=np.float64)
+        amount_at, weekend_at, night_at = self._flag_columns
+        out[:, amount_at] = amounts
+        out[:, weekend_at] = weekend_flags(seconds)
+        out[:, night_at] = night_flags(seconds, self._night_end_hour)
+        totals = counts.astype(np.float64)
+        for k, (count_at, ratio_at, scale) in enumerate(self._window_columns):
+            count = totals[:, 2 * k]
+            total = totals[:, 2 * k + 1] / scale  # a customer's amount sum back in currency units (x / 1: x)
+            out[:, count_at] = count
+            out[:, ratio_at] = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        return out.astype(np.float32)
+
+    def _row_features(self, row: Row, counts: list[int]) -> list[float]:
+        """One row's features, each in its :attr:`names` column (``counts``: the row's window counts);
+        the arithmetic of :func:`core.features.compute_features`."""
+        _, seconds, _, _, amount = row
+        day, second_of_day = divmod(seconds, DAY_S)
+        values = [0.0] * len(self.names)
+        amount_at, weekend_at, night_at = self._flag_columns
+        values[amount_at] = amount
+        values[weekend_at] = 1.0 if (day + EPOCH_WEEKDAY) % 7 >= 5 else 0.0
+        values[night_at] = 1.0 if second_of_day // 3600 < self._night_end_hour else 0.0
+        for k, (count_at, ratio_at, scale) in enumerate(self._window_columns):
+            count, total = counts[2 * k], counts[2 * k + 1]
+            values[count_at] = float(count)
+            values[ratio_at] = total / scale / count if count else 0.0
+        return values
+
+
+class OnlineFeatures(FeatureLayout):
+    """Bounded per-customer and per-terminal history plus known labels in this process; thread-safe."""
+
+    remote = False  # answers from memory: fine on the event loop
+
+    def __init__(self, params: FeatureParams, delay_days: int) -> None:
+        super().__init__(params, delay_days)
         self._lock = threading.Lock()
         self._clear()
 
@@ -269,81 +364,36 @@ class OnlineFeatures:
 
     def warm_start(self, transactions: pd.DataFrame, labels: Mapping[str, int]) -> None:
         """Replace the state with ``transactions`` (pruned to the horizon) and their known labels."""
-        seconds = series_epoch_seconds(pd.to_datetime(transactions["tx_datetime"], utc=True))
-        cutoff = int(seconds.max()) - self._horizon_s if len(seconds) else 0
-        keep = np.flatnonzero(seconds > cutoff)
-        order = keep[np.argsort(seconds[keep], kind="stable")]
-        rows = zip(
-            transactions["transaction_id"].astype(str).to_numpy()[order].tolist(),
-            seconds[order].tolist(),
-            transactions["customer_id"].to_numpy(dtype=np.int64)[order].tolist(),
-            transactions["terminal_id"].to_numpy(dtype=np.int64)[order].tolist(),
-            transactions["tx_amount"].to_numpy(dtype=np.float64)[order].tolist(),
-            strict=True,
-        )
+        ordered, cutoff = self.warm_rows(transactions)
         with self._lock:
             self._clear()
             self._labels = {tid: int(v) for tid, v in labels.items()}
-            ordered = list(rows)
             self._insert(ordered, amount_units(np.array([r[4] for r in ordered])).tolist())
             self._labels = {tid: v for tid, v in self._labels.items() if tid in self._where}
-            self._pruned_to = cutoff if len(seconds) else None
+            self._pruned_to = cutoff
 
     def add_transactions(self, rows: Sequence[Row]) -> np.ndarray:
         """Add ``rows`` to the history and return their features (float32, rows x :attr:`names`).
 
-        A batch of :data:`NUMPY_MIN_ROWS` rows or more counts its windows with numpy and computes the
-        flags and ratios with the same numpy operations as :func:`core.features.compute_features`; a
-        smaller one (a single transaction) in plain Python, where numpy's per-call cost would dominate.
-        Both give the offline features to the last bit.
+        A batch of :data:`NUMPY_MIN_ROWS` rows or more counts its windows with numpy, a smaller one (a
+        single transaction) in plain Python (:meth:`FeatureLayout.features` turns the counts into
+        features the same way).
         """
-        n = len(rows)
-        if n == 0:
+        if not rows:
             return np.empty((0, len(self.names)), dtype=np.float32)
-        if n < NUMPY_MIN_ROWS:
-            with self._lock:
-                self._insert(rows, [round(row[4] * AMOUNT_SCALE) for row in rows])
-                values = [
-                    self._row_features(row, counts)
-                    for row, counts in zip(rows, self._row_window_counts(rows), strict=True)
-                ]
-                self._prune()
-            return np.array(values, dtype=np.float64).astype(np.float32)
-        _, seconds_t, _, _, amounts_t = zip(*rows, strict=True)
-        seconds = np.array(seconds_t, dtype=np.int64)
-        amounts = np.array(amounts_t, dtype=np.float64)
         with self._lock:
-            self._insert(rows, amount_units(amounts).tolist())
-            windows = self._window_counts_numpy(rows, seconds)
+            if len(rows) < NUMPY_MIN_ROWS:
+                self._insert(rows, [round(row[4] * AMOUNT_SCALE) for row in rows])
+                counts = np.array(self._row_window_counts(rows), dtype=np.int64)
+            else:
+                self._insert(rows, amount_units(np.array([row[4] for row in rows])).tolist())
+                counts = self._window_counts_numpy(rows, np.array([row[1] for row in rows], dtype=np.int64))
             self._prune()
-        out = np.empty((n, len(self.names)), dtype=np.float64)
-        amount_at, weekend_at, night_at = self._flag_columns
-        out[:, amount_at] = amounts
-        out[:, weekend_at] = weekend_flags(seconds)
-        out[:, night_at] = night_flags(seconds, self._night_end_hour)
-        totals = windows.astype(np.float64)
-        for k, (count_at, ratio_at, scale) in enumerate(self._window_columns):
-            count = totals[:, 2 * k]
-            total = totals[:, 2 * k + 1] / scale  # a customer's amount sum back in currency units (x / 1: x)
-            out[:, count_at] = count
-            out[:, ratio_at] = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-        return out.astype(np.float32)
+        return self.features(rows, counts)
 
-    def _row_features(self, row: Row, counts: list[int]) -> list[float]:
-        """One row's features, each in its :attr:`names` column (``counts``: the row's
-        :meth:`_row_window_counts`); the arithmetic of :func:`core.features.compute_features`."""
-        _, seconds, _, _, amount = row
-        day, second_of_day = divmod(seconds, DAY_S)
-        values = [0.0] * len(self.names)
-        amount_at, weekend_at, night_at = self._flag_columns
-        values[amount_at] = amount
-        values[weekend_at] = 1.0 if (day + EPOCH_WEEKDAY) % 7 >= 5 else 0.0
-        values[night_at] = 1.0 if second_of_day // 3600 < self._night_end_hour else 0.0
-        for k, (count_at, ratio_at, scale) in enumerate(self._window_columns):
-            count, total = counts[2 * k], counts[2 * k + 1]
-            values[count_at] = float(count)
-            values[ratio_at] = total / scale / count if count else 0.0
-        return values
+    def unavailable_reason(self) -> str | None:
+        """None: a state in this process is always there."""
+        return None
 
     def held(self, ids: Iterable[str]) -> dict[str, HeldRow]:
         """What the state holds of those of ``ids`` it has (a dictionary lookup for the others)."""
@@ -365,10 +415,8 @@ class OnlineFeatures:
         """The features of ``rows`` the state holds already (ingested, never scored), as
         :meth:`add_transactions` gave them: the state is left as it is."""
         with self._lock:
-            values = [
-                self._row_features(row, counts)
-                for row, counts in zip(rows, self._row_window_counts(rows), strict=True)
-            ]
+            counts = np.array(self._row_window_counts(rows), dtype=np.int64).reshape(len(rows), -1)
+        values = [self._row_features(row, part) for row, part in zip(rows, counts.tolist(), strict=True)]
         return np.array(values, dtype=np.float64).reshape(len(rows), len(self.names)).astype(np.float32)
 
     def add_labels(self, labels: Mapping[str, int]) -> int:

@@ -85,6 +85,21 @@ class Settings(BaseSettings):
     log_max_pending_rows: int = Field(
         default=200_000, ge=1, description="Most predictions waiting for the log; beyond it scoring is 503."
     )
+    redis_url: str | None = Field(
+        default=None,
+        pattern=r"^((redis|rediss|unix)://.*)?$",
+        description="The online feature state in Redis, shared by API replicas (team mode), e.g. "
+        "redis://127.0.0.1:6379/0; unset or empty: the state lives in the API process (solo mode). "
+        "See core.online_redis.",
+    )
+    redis_prefix: str = Field(
+        default="fraudops",
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of that state's keys: deployments sharing one Redis take different prefixes.",
+    )
+    redis_timeout_s: float = Field(
+        default=1.0, gt=0, description="How long the API waits for Redis (to connect or answer) before a 503."
+    )
     monitor_cron: str = Field(
         default="0 6 * * *", description="When `fraudops schedule` runs the monitoring flow (cron, UTC)."
     )

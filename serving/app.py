@@ -24,7 +24,7 @@ from serving.errors import add_error_handlers
 from serving.limits import BodySizeLimit
 from serving.model_store import ModelStore, ModelStoreError, poll_champion
 from serving.routes import admin, feedback, health, model, scoring
-from serving.state import load_state
+from serving.shared_state import open_state
 from serving.telemetry import Telemetry, add_request_metrics
 
 logger = logging.getLogger(__name__)
@@ -47,14 +47,16 @@ def build_services(settings: Settings, telemetry: Telemetry) -> Services:
         spill_to=settings.prediction_log,
     )
     telemetry.watch_prediction_log(predictions.status)
+    state, keeper = open_state(settings, params)
     services = Services(
         settings,
         params,
-        load_state(settings, params),
+        state,
         store,
         telemetry,
         predictions,
         ClockWatch(settings.clock_file),
+        keeper,
     )
     predictions.start()
     try:
@@ -92,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:  # uvicorn waits for in-flight requests first: every acknowledged prediction is written,
             # or saved to a file at log_close_timeout_s (a full disk cannot hang the stop)
             await asyncio.to_thread(services.predictions.close)
+            if services.keeper is not None:
+                await asyncio.to_thread(services.keeper.stop)
 
     app = FastAPI(
         title="fraudops scoring API",

@@ -14,11 +14,12 @@ from typing import Annotated, cast
 from fastapi import Depends, Header, HTTPException, Request, status
 
 from core.clock import ClockWatch
-from core.online import OnlineFeatures
+from core.online import FeatureState
 from core.params import Params
 from core.predlog import PredictionWriter
 from core.settings import ApiKey, Settings
 from serving.model_store import LoadedModel, ModelStore
+from serving.shared_state import StateKeeper
 from serving.telemetry import Telemetry
 
 
@@ -28,11 +29,12 @@ class Services:
 
     settings: Settings
     params: Params
-    state: OnlineFeatures
+    state: FeatureState
     store: ModelStore
     telemetry: Telemetry
     predictions: PredictionWriter
     clock: ClockWatch
+    keeper: StateKeeper | None = None  # keeps a state in Redis filled (None: the state is in-process)
 
 
 async def get_services(request: Request) -> Services:

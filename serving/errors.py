@@ -24,7 +24,7 @@ ERROR_DESCRIPTIONS = {
     status.HTTP_413_CONTENT_TOO_LARGE: "Body over max_body_bytes or more rows than max_batch_rows: split the batch",
     status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "The body is not sent as Content-Type: application/json",
     status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid request: pydantic's per-field errors, or a sentence",
-    status.HTTP_503_SERVICE_UNAVAILABLE: "No model can serve: the detail says why",
+    status.HTTP_503_SERVICE_UNAVAILABLE: "No model can serve, or a store is out of reach: the detail says why",
 }
 
 
@@ -37,12 +37,25 @@ def error_responses(
     return {code: {"model": ErrorOut, "description": described[code]} for code in codes}
 
 
+STATE_RETRY_AFTER_S = 2  # a Redis back, or a refill, is usually a matter of seconds
+
+
 def log_unavailable(exc: Exception) -> HTTPException:
     """The 503 for a prediction or feedback log that cannot take rows now: nothing was applied, retry."""
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE,
         detail=f"{exc}: retry in a few seconds",
         headers={"Retry-After": "5"},
+    )
+
+
+def state_unavailable(exc: Exception) -> HTTPException:
+    """The 503 for a feature state out of reach or not loaded (Redis): nothing was scored or applied."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail=f"the online feature state is unavailable: {exc}. Nothing was scored or applied: retry "
+        "after Retry-After seconds; if it lasts, check the Redis server FRAUDOPS_REDIS_URL names",
+        headers={"Retry-After": str(STATE_RETRY_AFTER_S)},
     )
 
 

@@ -272,7 +272,8 @@ def record_feedback(services: Services, labels: list[LabelIn]) -> int:
         if given.setdefault(label.transaction_id, label).tx_fraud != label.tx_fraud:
             conflicts[label.transaction_id] = None
     ids = list(given)
-    recorded = {**services.state.labels_of(ids), **services.predictions.log.read_labels(ids)}
+    applied = services.state.labels_of(ids)
+    recorded = {**applied, **services.predictions.log.read_labels(ids)}
     conflicts.update((tid, None) for tid, fraud in recorded.items() if given[tid].tx_fraud != fraud)
     if conflicts:
         raise ConflictError(RELABELLED, list(conflicts))
@@ -282,5 +283,9 @@ def record_feedback(services: Services, labels: list[LabelIn]) -> int:
         services.predictions.log.append_feedback(
             [{**label.model_dump(), "received_on": today} for label in new]
         )
-        services.state.add_labels({label.transaction_id: label.tx_fraud for label in new})
+    # also the labels an earlier attempt logged but could not apply (a state in Redis out of reach then):
+    # the retry the 503 asked for completes it (labels of transactions the state does not hold are ignored)
+    unapplied = {tid: label.tx_fraud for tid, label in given.items() if tid not in applied}
+    if unapplied:
+        services.state.add_labels(unapplied)
     return len(given)

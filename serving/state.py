@@ -4,8 +4,8 @@ A restart must not forget anything scoring used: the state is rebuilt from ``dat
 ingested transactions and their labels) plus the tail of the prediction and feedback logs (the
 transactions scored and the labels received since, within the reach of any window). Scores computed
 after a restart therefore equal the offline features of everything the service had seen, as they would
-without the restart. In team mode this state would live in a shared store (Redis); here it lives in the
-API process.
+without the restart. The state lives in the API process, unless ``FRAUDOPS_REDIS_URL`` puts it in
+Redis, shared by the replicas (:mod:`serving.shared_state`) and filled by the same :func:`read_history`.
 
 A transaction both ingested and logged is the same transaction (a different one under a used id is
 refused on both paths), so the two sources are merged by id. Labels received through the API for
@@ -45,12 +45,14 @@ def log_tail_start(validated: pd.DataFrame, reach_days: int) -> dt.date | None:
     return newest.date() - dt.timedelta(days=reach_days + 1)
 
 
-def load_state(settings: Settings, params: Params, log: PredictionLog | None = None) -> OnlineFeatures:
-    """A state rebuilt from ``data/validated`` plus the logs' tail (``log``: the settings' SQLite log).
+def read_history(
+    settings: Settings, params: Params, log: PredictionLog | None = None
+) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
+    """What a feature state is rebuilt from: ``data/validated`` plus the logs' tail (``log``: the
+    settings' log), merged by id; their known labels; and how many rows came from each source.
 
-    Empty when neither exists. The logs are only read here: a missing log is not created.
+    The logs are only read here: a missing log is not created.
     """
-    state = OnlineFeatures(params.features, params.data.label_delay_days)
     folder = settings.validated_dir
     tx_file, labels_file = folder / "transactions.parquet", folder / "labels.parquet"
     validated = (
@@ -63,18 +65,28 @@ def load_state(settings: Settings, params: Params, log: PredictionLog | None = N
     start = log_tail_start(validated, horizon_days(params.features, params.data.label_delay_days))
     scored = log.read_predictions(start=start, columns=TRANSACTION_COLUMNS)
     received = log.read_feedback(start=start) if not scored.empty else pd.DataFrame()
-    if scored.empty and validated.empty:
-        logger.info("no %s and no logged predictions: the feature state starts empty", tx_file)
-        return state
     tail = scored[~scored["transaction_id"].isin(validated["transaction_id"])] if not scored.empty else scored
-    transactions = pd.concat([frame for frame in (validated, tail) if not frame.empty], ignore_index=True)
+    frames = [frame for frame in (validated, tail) if not frame.empty]
+    transactions = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TRANSACTION_COLUMNS)
+    )
     if not received.empty:
         labels.update(
             zip(received["transaction_id"].astype(str), received["tx_fraud"].astype(int), strict=True)
         )
+    return transactions, labels, {"validated": len(validated), "logged": len(tail)}
+
+
+def load_state(settings: Settings, params: Params, log: PredictionLog | None = None) -> OnlineFeatures:
+    """A state in this process rebuilt by :func:`read_history` (empty when there is nothing to read)."""
+    state = OnlineFeatures(params.features, params.data.label_delay_days)
+    transactions, labels, counts = read_history(settings, params, log)
+    if transactions.empty:
+        logger.info("no validated data and no logged predictions: the feature state starts empty")
+        return state
     state.warm_start(transactions, labels)
     logger.info(
         "feature state rebuilt: %d transactions held (%d validated, %d from the prediction log), %d labels",
-        *(state.rows, len(validated), len(tail), state.known_labels),
+        *(state.rows, counts["validated"], counts["logged"], state.known_labels),
     )
     return state

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, status
 
+from core.online import FeatureStateError
 from core.predlog import PredictionLogError
 from serving.deps import ServicesDep, require_feedback_key, require_json
-from serving.errors import error_responses, log_unavailable
+from serving.errors import error_responses, log_unavailable, state_unavailable
 from serving.routes.scoring import check_batch_size
 from serving.schemas import FeedbackIn, FeedbackOut
 from serving.scoring import ConflictError, record_feedback
@@ -17,7 +18,10 @@ router = APIRouter(
 )
 
 
-FEEDBACK_UNAVAILABLE = "The feedback log cannot take labels now: nothing was applied, retry after Retry-After"
+FEEDBACK_UNAVAILABLE = (
+    "The feedback log or the feature state (Redis) cannot take labels now: retry after Retry-After "
+    "(labels already recorded are not applied twice)"
+)
 RELABELLED_DESCRIPTION = (
     "A transaction is labelled differently already: nothing was applied. The same label sent again "
     "is not a conflict (it is recorded once)"
@@ -40,5 +44,7 @@ def create_feedback(feedback: FeedbackIn, services: ServicesDep) -> FeedbackOut:
         return FeedbackOut(accepted=record_feedback(services, feedback.labels))
     except PredictionLogError as exc:
         raise log_unavailable(exc) from exc
+    except FeatureStateError as exc:
+        raise state_unavailable(exc) from exc
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc

@@ -8,14 +8,16 @@ from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from core.clock import ClockWatch
+from core.online import FeatureStateError
 from core.predlog import PredictionLogError
 from serving.deps import ChampionDep, Services, ServicesDep, require_json
-from serving.errors import error_responses, log_unavailable
+from serving.errors import error_responses, log_unavailable, state_unavailable
 from serving.model_store import LoadedModel
 from serving.schemas import BatchIn, BatchOut, ColumnsIn, ColumnsOut, ScoreOut, TransactionIn
 from serving.scoring import (
@@ -117,28 +119,38 @@ def check_not_future(tx: Transactions, clock: ClockWatch) -> None:
 def score_checked(services: Services, champion: LoadedModel, tx: Transactions) -> Verdicts:
     """Refuse batches over the limit and future timestamps, then score and log; 409 when an id names
     another transaction already (nothing is applied); 503 when the prediction log cannot take more
-    rows (nothing is lost)."""
+    rows (nothing is lost) or the feature state is out of reach (nothing is scored)."""
     check_batch_size(len(tx), services.settings.max_batch_rows)
     check_not_future(tx, services.clock)
     try:
         return score_transactions(services, champion, tx)
     except PredictionLogError as exc:
         raise log_unavailable(exc) from exc
+    except FeatureStateError as exc:
+        raise state_unavailable(exc) from exc
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"{exc}: use new ids") from exc
+
+
+async def score_off_loop(services: Services, champion: LoadedModel, tx: Transactions) -> Verdicts:
+    """:func:`score_checked`, on the event loop for a state in this process (tens of microseconds), in a
+    worker thread for one in Redis: a Redis slow to answer must not stall every other request."""
+    if services.state.remote:
+        return await run_in_threadpool(score_checked, services, champion, tx)
+    return score_checked(services, champion, tx)
 
 
 @router.post("/score", response_model=ScoreOut)
 async def score_one(transaction: TransactionIn, services: ServicesDep, champion: ChampionDep) -> Response:
     """Score one raw transaction (on the event loop: features and ONNX take tens of microseconds)."""
-    verdicts = score_checked(services, champion, Transactions.from_rows([transaction]))
+    verdicts = await score_off_loop(services, champion, Transactions.from_rows([transaction]))
     return json_response(verdicts.rows()[0])
 
 
 @router.post("/score/batch", response_model=BatchOut, openapi_extra=body_spec(BatchIn))
 async def score_batch(batch: BatchDep, services: ServicesDep, champion: ChampionDep) -> Response:
     """Score a batch of raw transactions (verdicts in request order)."""
-    verdicts = score_checked(services, champion, Transactions.from_rows(batch.transactions))
+    verdicts = await score_off_loop(services, champion, Transactions.from_rows(batch.transactions))
     return json_response({"predictions": verdicts.rows()})
 
 
@@ -146,5 +158,5 @@ async def score_batch(batch: BatchDep, services: ServicesDep, champion: Champion
 async def score_columns(columns: ColumnsDep, services: ServicesDep, champion: ChampionDep) -> Response:
     """Score a batch sent as columns, answered as columns (the same verdicts as ``/score/batch``,
     for less work on both sides: one list per field instead of an object per transaction)."""
-    verdicts = score_checked(services, champion, Transactions.from_columns(columns))
+    verdicts = await score_off_loop(services, champion, Transactions.from_columns(columns))
     return json_response(verdicts.columns())
