@@ -67,18 +67,45 @@ def night_flags(seconds: np.ndarray, night_end_hour: int) -> np.ndarray:
     return ((seconds % DAY_S) // 3600 < night_end_hour).astype(np.float64)
 
 
+def _key_time_order(keys: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows in (key, time) order: that order and the packed ``key * SPAN + seconds``, sorted.
+
+    Keys are offset by their minimum (ranked only when their range would overflow int64), so one
+    argsort is the only sort. Ties need no stable order: a window takes equal values as a whole.
+    """
+    low = int(keys.min()) if len(keys) else 0
+    if len(keys) == 0 or int(keys.max()) - low < np.iinfo(np.int64).max // SPAN - 1:
+        relative = keys - low
+    else:
+        relative = np.unique(keys, return_inverse=True)[1].astype(np.int64)
+    packed = relative * SPAN + seconds
+    order = np.argsort(packed)
+    return order, packed[order]
+
+
+def _rows_through(sorted_packed: np.ndarray, back_s: int) -> np.ndarray:
+    """Per sorted row, how many rows lie at or before its own time less ``back_s`` (same key).
+
+    The needles are sorted too, so each binary search starts where the previous one ended and reads
+    memory the previous one just read: searching in the rows' original order instead jumps across
+    the whole array per row, and that cost per row grew with the data (cache misses).
+    """
+    return np.searchsorted(sorted_packed, sorted_packed - back_s, side="right")
+
+
 def _window_sums(
-    keys: np.ndarray, seconds: np.ndarray, values: np.ndarray, lo_s: int, hi_s: int, order: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, count and (exact, int64) sum of ``values`` over rows with the same key and time in
-    (t-lo, t-hi]."""
-    dense = np.unique(keys, return_inverse=True)[1].astype(np.int64)  # small keys: no int64 overflow
-    packed = dense * SPAN + seconds
-    sorted_packed = packed[order]
-    cum = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(values[order], dtype=np.int64)])
-    left = np.searchsorted(sorted_packed, packed - lo_s, side="right")
-    right = np.searchsorted(sorted_packed, packed - hi_s, side="right")
-    return (right - left).astype(np.float64), (cum[right] - cum[left]).astype(np.float64)
+    sorted_packed: np.ndarray, sorted_values: np.ndarray, windows_s: list[int], delay_s: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per sorted row and window ``w``, count and (exact, int64) sum of ``sorted_values`` over rows of
+    the same key with time in (t - delay - w, t - delay], as float64."""
+    cum = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(sorted_values, dtype=np.int64)])
+    right = _rows_through(sorted_packed, delay_s)
+    at_right = cum[right]
+    out = []
+    for w in windows_s:
+        left = _rows_through(sorted_packed, delay_s + w)
+        out.append(((right - left).astype(np.float64), (at_right - cum[left]).astype(np.float64)))
+    return out
 
 
 def compute_features(
@@ -89,30 +116,35 @@ def compute_features(
     ``fraud`` holds the known label of each row (1 fraud, 0 genuine or not yet known). Rows with equal
     key and timestamp count each other in, so results do not depend on arrival order.
     """
+    names = feature_names(params)
     seconds = series_epoch_seconds(transactions["tx_datetime"])
     amount = transactions["tx_amount"].to_numpy(dtype=np.float64)
-    out: dict[str, np.ndarray] = {
+    # one float32 block, written column by column: the frame wraps it without a copy
+    block = np.empty((len(names), len(transactions)), dtype=np.float32)
+    columns = {
         "tx_amount": amount,
         "tx_during_weekend": weekend_flags(seconds),
         "tx_during_night": night_flags(seconds, params.night_end_hour),
     }
+    for name, values in columns.items():
+        block[names.index(name)] = values
+    # the windows run in (key, time) order; each result goes back to the rows' order once, as float32
     cust = transactions["customer_id"].to_numpy(dtype=np.int64)
-    c_order = np.lexsort((seconds, cust))
-    units = amount_units(amount)
-    for w in params.customer_windows_days:
-        n, total = _window_sums(cust, seconds, units, w * DAY_S, 0, c_order)
+    order, packed = _key_time_order(cust, seconds)
+    windows = params.customer_windows_days
+    sums = _window_sums(packed, amount_units(amount)[order], [w * DAY_S for w in windows], 0)
+    for w, (n, total) in zip(windows, sums, strict=True):
         total /= AMOUNT_SCALE
         count_name, average_name = customer_window_features(w)
-        out[count_name] = n
-        out[average_name] = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
+        block[names.index(count_name), order] = n
+        block[names.index(average_name), order] = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
     term = transactions["terminal_id"].to_numpy(dtype=np.int64)
-    t_order = np.lexsort((seconds, term))
-    delay_s = delay_days * DAY_S
-    fraud_int = np.asarray(fraud).astype(np.int64)
-    for w in params.terminal_windows_days:
-        n, frauds = _window_sums(term, seconds, fraud_int, delay_s + w * DAY_S, delay_s, t_order)
+    order, packed = _key_time_order(term, seconds)
+    windows = params.terminal_windows_days
+    fraud_int = np.asarray(fraud).astype(np.int64)[order]
+    sums = _window_sums(packed, fraud_int, [w * DAY_S for w in windows], delay_days * DAY_S)
+    for w, (n, frauds) in zip(windows, sums, strict=True):
         count_name, risk_name = terminal_window_features(w)
-        out[count_name] = n
-        out[risk_name] = np.divide(frauds, n, out=np.zeros_like(frauds), where=n > 0)
-    frame = pd.DataFrame(out, index=transactions.index)
-    return frame[feature_names(params)].astype(np.float32)
+        block[names.index(count_name), order] = n
+        block[names.index(risk_name), order] = np.divide(frauds, n, out=np.zeros_like(frauds), where=n > 0)
+    return pd.DataFrame(block.T, index=transactions.index, columns=names, copy=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS
 
@@ -28,6 +29,8 @@ HOLIDAY_FACTOR = 1.5
 NEW_PATTERN_RADIUS = 25.0
 NEW_PATTERN_MAX_AMOUNT = 120.0
 NIGHT_END_S = 6 * 3600
+DAY_S = 86_400
+INCIDENT_COLUMNS = ["kind", "entity_id", "start", "end"]
 
 
 @dataclass(frozen=True)
@@ -82,20 +85,53 @@ def make_population(n_customers: int, n_terminals: int, radius: float, seed: int
 
 
 def attach_reach(customers: pd.DataFrame, terminals: pd.DataFrame, radius: float) -> Population:
-    """Compute, per customer, the terminals within ``radius`` (in chunks to bound memory)."""
-    tx, ty = terminals["x"].to_numpy(), terminals["y"].to_numpy()
-    lists: list[np.ndarray] = []
-    for start in range(0, len(customers), 1000):
-        part = customers.iloc[start : start + 1000]
-        d2 = (part["x"].to_numpy()[:, None] - tx) ** 2 + (part["y"].to_numpy()[:, None] - ty) ** 2
-        lists.extend(np.flatnonzero(row) for row in d2 < radius**2)
-    counts = np.array([len(x) for x in lists], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    reachable = np.concatenate(lists) if lists else np.empty(0, dtype=np.int64)
-    return Population(customers, terminals, offsets, reachable.astype(np.int64))
+    """Compute, per customer, the terminals within ``radius``, in ascending terminal id.
+
+    Only terminals in the 3 x 3 grid cells (of side ``radius``) around a customer's cell are
+    measured: checking every terminal against every customer cost customers x terminals, which
+    grew with the square of the world's size.
+    """
+    cx, cy = customers["x"].to_numpy(np.float64), customers["y"].to_numpy(np.float64)
+    tx, ty = terminals["x"].to_numpy(np.float64), terminals["y"].to_numpy(np.float64)
+    pairs_c, pairs_t = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    if radius != 0 and len(cx) and len(tx):
+        cell = abs(radius)
+        x0, y0 = min(cx.min(), tx.min()), min(cy.min(), ty.min())
+        c_col, c_row = ((cx - x0) // cell).astype(np.int64), ((cy - y0) // cell).astype(np.int64)
+        t_col, t_row = ((tx - x0) // cell).astype(np.int64), ((ty - y0) // cell).astype(np.int64)
+        width = int(max(c_col.max(), t_col.max())) + 3  # a margin column: neighbours never wrap rows
+        c_cell, t_cell = (c_row + 1) * width + c_col + 1, (t_row + 1) * width + t_col + 1
+        t_order = np.argsort(t_cell, kind="stable")  # ascending terminal id within a cell
+        t_sorted = t_cell[t_order]
+        c_order = np.argsort(c_cell, kind="stable")
+        bounds = np.flatnonzero(np.diff(c_cell[c_order])) + 1
+        for group in np.split(c_order, bounds):
+            centre = int(c_cell[group[0]])
+            near = [
+                t_order[
+                    np.searchsorted(t_sorted, centre + d, "left") : np.searchsorted(
+                        t_sorted, centre + d, "right"
+                    )
+                ]
+                for d in (-width - 1, -width, -width + 1, -1, 0, 1, width - 1, width, width + 1)
+            ]
+            candidates = np.sort(np.concatenate(near))
+            # the same expression as a full comparison would evaluate, so the same terminals pass
+            d2 = (cx[group][:, None] - tx[candidates]) ** 2 + (cy[group][:, None] - ty[candidates]) ** 2
+            rows, cols = np.nonzero(d2 < radius**2)
+            pairs_c.append(group[rows])
+            pairs_t.append(candidates[cols])
+    cust, term = np.concatenate(pairs_c), np.concatenate(pairs_t)
+    by_customer = np.argsort(cust, kind="stable")  # a customer's terminals stay ascending
+    counts = np.bincount(cust, minlength=len(cx)).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return Population(customers, terminals, offsets, term[by_customer].astype(np.int64))
 
 
-def _draw_day(pop: Population, cfg: SimulationConfig, rng: np.random.Generator) -> pd.DataFrame:
+Columns = dict[str, np.ndarray]
+
+
+def _draw_day(pop: Population, cfg: SimulationConfig, rng: np.random.Generator) -> Columns:
     """One day's transactions (before fraud): Poisson counts, times around noon, normal amounts."""
     cust = pop.customers
     factor = HOLIDAY_FACTOR if "holiday" in cfg.scenarios else 1.0
@@ -111,21 +147,22 @@ def _draw_day(pop: Population, cfg: SimulationConfig, rng: np.random.Generator) 
     amount[negative] = rng.uniform(0, 2 * mean[negative])
     pick = (rng.uniform(0, 1, len(cust_idx)) * n_reach).astype(np.int64)
     terminal = pop.reachable[pop.offsets[cust_idx] + pick]
-    return pd.DataFrame(
-        {
-            "seconds": seconds.astype(np.int64),
-            "customer_id": cust_idx.astype(np.int64),
-            "terminal_id": terminal,
-            "tx_amount": np.round(amount, 2),
-        }
-    )
+    return {
+        "seconds": seconds.astype(np.int64),
+        "customer_id": cust_idx.astype(np.int64),
+        "terminal_id": terminal,
+        "tx_amount": np.round(amount, 2),
+    }
+
+
+Incident = tuple[str, int, dt.date, dt.date]  # kind, entity id, first day, day it ends (excluded)
 
 
 def _new_incidents(
     pop: Population, cfg: SimulationConfig, rng: np.random.Generator, day: dt.date
-) -> pd.DataFrame:
+) -> list[Incident]:
     """Terminals and cards compromised from ``day`` on (Poisson counts, rates scaled to the population)."""
-    rows = []
+    rows: list[Incident] = []
     n_term, n_cust = len(pop.terminals), len(pop.customers)
     term_rate = cfg.compromised_terminals_per_10000 * n_term / 10_000
     card_rate = cfg.compromised_cards_per_5000 * n_cust / 5_000
@@ -135,35 +172,40 @@ def _new_incidents(
     ):
         for entity in rng.choice(pool, size=min(pool, rng.poisson(rate)), replace=False):
             rows.append((kind, int(entity), day, day + dt.timedelta(days=length)))
-    return pd.DataFrame(rows, columns=["kind", "entity_id", "start", "end"])
+    return rows
 
 
-def _hit(incidents: pd.DataFrame, kind: str, entity: np.ndarray) -> np.ndarray:
+def _incident_tuples(incidents: pd.DataFrame) -> list[Incident]:
+    """Incidents as plain tuples, their days as dates (a frame read back from parquet holds datetimes)."""
+    starts, ends = pd.to_datetime(incidents["start"]).dt.date, pd.to_datetime(incidents["end"]).dt.date
+    return list(zip(incidents["kind"], map(int, incidents["entity_id"]), starts, ends, strict=True))
+
+
+def _hit(active: list[Incident], kind: str, entity: np.ndarray) -> np.ndarray:
     """Whether each transaction's terminal or card is under an incident of ``kind`` (all active today)."""
-    return np.isin(entity, incidents.loc[incidents["kind"] == kind, "entity_id"].to_numpy())
+    return np.isin(entity, np.array([e for k, e, _, _ in active if k == kind], dtype=np.int64))
 
 
 def _apply_fraud(
-    tx: pd.DataFrame,
-    pop: Population,
-    cfg: SimulationConfig,
-    active: pd.DataFrame,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
-    scenario = np.zeros(len(tx), dtype=np.int64)
-    amount = tx["tx_amount"].to_numpy().copy()
+    tx: Columns, pop: Population, cfg: SimulationConfig, active: list[Incident], rng: np.random.Generator
+) -> Columns:
+    amount = tx["tx_amount"].copy()
+    scenario = np.zeros(len(amount), dtype=np.int64)
     scenario[amount > S1_AMOUNT] = 1
-    scenario[(scenario == 0) & _hit(active, "terminal", tx["terminal_id"].to_numpy())] = 2
-    card = _hit(active, "card", tx["customer_id"].to_numpy()) & (scenario == 0)
-    card &= rng.uniform(0, 1, len(tx)) < 1 / 3
+    scenario[(scenario == 0) & _hit(active, "terminal", tx["terminal_id"])] = 2
+    card = _hit(active, "card", tx["customer_id"]) & (scenario == 0)
+    card &= rng.uniform(0, 1, len(amount)) < 1 / 3
     scenario[card] = 3
     amount[card] *= 5
     if "new-pattern" in cfg.scenarios:
         scenario[(scenario == 0) & _new_pattern_mask(tx, pop)] = 4
     if "holiday" in cfg.scenarios:
         amount = np.round(amount * HOLIDAY_FACTOR, 2)
-    out = tx.assign(tx_amount=np.round(amount, 2), tx_fraud_scenario=scenario)
-    return out.assign(tx_fraud=(scenario > 0).astype(np.int64))
+    return tx | {
+        "tx_amount": np.round(amount, 2),
+        "tx_fraud_scenario": scenario,
+        "tx_fraud": (scenario > 0).astype(np.int64),
+    }
 
 
 def new_pattern_terminals(pop: Population) -> np.ndarray:
@@ -173,10 +215,39 @@ def new_pattern_terminals(pop: Population) -> np.ndarray:
     return pop.terminals["terminal_id"].to_numpy()[d2 < NEW_PATTERN_RADIUS**2]
 
 
-def _new_pattern_mask(tx: pd.DataFrame, pop: Population) -> np.ndarray:
-    in_cluster = np.isin(tx["terminal_id"].to_numpy(), new_pattern_terminals(pop))
-    night = tx["seconds"].to_numpy() < NIGHT_END_S
-    return in_cluster & night & (tx["tx_amount"].to_numpy() <= NEW_PATTERN_MAX_AMOUNT)
+def _new_pattern_mask(tx: Columns, pop: Population) -> np.ndarray:
+    in_cluster = np.isin(tx["terminal_id"], new_pattern_terminals(pop))
+    night = tx["seconds"] < NIGHT_END_S
+    return in_cluster & night & (tx["tx_amount"] <= NEW_PATTERN_MAX_AMOUNT)
+
+
+def _in_time_order(tx: Columns, pop: Population) -> Columns:
+    """A day's rows by (time, customer, terminal), stably: sorting each day on its own, small and in
+    cache, gives the order one sort of every day would, since days follow each other."""
+    n_cust, n_term = len(pop.customers), len(pop.terminals)  # ids are row positions: below these
+    if DAY_S * n_cust * n_term < np.iinfo(np.int64).max:  # one packed key sorts faster than three
+        key = (tx["seconds"] * n_cust + tx["customer_id"]) * n_term + tx["terminal_id"]
+        order = np.argsort(key, kind="stable")
+    else:
+        order = np.lexsort((tx["terminal_id"], tx["customer_id"], tx["seconds"]))
+    return {name: values[order] for name, values in tx.items()}
+
+
+def transaction_ids(dates: list[dt.date], day: np.ndarray, seq: np.ndarray) -> pd.Series:
+    """``T<YYYYMMDD>-<seq, 7 digits>`` per row (``day`` indexes ``dates``), built as bytes in numpy:
+    formatting a Python string per row was most of the simulation's time."""
+    if len(seq) and seq.max() >= 10**7:  # wider than 7 digits: the plain format, as before
+        return pd.Series([f"T{dates[d]:%Y%m%d}-{s:07d}" for d, s in zip(day, seq, strict=True)], dtype="str")
+    prefixes = np.frombuffer("".join(f"T{d:%Y%m%d}-" for d in dates).encode(), dtype=np.uint8)
+    chars = np.empty((len(seq), 17), dtype=np.uint8)
+    chars[:, :10] = prefixes.reshape(-1, 10)[day] if len(dates) else 0
+    for place in range(7):
+        chars[:, 16 - place] = ord("0") + (seq // 10**place) % 10
+    offsets = np.arange(0, 17 * (len(seq) + 1), 17, dtype=np.int64)
+    array = pa.Array.from_buffers(
+        pa.large_string(), len(seq), [None, pa.py_buffer(offsets), pa.py_buffer(chars)]
+    )
+    return pd.Series(array.to_pandas(), dtype="str")
 
 
 def simulate(
@@ -185,31 +256,36 @@ def simulate(
     """Simulate ``cfg.days`` days: transactions with their labels, and all incidents (old and new).
 
     Each day draws from its own generator, seeded by (seed, date): simulating 60 days at once equals
-    30 days and then 30 more into the same folder.
+    30 days and then 30 more into the same folder. Days stay numpy columns until the end: a frame per
+    day and the incident table rebuilt every day cost more than the draws.
     """
     incidents = [open_incidents] if open_incidents is not None else []
-    days = []
+    still_open = _incident_tuples(open_incidents) if open_incidents is not None else []
+    days: list[Columns] = []
     for offset in range(cfg.days):
         day = cfg.start_date + dt.timedelta(days=offset)
         rng = np.random.default_rng([cfg.seed, day.toordinal()])
         tx = _draw_day(pop, cfg, rng)
-        incidents.append(_new_incidents(pop, cfg, rng, day))
-        known = pd.concat(incidents, ignore_index=True)
-        active = known[
-            (pd.to_datetime(known["start"]).dt.date <= day) & (pd.to_datetime(known["end"]).dt.date > day)
-        ]
-        days.append(_apply_fraud(tx, pop, cfg, active, rng).assign(day=offset))
-    tx = pd.concat(days, ignore_index=True)
-    base = pd.Timestamp(cfg.start_date, tz="UTC")
-    tx["tx_datetime"] = (base + pd.to_timedelta(tx["day"] * 86_400 + tx["seconds"], unit="s")).astype(
-        "datetime64[us, UTC]"
-    )
-    tx = tx.sort_values(["tx_datetime", "customer_id", "terminal_id"], kind="stable").reset_index(drop=True)
-    seq = tx.groupby("day").cumcount().to_numpy()
-    tx["transaction_id"] = [
-        f"T{d:%Y%m%d}-{s:07d}" for d, s in zip(tx["tx_datetime"].dt.date, seq, strict=True)
-    ]
-    return tx, pd.concat(incidents, ignore_index=True)
+        new = _new_incidents(pop, cfg, rng, day)
+        incidents.append(pd.DataFrame(new, columns=INCIDENT_COLUMNS))
+        still_open = [i for i in still_open + new if i[3] > day]
+        active = [i for i in still_open if i[2] <= day]
+        days.append(_in_time_order(_apply_fraud(tx, pop, cfg, active, rng), pop))
+    columns = {name: np.concatenate([d[name] for d in days]) for name in days[0]} if days else {}
+    rows = np.array([len(d["seconds"]) for d in days], dtype=np.int64)
+    day_index = np.repeat(np.arange(cfg.days, dtype=np.int64), rows)
+    base_s = (cfg.start_date - dt.date(1970, 1, 1)).days * DAY_S
+    micros = (base_s + day_index * DAY_S + columns["seconds"]) * 1_000_000
+    seq = np.arange(len(day_index), dtype=np.int64) - np.repeat(np.cumsum(rows) - rows, rows)
+    dates = [cfg.start_date + dt.timedelta(days=d) for d in range(cfg.days)]
+    frame: dict[str, np.ndarray | pd.Series] = {
+        **columns,
+        "day": day_index,
+        "tx_datetime": pd.Series(micros.astype("datetime64[us]")).dt.tz_localize("UTC"),
+        "transaction_id": transaction_ids(dates, day_index, seq),
+    }
+    # copy=False keeps the columns as they are: stacking them into one block copies every row again
+    return pd.DataFrame(frame, copy=False), pd.concat(incidents, ignore_index=True)
 
 
 def existing_days(out: Path) -> list[dt.date]:
@@ -248,7 +324,11 @@ def write_simulation(out: Path, cfg: SimulationConfig) -> tuple[SimulationConfig
     tx, incidents = simulate(cfg, pop, open_incidents)
     for sub in ("transactions", "labels"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    for day, part in tx.groupby(tx["tx_datetime"].dt.date):
+    # rows come in day order: each day is a slice, found without a date object per row
+    bounds = np.searchsorted(tx["day"].to_numpy(), np.arange(cfg.days + 1))
+    for offset in np.flatnonzero(np.diff(bounds)):  # days without a transaction get no file
+        part = tx.iloc[bounds[offset] : bounds[offset + 1]]
+        day = cfg.start_date + dt.timedelta(days=int(offset))
         part[TRANSACTION_COLUMNS].to_parquet(out / "transactions" / f"{day}.parquet", index=False)
         part[LABEL_COLUMNS].to_parquet(out / "labels" / f"{day}.parquet", index=False)
     pop.customers.to_parquet(out / "customers.parquet", index=False)
