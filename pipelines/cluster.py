@@ -1,0 +1,37 @@
+"""The Dask cluster the features and the training search run on when ``FRAUDOPS_FEATURE_ENGINE=dask``.
+
+An existing scheduler when ``FRAUDOPS_DASK_SCHEDULER`` names one (its workers must reach the same
+files: one machine or a shared filesystem), else a local cluster started for the run and stopped
+after it. Nothing is imported from Dask until a cluster is asked for: ``make demo`` never pays for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+
+@contextmanager
+def dask_client(settings: Settings) -> Iterator[Client]:
+    """A client of the configured scheduler, or of a local cluster that lives as long as the block."""
+    from distributed import Client, LocalCluster
+
+    if settings.dask_scheduler:
+        with Client(settings.dask_scheduler) as client:
+            yield client
+        return
+    cluster = LocalCluster(
+        n_workers=settings.dask_workers,
+        threads_per_worker=1,  # one task at a time per worker: workers x 1 = the cores the cluster takes
+        memory_limit=settings.dask_worker_memory,
+        host="127.0.0.1",  # like every other service of the project: this machine only
+        dashboard_address=None,  # the dashboard needs bokeh, which the project does not ship
+    )
+    with cluster, Client(cluster) as client:
+        yield client

@@ -1,0 +1,201 @@
+"""The feature table past one process: :func:`core.features.compute_features` on Dask partitions.
+
+A customer window needs the card's whole history, a terminal window the terminal's, with its labels.
+So the transactions (labels joined) are shuffled once by customer and once by terminal: each
+partition then holds every row of its keys, and ``compute_features`` is exact on it. The customer
+columns (and the transaction's own) come from the first partitioning, the terminal columns from the
+second; both go back to the input's own partitions by row number and are put in the single-process
+order there. No feature logic lives here: every number comes from ``compute_features``.
+
+Input: Parquet files, read a row group at a time (the day files of ``fraudops simulate``, or the
+validated store), so no process holds all the rows. The files must be in time order (no row group
+holds a transaction older than one of the row group before it), as day files and the validated store
+are: the single process sorts by time, ties in file order, which each output partition then repeats
+on its own rows. With an existing scheduler, its workers must reach the files (the same machine, or a
+shared filesystem).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.features import compute_features
+from core.params import (
+    TRANSACTION_FEATURES,
+    FeatureParams,
+    Params,
+    customer_window_features,
+    feature_names,
+    terminal_window_features,
+)
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    from distributed import Client
+
+log = logging.getLogger(__name__)
+
+ROW = "_row"  # a row's place in the input: piece number * 2**32 + row within the piece
+ROW_BITS = 32  # a Parquet row group holds far fewer than 2**32 rows
+TIME, LABEL = "tx_datetime", "tx_fraud"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One row group of one input file: the unit every task reads."""
+
+    path: str
+    row_group: int
+    number: int  # its place in the input order
+    first: Any  # its oldest and newest transaction time (from the file's statistics), None if unknown
+    last: Any
+
+
+def list_pieces(paths: Sequence[Path], time_column: str | None = None) -> list[Piece]:
+    """Every row group of ``paths``, in order, with its time range when ``time_column`` is given."""
+    pieces: list[Piece] = []
+    for path in paths:
+        meta = pq.ParquetFile(path).metadata  # the footer only: no rows are read here
+        column = meta.schema.names.index(time_column) if time_column else None
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(column).statistics if column is not None else None
+            first, last = (stats.min, stats.max) if stats is not None and stats.has_min_max else (None, None)
+            pieces.append(Piece(str(path), group, len(pieces), first, last))
+    return pieces
+
+
+def check_time_order(pieces: Sequence[Piece]) -> None:
+    """Refuse input whose row groups overlap in time: the output order would not be the single process's."""
+    newest = None
+    for piece in pieces:
+        if piece.first is None:
+            raise ValueError(f"{piece.path}: row group {piece.row_group} has no time statistics")
+        if newest is not None and piece.first < newest:
+            raise ValueError(
+                f"{piece.path}: row group {piece.row_group} starts at {piece.first}, before the previous "
+                f"one ends ({newest}): give the files in time order (day files, or the validated store)"
+            )
+        newest = piece.last
+
+
+def read_transactions(piece: Piece) -> pd.DataFrame:
+    """One row group of transactions, each row numbered by its place in the input."""
+    frame = pq.ParquetFile(piece.path).read_row_group(piece.row_group).to_pandas()
+    frame[ROW] = (piece.number << ROW_BITS) + np.arange(len(frame), dtype=np.int64)
+    return frame
+
+
+def read_labels(piece: Piece) -> pd.DataFrame:
+    """One row group of labels: the id and the fraud flag, as float (NaN once joined: not known yet)."""
+    table = pq.ParquetFile(piece.path).read_row_group(piece.row_group, columns=["transaction_id", LABEL])
+    frame = table.to_pandas()
+    return frame.assign(**{LABEL: frame[LABEL].astype(np.float64)})
+
+
+def customer_columns(params: FeatureParams) -> list[str]:
+    """What the customer partitioning gives: the transaction's own flags and the customer windows."""
+    names = list(TRANSACTION_FEATURES[1:])  # tx_amount is already a column of the table
+    for days in params.customer_windows_days:
+        names += customer_window_features(days)
+    return names
+
+
+def terminal_columns(params: FeatureParams) -> list[str]:
+    """What the terminal partitioning gives: the terminal windows."""
+    return [name for days in params.terminal_windows_days for name in terminal_window_features(days)]
+
+
+def features_on_partition(
+    part: pd.DataFrame, params: FeatureParams, delay_days: int, keep: list[str], carry: list[str]
+) -> pd.DataFrame:
+    """``compute_features`` on one key-partition: the ``carry`` columns and the features named ``keep``.
+
+    The partition holds whole histories of its keys only for one of the two halves, so the other
+    half's columns are computed and dropped (the price of one feature definition).
+    """
+    known = part[LABEL].fillna(0).to_numpy(dtype=np.float64)  # as the single process: unknown = genuine
+    features = compute_features(part, known, params, delay_days)
+    return pd.concat([part[carry], features[keep]], axis=1)
+
+
+def feature_frame(tx_paths: Sequence[Path], label_paths: Sequence[Path], params: Params) -> dd.DataFrame:
+    """The feature table as a lazy Dask frame, one partition per input row group, in the single order."""
+    import dask.dataframe as dd
+
+    pieces = list_pieces(tx_paths, TIME)
+    if not pieces:
+        raise ValueError("no transactions to compute features for")
+    check_time_order(pieces)
+    tx = dd.from_map(read_transactions, pieces)
+    labels = dd.from_map(read_labels, list_pieces(label_paths))
+    frame = tx.merge(labels, on="transaction_id", how="left")
+    fp, delay = params.features, params.data.label_delay_days
+    by_customer = frame.shuffle(on="customer_id").map_partitions(
+        features_on_partition, fp, delay, customer_columns(fp), list(frame.columns)
+    )
+    by_terminal = frame.shuffle(on="terminal_id").map_partitions(
+        features_on_partition, fp, delay, terminal_columns(fp), [ROW]
+    )
+    # back to the input's partitions: piece i's rows are exactly the row numbers in [i, i + 1) * 2**32
+    bounds = [p.number << ROW_BITS for p in pieces] + [((len(pieces) - 1) << ROW_BITS) + (1 << ROW_BITS) - 1]
+    joined = by_customer.set_index(ROW, divisions=bounds).join(by_terminal.set_index(ROW, divisions=bounds))
+    order = [c for c in tx.columns if c != ROW] + [LABEL] + feature_names(fp)[1:]
+    return joined.map_partitions(put_in_order, order)
+
+
+def put_in_order(part: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One input partition's rows as the single process orders them: by time, ties in input order."""
+    return part.sort_index().sort_values(TIME, kind="stable").reset_index(drop=True)[columns]
+
+
+def write_feature_table(
+    client: Client, tx_paths: Sequence[Path], label_paths: Sequence[Path], params: Params, out: Path
+) -> int:
+    """Compute the feature table on ``client``'s cluster and write it to ``out`` (one Parquet file).
+
+    The workers write their partitions beside ``out``; this process then appends them to ``out`` one
+    at a time, so it never holds more than one partition. Returns the number of rows written.
+    """
+    frame = feature_frame(tx_paths, label_paths, params)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".features-parts-") as parts:
+        write = frame.to_parquet(
+            parts, write_index=False, compute=False, name_function=lambda i: f"part-{i:06d}.parquet"
+        )
+        client.compute(write).result()
+        return concat_parts(sorted(Path(parts).glob("part-*.parquet")), out)
+
+
+def concat_parts(parts: Sequence[Path], out: Path) -> int:
+    """Append the partitions' files to one file, in order; labels as integers when all are known.
+
+    The single process's label column is integer when every transaction has its label and float
+    (NaN for not known yet) otherwise: the partitions alone cannot tell, so the whole decides here.
+    Dask's pandas metadata (its own string type) is left out: pandas reads the columns' Arrow types
+    back as the single process's table has them.
+    """
+    all_known = all(pq.read_table(p, columns=[LABEL]).column(0).null_count == 0 for p in parts)
+    rows, writer = 0, None
+    try:
+        for part in parts:
+            table = pq.read_table(part).replace_schema_metadata(None)
+            if all_known:
+                at = table.schema.get_field_index(LABEL)
+                table = table.set_column(at, LABEL, table.column(LABEL).cast(pa.int64()))
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
