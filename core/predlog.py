@@ -2,9 +2,9 @@
 
 :class:`PredictionLog` is what serving, monitoring and tools use; :class:`SqlitePredictionLog` keeps it
 in one SQLite database (``Settings.prediction_log``) in WAL mode, so monitoring reads while serving
-writes and neither waits for the other. A server database can satisfy the same protocol: batches in
-a ``bytea`` column, the same indexes, ids from a sequence (taken under a lock, so that a cursor never
-skips a batch committed late).
+writes and neither waits for the other. :class:`core.predlog_pg.PostgresPredictionLog` keeps the same
+layout in PostgreSQL for the team setup's replicas (``FRAUDOPS_PREDICTION_LOG_URL``); both share their
+reads (:class:`ArrowBatchLog`), and :func:`open_prediction_log` opens the one the settings name.
 
 ``batches``
     one row per logged batch: ``id`` (write order, and the cursor of :meth:`PredictionLog.read_after`),
@@ -32,8 +32,9 @@ The contract of every store behind :class:`PredictionLog`, kept by :class:`Predi
 * A score is acknowledged (its 200) once queued. The writer appends what waits every
   ``Settings.log_flush_interval_s`` (0.05 s), so an append that commits within the rest of
   :data:`~core.settings.PREDICTION_LOSS_WINDOW_S` (0.1 s) leaves a SIGKILL of the process at most the
-  scores acknowledged in its last 100 ms to lose. A commit survives the process, not the machine:
-  SQLite in WAL mode with ``synchronous=NORMAL`` may roll back its last commits on a power loss.
+  scores acknowledged in its last 100 ms to lose. A commit survives the process; SQLite's not the
+  machine (in WAL mode with ``synchronous=NORMAL`` a power loss may roll back its last commits),
+  PostgreSQL's that too (the server has flushed it to its WAL before the append returns).
 * A label is committed before its 200 (:meth:`PredictionLog.append_feedback` is synchronous); a store
   that cannot take it answers 503 and nothing is applied.
 * A write error stops the acknowledging: from a failed append until one succeeds, submitting raises
@@ -143,6 +144,10 @@ class LogChanges:
 
 class PredictionLog(Protocol):
     """The prediction and feedback logs, whatever stores them."""
+
+    @property
+    def location(self) -> LogLocation:
+        """Where the log is, as :func:`prediction_log_at` takes it (a URL without its password)."""
 
     def append_predictions(self, batch: pa.Table) -> int:
         """Store a batch of :func:`prediction_columns` (see :func:`predictions_table`); returns its rows."""
@@ -283,7 +288,9 @@ def _order(table: pa.Table) -> list[str]:
     return prediction_columns([name[2:] for name in table.schema.names if name.startswith("f_")])
 
 
-# -- SQLite ------------------------------------------------------------------------------------------
+# -- what every store of Arrow batches shares -------------------------------------------------------
+
+Query = Callable[[str, Sequence[Any]], Iterable[tuple[Any, ...]]]  # SQL with ? placeholders -> rows
 
 
 def _write_stream(sink: Any, batch: pa.Table) -> None:
@@ -296,11 +303,160 @@ def _micros(when: dt.date) -> int:
     return int(pd.Timestamp(when).value // 1000)
 
 
-class SqlitePredictionLog:
+def _time_bounds(batch: pa.Table) -> tuple[int, int]:
+    """The earliest and latest transaction time of a batch, epoch microseconds (its row's index keys)."""
+    times = pc.min_max(batch["tx_datetime"].cast(pa.int64()))
+    return times["min"].as_py(), times["max"].as_py()
+
+
+def _feedback_rows(labels: Iterable[Mapping[str, object]]) -> list[tuple[Any, ...]]:
+    """Labels as ``feedback`` rows (:data:`FEEDBACK_COLUMNS`); ValueError for an unknown column or no id."""
+    rows = []
+    for label in labels:
+        if unknown := set(label) - set(FEEDBACK_COLUMNS):
+            raise ValueError(f"{sorted(unknown)} is not a column of the feedback log")
+        tid, fraud, scenario, day = (label.get(name) for name in FEEDBACK_COLUMNS)
+        if tid is None:
+            raise ValueError("a feedback record needs a transaction_id")
+        received = day.isoformat() if isinstance(day, dt.date) else day
+        rows.append((str(tid), _integer(fraud), _integer(scenario), received))
+    return rows
+
+
+class ArrowBatchLog:
+    """The reads of a :class:`PredictionLog` kept as the layout above (``batches`` of Arrow streams and
+    ``feedback`` rows) in an SQL store; a store supplies a snapshot to read in (:meth:`_reading`) and
+    the two spots where SQL dialects differ."""
+
+    LABEL_ID = "rowid"  # the feedback log's write order
+    IDS_IN = "IN (SELECT value FROM json_each(?))"  # "transaction_id <IDS_IN>" with :meth:`_ids`
+
+    @staticmethod
+    def _ids(ids: Sequence[str]) -> Any:
+        """The parameter of :attr:`IDS_IN` for ``ids``."""
+        return orjson.dumps(list(ids)).decode()
+
+    def _reading(self) -> contextlib.AbstractContextManager[Query | None]:
+        """One read snapshot, or None when there is no log (readers never create one)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _batches(query: Query, where: str, args: Sequence[Any], names: Sequence[str] | None) -> pa.Table:
+        """The stored batches matching ``where``, in write order, as one table (``names``: only those)."""
+        tables = []
+        for (blob,) in query(f"SELECT arrow FROM batches WHERE {where} ORDER BY id", args):
+            table = pa.ipc.open_stream(blob).read_all()
+            kept = table if names is None else table.select([n for n in names if n in table.schema.names])
+            # decoded: the dictionaries' index widths differ between batches
+            plain = [
+                f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in kept.schema
+            ]
+            tables.append(kept.cast(pa.schema(plain)))
+        if not tables:
+            return pa.table(
+                {n: pa.array([], COLUMN_TYPES.get(n, pa.float64())) for n in names or COLUMN_TYPES}
+            )
+        return pa.concat_tables(tables, promote_options="default")
+
+    def _window(
+        self, query: Query, start: dt.date | None, end: dt.date | None, names: Sequence[str] | None
+    ) -> pa.Table:
+        """The records whose transaction day is in [start, end], in write order."""
+        low = -(2**63) if start is None else _micros(start)
+        high = 2**63 - 1 if end is None or end >= dt.date.max else _micros(end + dt.timedelta(days=1))
+        if names is not None:  # the filter needs the times
+            names = list(dict.fromkeys(["transaction_id", "tx_datetime", *names]))
+        table = self._batches(query, "last_us >= ? AND first_us < ?", (low, high), names)
+        micros = table["tx_datetime"].cast(pa.int64())
+        return table.filter(pc.and_(pc.greater_equal(micros, low), pc.less(micros, high)))
+
+    def read_predictions(
+        self, start: dt.date | None = None, end: dt.date | None = None, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        _check_columns(columns or ())
+        with self._reading() as query:
+            if query is None:
+                return pd.DataFrame()
+            table = self._window(query, start, end, columns)
+        order = _order(table)
+        return _frame(
+            table, order if columns is None else [n for n in order if n in {"transaction_id", *columns}]
+        )
+
+    def read_feedback(self, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
+        with self._reading() as query:
+            if query is None:
+                return pd.DataFrame(columns=LABEL_COLUMNS)
+            names, order = ", ".join(LABEL_COLUMNS), self.LABEL_ID
+            if start is None and end is None:
+                rows = list(query(f"SELECT {names} FROM feedback ORDER BY {order}", ()))
+            else:
+                ids = self._window(query, start, end, ["transaction_id"])["transaction_id"]
+                rows = list(
+                    query(
+                        f"SELECT {names} FROM feedback WHERE transaction_id {self.IDS_IN} ORDER BY {order}",
+                        (self._ids(ids.to_pylist()),),
+                    )
+                )
+        return _labels(rows)
+
+    def read_prediction(
+        self, transaction_id: str, tx_datetime: dt.datetime | None = None
+    ) -> dict[str, Any] | None:
+        where, args = "1 = 1", []
+        if tx_datetime is not None:
+            second = _micros(tx_datetime) // 1_000_000 * 1_000_000  # the whole second: sent again, a
+            where, args = "first_us < ? AND last_us >= ?", [second + 1_000_000, second]  # time may differ
+        with self._reading() as query:
+            if query is None:
+                return None
+            for (blob,) in query(f"SELECT arrow FROM batches WHERE {where} ORDER BY id DESC", args):
+                table = pa.ipc.open_stream(blob).read_all()
+                found = table.filter(pc.equal(table["transaction_id"], transaction_id))
+                if found.num_rows:
+                    record: dict[str, Any] = found.slice(found.num_rows - 1).to_pylist()[0]
+                    return record
+        return None
+
+    def read_labels(self, transaction_ids: Sequence[str]) -> dict[str, int]:
+        with self._reading() as query:
+            if query is None or not transaction_ids:
+                return {}
+            rows = query(
+                f"SELECT transaction_id, tx_fraud FROM feedback WHERE transaction_id {self.IDS_IN}"
+                f" ORDER BY {self.LABEL_ID}",
+                (self._ids(transaction_ids),),
+            )
+            return {tid: int(fraud) for tid, fraud in rows}
+
+    def read_after(self, cursor: Cursor) -> LogChanges:
+        with self._reading() as query:
+            if query is None:
+                return LogChanges(pd.DataFrame(), pd.DataFrame(columns=LABEL_COLUMNS), cursor)
+            ((last_batch,),) = query("SELECT COALESCE(MAX(id), ?) FROM batches", (cursor.batch,))
+            table = self._batches(query, "id > ? AND id <= ?", (cursor.batch, last_batch), None)
+            rows = list(
+                query(
+                    f"SELECT {self.LABEL_ID}, {', '.join(LABEL_COLUMNS)} FROM feedback"
+                    f" WHERE {self.LABEL_ID} > ? ORDER BY {self.LABEL_ID}",
+                    (cursor.label,),
+                )
+            )
+        last_label = rows[-1][0] if rows else cursor.label
+        return LogChanges(
+            _frame(table, _order(table)), _labels([r[1:] for r in rows]), Cursor(last_batch, last_label)
+        )
+
+
+# -- SQLite ------------------------------------------------------------------------------------------
+
+
+class SqlitePredictionLog(ArrowBatchLog):
     """:class:`PredictionLog` in one SQLite file (WAL): writes share one connection, reads open read-only."""
 
     def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
         self.path = path
+        self.location = path
         self.busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
@@ -346,10 +502,9 @@ class SqlitePredictionLog:
     def append_predictions(self, batch: pa.Table) -> int:
         if batch.num_rows == 0:
             return 0
-        times = pc.min_max(batch["tx_datetime"].cast(pa.int64()))
         size = pa.MockOutputStream()
         _write_stream(size, batch)
-        values = (times["min"].as_py(), times["max"].as_py(), batch.num_rows, size.size())
+        values = (*_time_bounds(batch), batch.num_rows, size.size())
         with self._writing() as conn:
             sql = "INSERT INTO batches (first_us, last_us, rows, arrow) VALUES (?, ?, ?, zeroblob(?))"
             row = conn.execute(sql, values).lastrowid
@@ -360,15 +515,7 @@ class SqlitePredictionLog:
         return batch.num_rows
 
     def append_feedback(self, labels: Iterable[Mapping[str, object]]) -> int:
-        rows = []
-        for label in labels:
-            if unknown := set(label) - set(FEEDBACK_COLUMNS):
-                raise ValueError(f"{sorted(unknown)} is not a column of the feedback log")
-            tid, fraud, scenario, day = (label.get(name) for name in FEEDBACK_COLUMNS)
-            if tid is None:
-                raise ValueError("a feedback record needs a transaction_id")
-            received = day.isoformat() if isinstance(day, dt.date) else day
-            rows.append((str(tid), _integer(fraud), _integer(scenario), received))
+        rows = _feedback_rows(labels)
         if rows:
             with self._writing() as conn:
                 conn.executemany("INSERT INTO feedback VALUES (?, ?, ?, ?)", rows)
@@ -381,7 +528,7 @@ class SqlitePredictionLog:
                 self._conn = None
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection | None]:
+    def _reading(self) -> Iterator[Query | None]:
         """A read-only connection in one read transaction (one snapshot); None when there is no log."""
         if not self.path.is_file():
             yield None
@@ -395,157 +542,79 @@ class SqlitePredictionLog:
                 yield None
                 return
             conn.execute("BEGIN")
-            yield conn
-
-    @staticmethod
-    def _batches(
-        conn: sqlite3.Connection, where: str, args: Sequence[Any], names: Sequence[str] | None
-    ) -> pa.Table:
-        """The stored batches matching ``where``, in write order, as one table (``names``: only those)."""
-        tables = []
-        for (blob,) in conn.execute(f"SELECT arrow FROM batches WHERE {where} ORDER BY id", args):
-            table = pa.ipc.open_stream(blob).read_all()
-            kept = table if names is None else table.select([n for n in names if n in table.schema.names])
-            # decoded: the dictionaries' index widths differ between batches
-            plain = [
-                f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in kept.schema
-            ]
-            tables.append(kept.cast(pa.schema(plain)))
-        if not tables:
-            return pa.table(
-                {n: pa.array([], COLUMN_TYPES.get(n, pa.float64())) for n in names or COLUMN_TYPES}
-            )
-        return pa.concat_tables(tables, promote_options="default")
-
-    def _window(
-        self,
-        conn: sqlite3.Connection,
-        start: dt.date | None,
-        end: dt.date | None,
-        names: Sequence[str] | None,
-    ) -> pa.Table:
-        """The records whose transaction day is in [start, end], in write order."""
-        low = -(2**63) if start is None else _micros(start)
-        high = 2**63 - 1 if end is None or end >= dt.date.max else _micros(end + dt.timedelta(days=1))
-        if names is not None:  # the filter needs the times
-            names = list(dict.fromkeys(["transaction_id", "tx_datetime", *names]))
-        table = self._batches(conn, "last_us >= ? AND first_us < ?", (low, high), names)
-        micros = table["tx_datetime"].cast(pa.int64())
-        return table.filter(pc.and_(pc.greater_equal(micros, low), pc.less(micros, high)))
-
-    def read_predictions(
-        self, start: dt.date | None = None, end: dt.date | None = None, columns: Sequence[str] | None = None
-    ) -> pd.DataFrame:
-        _check_columns(columns or ())
-        with self._reading() as conn:
-            if conn is None:
-                return pd.DataFrame()
-            table = self._window(conn, start, end, columns)
-        order = _order(table)
-        return _frame(
-            table, order if columns is None else [n for n in order if n in {"transaction_id", *columns}]
-        )
-
-    def read_feedback(self, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
-        with self._reading() as conn:
-            if conn is None:
-                return pd.DataFrame(columns=LABEL_COLUMNS)
-            names = ", ".join(LABEL_COLUMNS)
-            if start is None and end is None:
-                rows = conn.execute(f"SELECT {names} FROM feedback ORDER BY rowid").fetchall()
-            else:
-                ids = self._window(conn, start, end, ["transaction_id"])["transaction_id"]
-                rows = conn.execute(
-                    f"SELECT {names} FROM feedback WHERE transaction_id IN (SELECT value FROM json_each(?))"
-                    " ORDER BY rowid",
-                    (orjson.dumps(ids.to_pylist()).decode(),),
-                ).fetchall()
-        return _labels(rows)
-
-    def read_prediction(
-        self, transaction_id: str, tx_datetime: dt.datetime | None = None
-    ) -> dict[str, Any] | None:
-        where, args = "1", []
-        if tx_datetime is not None:
-            second = _micros(tx_datetime) // 1_000_000 * 1_000_000  # the whole second: sent again, a
-            where, args = "first_us < ? AND last_us >= ?", [second + 1_000_000, second]  # time may differ
-        with self._reading() as conn:
-            if conn is None:
-                return None
-            for (blob,) in conn.execute(f"SELECT arrow FROM batches WHERE {where} ORDER BY id DESC", args):
-                table = pa.ipc.open_stream(blob).read_all()
-                found = table.filter(pc.equal(table["transaction_id"], transaction_id))
-                if found.num_rows:
-                    record: dict[str, Any] = found.slice(found.num_rows - 1).to_pylist()[0]
-                    return record
-        return None
-
-    def read_labels(self, transaction_ids: Sequence[str]) -> dict[str, int]:
-        with self._reading() as conn:
-            if conn is None or not transaction_ids:
-                return {}
-            rows = conn.execute(
-                "SELECT transaction_id, tx_fraud FROM feedback"
-                " WHERE transaction_id IN (SELECT value FROM json_each(?)) ORDER BY rowid",
-                (orjson.dumps(list(transaction_ids)).decode(),),
-            ).fetchall()
-        return {tid: int(fraud) for tid, fraud in rows}
-
-    def read_after(self, cursor: Cursor) -> LogChanges:
-        with self._reading() as conn:
-            if conn is None:
-                return LogChanges(pd.DataFrame(), pd.DataFrame(columns=LABEL_COLUMNS), cursor)
-            (last_batch,) = conn.execute(
-                "SELECT COALESCE(MAX(id), ?) FROM batches", (cursor.batch,)
-            ).fetchone()
-            table = self._batches(conn, "id > ? AND id <= ?", (cursor.batch, last_batch), None)
-            rows = conn.execute(
-                f"SELECT rowid, {', '.join(LABEL_COLUMNS)} FROM feedback WHERE rowid > ? ORDER BY rowid",
-                (cursor.label,),
-            ).fetchall()
-        last_label = rows[-1][0] if rows else cursor.label
-        return LogChanges(
-            _frame(table, _order(table)), _labels([r[1:] for r in rows]), Cursor(last_batch, last_label)
-        )
+            yield conn.execute
 
 
-# -- the SQLite log at a path, one call at a time (tools, tests, monitoring) -------------------------
+# -- where a log is: a SQLite file or a PostgreSQL database --------------------------------------------
+
+LogLocation = Path | str  # a SQLite file, or a postgresql:// URL (core.predlog_pg)
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
-def append_predictions(path: Path, records: Iterable[Mapping[str, object]]) -> int:
+def prediction_log_at(location: LogLocation) -> PredictionLog:
+    """The log at ``location``: :class:`SqlitePredictionLog` for a path, a PostgreSQL log for a URL."""
+    if isinstance(location, str) and location.startswith(POSTGRES_SCHEMES):
+        from core.predlog_pg import PostgresPredictionLog  # psycopg2 only where a server is used
+
+        return PostgresPredictionLog(location)
+    return SqlitePredictionLog(Path(location))
+
+
+def open_prediction_log(settings: Settings) -> PredictionLog:
+    """The log the settings name: ``FRAUDOPS_PREDICTION_LOG_URL`` (team), else the SQLite file (solo)."""
+    return prediction_log_at(settings.prediction_log_url or settings.prediction_log)
+
+
+# -- the log at a location, one call at a time (tools, tests, monitoring) ---------------------------
+
+
+def append_predictions(location: LogLocation, records: Iterable[Mapping[str, object]]) -> int:
     """Append records (dicts keyed by :func:`prediction_columns`) as one batch; returns rows written."""
-    with contextlib.closing(SqlitePredictionLog(path)) as store:
+    with contextlib.closing(prediction_log_at(location)) as store:
         return store.append_predictions(predictions_table(records))
 
 
-def append_feedback(path: Path, records: Iterable[Mapping[str, object]]) -> int:
+def append_feedback(location: LogLocation, records: Iterable[Mapping[str, object]]) -> int:
     """Append fraud labels (:data:`FEEDBACK_COLUMNS`, ``received_on`` the ISO day they came in)."""
-    with contextlib.closing(SqlitePredictionLog(path)) as store:
+    with contextlib.closing(prediction_log_at(location)) as store:
         return store.append_feedback(records)
 
 
 def read_predictions(
-    path: Path, start: dt.date | None = None, end: dt.date | None = None, columns: Sequence[str] | None = None
+    location: LogLocation,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """:meth:`PredictionLog.read_predictions` of the log at ``path`` (an empty frame without one)."""
-    return SqlitePredictionLog(path).read_predictions(start, end, columns)
+    """:meth:`PredictionLog.read_predictions` of the log at ``location`` (an empty frame without one)."""
+    with contextlib.closing(prediction_log_at(location)) as store:
+        return store.read_predictions(start, end, columns)
 
 
-def read_feedback(path: Path, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
-    """:meth:`PredictionLog.read_feedback` of the log at ``path`` (an empty frame without one)."""
-    return SqlitePredictionLog(path).read_feedback(start, end)
+def read_feedback(
+    location: LogLocation, start: dt.date | None = None, end: dt.date | None = None
+) -> pd.DataFrame:
+    """:meth:`PredictionLog.read_feedback` of the log at ``location`` (an empty frame without one)."""
+    with contextlib.closing(prediction_log_at(location)) as store:
+        return store.read_feedback(start, end)
 
 
-def append_unwritten(path: Path, unwritten: Path) -> int:
+def append_unwritten(location: LogLocation, unwritten: Path) -> int:
     """Append the rows a writer saved at its close deadline (``<log>.unwritten-*.arrow``) to the log at
-    ``path``; returns their count. Appending a file twice logs its rows twice (the newest record wins)."""
+    ``location``; returns their count. Appending a file twice logs its rows twice in SQLite (the newest
+    record wins) and once in PostgreSQL (a batch sent again is recognised)."""
     with pa.memory_map(str(unwritten)) as source:
         table = pa.ipc.open_file(source).read_all()
-    with contextlib.closing(SqlitePredictionLog(path)) as store:
+    with contextlib.closing(prediction_log_at(location)) as store:
         return store.append_predictions(table)
 
 
 # -- the API's background writer ---------------------------------------------------------------------
+
+
+def _as_code(location: LogLocation) -> str:
+    """``location`` as Python source, for a command to paste."""
+    return f"Path({str(location)!r})" if isinstance(location, Path) else repr(location)
 
 
 EXIT_CHECK_S = 0.1  # how soon a waiting writer notices that the program ended without closing it
@@ -849,8 +918,8 @@ class PredictionWriter:
             log.error(
                 "prediction log %r: %d rows were not written by the close deadline; saved to %s. Append "
                 'them once the log takes writes again: python -c "from pathlib import Path; from '
-                "core.predlog import append_unwritten; print(append_unwritten(Path('%s'), Path('%s')))\"",
-                *(self.log, rows, path, self.spill_to or "<the log>", path),
+                "core.predlog import append_unwritten; print(append_unwritten(%s, Path('%s')))\"",
+                *(self.log, rows, path, _as_code(self.log.location), path),
             )
             return
         log.error(

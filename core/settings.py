@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=60.0, gt=0)
     task_retries: int = Field(default=2, ge=0, description="Retries of flow tasks that call other services.")
     retry_delay_s: float = Field(default=5.0, ge=0, description="Delay between those retries (0 in tests).")
+    prediction_log_url: str | None = Field(
+        default=None,
+        pattern=r"^postgres(ql)?://",
+        description="The prediction and feedback logs in PostgreSQL (team mode), a postgresql:// URL whose "
+        "database exists (the tables are created on first write); unset: the SQLite file "
+        "stores/predictions.db (solo mode). See core.predlog_pg.",
+    )
     log_flush_interval_s: float = Field(
         default=0.05,
         gt=0,
@@ -163,7 +170,9 @@ class Settings(BaseSettings):
 
     @property
     def prediction_log(self) -> Path:
-        """SQLite database of the prediction and feedback logs (see :mod:`core.predlog`)."""
+        """SQLite database of the prediction and feedback logs (solo mode; see :mod:`core.predlog`).
+
+        Also where the API saves predictions it could not write at a stop, whichever store holds the log."""
         return self.stores_dir / "predictions.db"
 
     @property

@@ -14,6 +14,7 @@ and appends its summary to the history the cool-down and ``fraudops monitor hist
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -26,7 +27,7 @@ from prefect import flow
 
 from core.clock import last_labelled_day, read_today
 from core.params import Params
-from core.predlog import read_feedback, read_predictions
+from core.predlog import PredictionLog, open_prediction_log
 from core.registry import SCORE_COLUMN
 from core.settings import Settings
 from monitoring.champion import Champion, read_champion
@@ -74,8 +75,16 @@ def read_windows(
     when it began (see :func:`monitoring.performance.drop_known_cards`), with only the columns that
     takes: five weeks of every feature would double the time of the read.
     """
+    with contextlib.closing(open_prediction_log(settings)) as store:
+        return read_log_windows(store, params, champion, windows)
+
+
+def read_log_windows(
+    store: PredictionLog, params: Params, champion: Champion, windows: dict[str, dict[str, dt.date]]
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """:func:`read_windows` from an open log."""
     data, week = windows["data"], windows["labelled"]
-    scored = read_predictions(settings.prediction_log, data["start"], data["end"])
+    scored = store.read_predictions(data["start"], data["end"])
     if scored.empty:
         current = pd.DataFrame(columns=[*champion.info.features, SCORE_COLUMN])
     else:
@@ -83,11 +92,11 @@ def read_windows(
             **{SCORE_COLUMN: scored[SCORE_COLUMN].to_numpy(dtype=float)}
         )
     start = lookback_start(week["start"], params)
-    logged = read_predictions(settings.prediction_log, start, week["end"], columns=SCORED_COLUMNS)
+    logged = store.read_predictions(start, week["end"], columns=SCORED_COLUMNS)
     if logged.empty:
         return current, pd.DataFrame(columns=LABELLED_COLUMNS), 0
     days = logged["tx_datetime"].dt.date
-    labelled = label_predictions(logged, read_feedback(settings.prediction_log, start, week["end"]))
+    labelled = label_predictions(logged, store.read_feedback(start, week["end"]))
     labelled = drop_known_cards(labelled, week["start"], week["end"], params)
     # the champion's validation figures say nothing about rows an earlier model scored
     labelled = labelled[labelled["model_version"].astype(str) == champion.info.version]

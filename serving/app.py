@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from core.clock import ClockWatch
 from core.features import feature_names
 from core.params import load_params
-from core.predlog import PredictionWriter, SqlitePredictionLog
+from core.predlog import PredictionWriter, open_prediction_log
 from core.settings import Settings, ensure_api_keys, get_settings
 from serving.deps import Services
 from serving.errors import add_error_handlers
@@ -38,7 +38,7 @@ def build_services(settings: Settings, telemetry: Telemetry) -> Services:
     names = feature_names(params.features)
     store = ModelStore(settings, names, params.data.label_delay_days, telemetry)
     predictions = PredictionWriter(
-        SqlitePredictionLog(settings.prediction_log),
+        open_prediction_log(settings),
         names,
         flush_interval_s=settings.log_flush_interval_s,
         max_pending=settings.log_max_pending_rows,

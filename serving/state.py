@@ -23,7 +23,7 @@ import pandas as pd
 from core.features import horizon_days
 from core.online import OnlineFeatures
 from core.params import Params
-from core.predlog import PredictionLog, SqlitePredictionLog
+from core.predlog import PredictionLog, open_prediction_log
 from core.schemas import TRANSACTION_COLUMNS
 from core.settings import Settings
 
@@ -61,7 +61,7 @@ def read_history(
         else pd.DataFrame(columns=TRANSACTION_COLUMNS)
     )
     labels = read_labels(labels_file) if labels_file.exists() else {}
-    log = log or SqlitePredictionLog(settings.prediction_log)
+    log = log or open_prediction_log(settings)
     start = log_tail_start(validated, horizon_days(params.features, params.data.label_delay_days))
     scored = log.read_predictions(start=start, columns=TRANSACTION_COLUMNS)
     received = log.read_feedback(start=start) if not scored.empty else pd.DataFrame()

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,52 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# The local PostgreSQL server (tests marked `postgres`): absent, they skip with the reason; under
+# CI=true, where CI must provide it, they fail instead.
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def connect_postgres(dbname: str = "postgres") -> Any:
+    """An autocommit connection to ``dbname`` on the local server (CREATE / DROP DATABASE need one)."""
+    import psycopg2
+
+    conn = psycopg2.connect(dbname=dbname, connect_timeout=5, **PG)
+    conn.autocommit = True
+    return conn
+
+
+def postgres_admin() -> Any:
+    """:func:`connect_postgres` to the server's ``postgres`` database, or the test skips (fails under CI)."""
+    try:
+        return connect_postgres()
+    except Exception as exc:  # psycopg2.OperationalError, or the driver missing from the environment
+        detail = " ".join(str(exc).split())
+        reason = f"PostgreSQL not reachable at {PG['host']}:{PG['port']}: {detail}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI must provide it: user postgres, trust auth)")
+        pytest.skip(reason)
+
+
+def postgres_url(dbname: str) -> str:
+    """The URL of ``dbname`` on the local server."""
+    return f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{dbname}"
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A throwaway database on the local server for one test, dropped after it: its URL."""
+    admin = postgres_admin()
+    name = f"fraudops_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield postgres_url(name)
+    finally:
+        with admin.cursor() as cur:  # FORCE: connections the test left open go with it
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def task_runs_in_order(flow_run_id: Any, expected: int, wait_s: float = 15.0) -> list[Any]:

@@ -39,6 +39,7 @@ from core.registry import (
     registry_client,
 )
 from pipelines.tracking import pip_requirements
+from tests.conftest import connect_postgres, postgres_admin, postgres_url
 from tests.model.world import mlflow_uris_restored
 
 pytestmark = pytest.mark.postgres
@@ -46,7 +47,6 @@ pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 INIT_SCRIPT = ROOT / "deploy" / "postgres" / "init-databases.sql"
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 STARTUP_TIMEOUT_S = 180.0  # a cold `mlflow server` start took over a minute on a busy 2-core machine
 MODEL_NAME = "team-setup-check"
 
@@ -70,14 +70,6 @@ def _free_port() -> int:
 # PostgreSQL
 
 
-def _connect(dbname: str = "postgres") -> Any:
-    import psycopg2
-
-    conn = psycopg2.connect(dbname=dbname, connect_timeout=5, **PG)
-    conn.autocommit = True  # CREATE / DROP DATABASE refuse to run inside a transaction
-    return conn
-
-
 @dataclass(frozen=True)
 class Databases:
     """Throwaway databases on the local server, one per database the compose postgres service creates."""
@@ -92,10 +84,10 @@ class Databases:
         assert match, f"not a postgres service URL: {compose_url}"
         db = self.by_compose_name.get(match["db"])
         assert db, f"{INIT_SCRIPT.relative_to(ROOT)} does not create {match['db']}"
-        return f"{match['scheme']}://{PG['user']}@{PG['host']}:{PG['port']}/{db}"
+        return postgres_url(db).replace("postgresql", match["scheme"], 1)
 
     def query(self, compose_name: str, sql: str) -> list[tuple[Any, ...]]:
-        conn = _connect(self.by_compose_name[compose_name])
+        conn = connect_postgres(self.by_compose_name[compose_name])
         try:
             with conn.cursor() as cur:
                 cur.execute(sql)
@@ -106,14 +98,7 @@ class Databases:
 
 @pytest.fixture(scope="module")
 def databases() -> Iterator[Databases]:
-    try:
-        admin = _connect()
-    except Exception as exc:  # psycopg2.OperationalError, or the driver missing from the environment
-        detail = " ".join(str(exc).split())
-        reason = f"PostgreSQL not reachable at {PG['host']}:{PG['port']}: {detail}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI must provide it: user postgres, trust auth)")
-        pytest.skip(reason)
+    admin = postgres_admin()
     names = re.findall(r"^\s*CREATE\s+DATABASE\s+(\w+)", INIT_SCRIPT.read_text(encoding="utf-8"), re.I | re.M)
     assert names, f"{INIT_SCRIPT.name} creates no database"
     prefix = f"fraudops_test_{uuid.uuid4().hex[:10]}"

@@ -10,7 +10,7 @@ from core.settings import Settings, env_name
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / ".env.example"
 # lines that show an example or a placeholder rather than the default
-EXAMPLES = {"project_dir", "mlflow_tracking_uri", "admin_api_key", "feedback_api_key"}
+EXAMPLES = {"project_dir", "mlflow_tracking_uri", "admin_api_key", "feedback_api_key", "prediction_log_url"}
 
 
 def commented_settings() -> dict[str, str]:

@@ -1,4 +1,9 @@
-"""The prediction log: the SQLite log, the API's batched writer, the helpers and the read-only readers."""
+"""The prediction log: its stores, the API's batched writer, the helpers and the read-only readers.
+
+The tests that take ``db`` state the contract of every store behind :class:`core.predlog.PredictionLog`
+and run against each: the SQLite file and a throwaway PostgreSQL database (``postgres`` marker). The
+others test the SQLite store's own ways (WAL, its locks and errors) and the writer around it.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from pydantic import ValidationError
 
 from core.predlog import (
     Cursor,
+    LogLocation,
     PredictionBatch,
     PredictionLogClosed,
     PredictionLogError,
@@ -33,11 +39,13 @@ from core.predlog import (
     append_predictions,
     append_unwritten,
     prediction_columns,
+    prediction_log_at,
     read_feedback,
     read_predictions,
 )
 from core.schemas import LABEL_COLUMNS
 from core.settings import PREDICTION_LOSS_WINDOW_S, Settings
+from tests.conftest import connect_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ["a", "b"]
@@ -77,18 +85,39 @@ def batch(rows: Sequence[tuple[Any, ...]], features: int = len(FEATURES)) -> Pre
     )
 
 
-def count_records(db: Path) -> int:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return int(conn.execute(COUNT_SQL).fetchone()[0])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> LogLocation:
+    """Where a fresh log goes: a SQLite file in a folder not made yet, or a throwaway PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "stores" / "predictions.db"
+    url: str = request.getfixturevalue("postgres_database")
+    return url
 
 
-def writer(db: Path, busy_timeout_s: float = 5.0, **kwargs: Any) -> PredictionWriter:
-    store = SqlitePredictionLog(db, busy_timeout_s)
-    return PredictionWriter(store, FEATURES, **{"flush_interval_s": 0.01, **kwargs})
+def stored_tables(db: LogLocation) -> bool:
+    """Whether the log's tables exist (a reader must not have made them)."""
+    if isinstance(db, Path):
+        return db.exists()
+    with contextlib.closing(connect_postgres(db.rsplit("/", 1)[1])) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('batches') IS NOT NULL OR to_regclass('feedback') IS NOT NULL")
+        return bool(cur.fetchone()[0])
 
 
-def test_rows_submitted_from_several_threads_are_read_back_once(tmp_path: Path) -> None:
-    db = tmp_path / "stores" / "predictions.db"
+def count_records(db: LogLocation) -> int:
+    """Records stored, each rescore and each batch sent again counted, read past the store's own code."""
+    if isinstance(db, Path):
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return int(conn.execute(COUNT_SQL).fetchone()[0])
+    with contextlib.closing(connect_postgres(db.rsplit("/", 1)[1])) as conn, conn.cursor() as cur:
+        cur.execute(COUNT_SQL)
+        return int(cur.fetchone()[0])
+
+
+def writer(db: LogLocation, **kwargs: Any) -> PredictionWriter:
+    return PredictionWriter(prediction_log_at(db), FEATURES, **{"flush_interval_s": 0.01, **kwargs})
+
+
+def test_rows_submitted_from_several_threads_are_read_back_once(db: LogLocation) -> None:
     log = writer(db).start()
     assert log.columns == prediction_columns(FEATURES) and log.columns[-1] == "scored_at"
 
@@ -119,14 +148,13 @@ def test_rows_submitted_from_several_threads_are_read_back_once(tmp_path: Path) 
     assert frame["customer_id"].dtype == np.int64 and frame["is_fraud"].dtype == bool
 
 
-def test_flush_returns_once_everything_submitted_before_is_committed(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
+def test_flush_returns_once_everything_submitted_before_is_committed(db: LogLocation) -> None:
     log = writer(db, flush_interval_s=30.0)  # only flush() makes it write within the test
     log.submit(batch([row(1)]))
     with pytest.raises(PredictionLogError, match="start"):
         log.flush()
     log.start()
-    assert not db.exists()  # submit never touches the disk
+    assert not stored_tables(db)  # submit never touches the store
     log.submit(batch([row(2), row(3)]))
     assert log.pending == 3
     assert log.flush(timeout=5)
@@ -154,8 +182,7 @@ def test_database_is_in_wal_mode_with_a_window_index(tmp_path: Path) -> None:
     assert "feedback_transaction_id" in str(labels)
 
 
-def test_a_window_is_the_utc_transaction_days(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
+def test_a_window_is_the_utc_transaction_days(db: LogLocation) -> None:
     base = {"customer_id": 1, "terminal_id": 2, "tx_amount": 3.0, "fraud_probability": 0.1}
     records = [
         {**base, "transaction_id": "late-4th", "tx_datetime": "2026-01-04T23:59:59.999999+00:00"},
@@ -260,7 +287,10 @@ def test_a_write_error_stops_acknowledging_and_loses_nothing_once_the_store_reco
 
 def test_a_write_held_up_by_a_lock_also_stops_acknowledging(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
-    log = writer(db, busy_timeout_s=0.01, retry_interval_s=0.01).start()
+    log = PredictionWriter(
+        SqlitePredictionLog(db, 0.01), FEATURES, flush_interval_s=0.01, retry_interval_s=0.01
+    )
+    log.start()
     log.submit(batch([row(0)]))
     assert log.flush(timeout=5)
     blocker = sqlite3.connect(db, isolation_level=None)
@@ -343,14 +373,46 @@ log.submit(PredictionBatch(ids, np.arange(5) * 10**6, [1] * 5, [2] * 5, [3.0] * 
     assert sorted(read_predictions(db)["transaction_id"]) == [f"exit-{i}" for i in range(5)]
 
 
+KILLED_WRITER = """
+import sys
+from core.predlog import prediction_log_at, predictions_table
+store = prediction_log_at(sys.argv[1])
+for k in range(100_000):
+    store.append_predictions(predictions_table([{"transaction_id": f"K{k}", "tx_datetime": "2026-01-05"}]))
+    print(k, flush=True)  # acknowledged: the append returned
+"""
+
+
+def test_what_an_append_acknowledged_survives_a_sigkill_of_the_writer(db: LogLocation) -> None:
+    """The store's half of the guarantee (core.predlog): once an append returns, its rows are the
+    store's, whatever happens to the writing process next."""
+    writing = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(db)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert writing.stdout is not None
+    printed = []
+    try:
+        for line in writing.stdout:  # killed mid-stream, an append or two after the 20th
+            printed.append(line)
+            if len(printed) > 20:
+                break
+    finally:
+        writing.kill()  # SIGKILL
+        printed.append(writing.communicate(timeout=60)[0])
+    acknowledged = {f"K{k}" for k in "".join(printed).split()}
+    stored = set(read_predictions(db)["transaction_id"])
+    assert acknowledged <= stored
+    assert len(stored) <= len(acknowledged) + 1  # at most the append in flight, never acknowledged
+    assert count_records(db) == len(stored)  # each once
+
+
 def test_a_flush_interval_that_leaves_no_room_for_the_write_is_refused() -> None:
     assert Settings(log_flush_interval_s=0.05).log_flush_interval_s < PREDICTION_LOSS_WINDOW_S
     with pytest.raises(ValidationError, match=r"less than 0\.1"):
         Settings(log_flush_interval_s=0.1)
 
 
-def test_submit_refuses_rows_beyond_max_pending(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
+def test_submit_refuses_rows_beyond_max_pending(db: LogLocation) -> None:
     log = writer(db, max_pending=5)  # not started: nothing leaves the queue
     log.submit(batch([row(i) for i in range(4)]))
     with pytest.raises(PredictionLogFull, match="5"):
@@ -365,8 +427,7 @@ def test_submit_refuses_rows_beyond_max_pending(tmp_path: Path) -> None:
     assert sorted(read_predictions(db)["transaction_id"]) == [f"T{i}" for i in range(5)]
 
 
-def test_numpy_values_are_stored_as_numbers(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
+def test_numpy_values_are_stored_as_numbers(db: LogLocation) -> None:
     values = list(row(7))
     values[2], values[5], values[-4] = np.int64(7), np.float32(1.5), np.bool_(True)
     append_predictions(db, [dict(zip(prediction_columns(FEATURES), values, strict=True))])
@@ -374,11 +435,10 @@ def test_numpy_values_are_stored_as_numbers(tmp_path: Path) -> None:
     assert (got["customer_id"], got["f_a"], got["is_fraud"]) == (7, 1.5, True)
 
 
-def test_new_feature_columns_are_added_and_nothing_is_dropped(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
-    with PredictionWriter(SqlitePredictionLog(db), ["a"], flush_interval_s=0.01) as old:
+def test_new_feature_columns_are_added_and_nothing_is_dropped(db: LogLocation) -> None:
+    with PredictionWriter(prediction_log_at(db), ["a"], flush_interval_s=0.01) as old:
         old.submit(batch([row(1, features=1), row(2, features=1)], features=1))
-    with PredictionWriter(SqlitePredictionLog(db), ["a", "b"], flush_interval_s=0.01) as new:
+    with PredictionWriter(prediction_log_at(db), ["a", "b"], flush_interval_s=0.01) as new:
         new.submit(batch([row(3)]))
     record = dict(zip(prediction_columns(["a", "c"]), row(4), strict=True))
     append_predictions(db, [record])
@@ -402,8 +462,7 @@ def test_readers_never_create_the_database(tmp_path: Path) -> None:
     assert read_predictions(db).empty and read_feedback(db).empty
 
 
-def test_the_newest_label_wins(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
+def test_the_newest_label_wins(db: LogLocation) -> None:
     append_feedback(
         db, [{"transaction_id": "T1", "tx_fraud": 0, "tx_fraud_scenario": 0, "received_on": "2026-01-10"}]
     )
@@ -424,8 +483,7 @@ def test_the_newest_label_wins(tmp_path: Path) -> None:
         append_feedback(db, [{"transaction_id": "T2", "tx_fraud": 1, "comment": "x"}])
 
 
-def test_times_in_another_form_read_as_pandas_reads_them(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
+def test_times_in_another_form_read_as_pandas_reads_them(db: LogLocation) -> None:
     append_predictions(db, [dict(zip(prediction_columns(FEATURES), row(1), strict=True))])
     stamps = ["2026-01-05T11:00:00.000001+01:00", "2026-01-05T10:00:00.5"]  # an offset; no offset at all
     append_predictions(db, [{"transaction_id": "T2", "tx_datetime": stamps[0]}])
@@ -439,8 +497,7 @@ def test_times_in_another_form_read_as_pandas_reads_them(tmp_path: Path) -> None
     assert count_records(db) == 3
 
 
-def test_a_read_of_some_columns_gives_those_of_the_full_read(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
+def test_a_read_of_some_columns_gives_those_of_the_full_read(db: LogLocation) -> None:
     with writer(db) as log:
         log.submit(batch([row(i, day=5 + i % 3) for i in range(30)]))
         log.submit(batch([row(4, day=9)]))  # a rescore: the newest wins in both reads
@@ -457,8 +514,7 @@ def label(tid: str, fraud: int, received_on: str) -> dict[str, object]:
     return {"transaction_id": tid, "tx_fraud": fraud, "tx_fraud_scenario": fraud, "received_on": received_on}
 
 
-def test_feedback_of_a_window_is_chosen_by_transaction_time_not_arrival(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
+def test_feedback_of_a_window_is_chosen_by_transaction_time_not_arrival(db: LogLocation) -> None:
     times = {"T1": "2026-01-05T10:00:00Z", "T2": "2026-01-06T23:59:59Z", "T3": "2026-01-07T00:00:00Z"}
     append_predictions(db, [{"transaction_id": tid, "tx_datetime": t} for tid, t in times.items()])
     labels = [label("T1", 0, "2026-01-20"), label("T3", 1, "2026-01-06"), label("X", 1, "2026-01-06")]
@@ -474,10 +530,9 @@ def test_feedback_of_a_window_is_chosen_by_transaction_time_not_arrival(tmp_path
     assert read_feedback(db, dt.date(2026, 2, 1), dt.date(2026, 2, 7)).empty
 
 
-def test_a_transaction_is_looked_up_by_id_newest_record_first(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
-    store = SqlitePredictionLog(db)
-    assert store.read_prediction("T2") is None and not db.exists()
+def test_a_transaction_is_looked_up_by_id_newest_record_first(db: LogLocation) -> None:
+    store = prediction_log_at(db)
+    assert store.read_prediction("T2") is None and not stored_tables(db)
     with writer(db) as log:
         log.submit(batch([row(i) for i in range(1, 6)]))
     rescored = {**dict(zip(prediction_columns(FEATURES), row(2), strict=True)), "fraud_probability": 0.99}
@@ -492,9 +547,8 @@ def test_a_transaction_is_looked_up_by_id_newest_record_first(tmp_path: Path) ->
     assert store.read_prediction("T7") is None
 
 
-def test_what_was_logged_after_a_cursor_is_read_once(tmp_path: Path) -> None:
-    db = tmp_path / "predictions.db"
-    store = SqlitePredictionLog(db)
+def test_what_was_logged_after_a_cursor_is_read_once(db: LogLocation) -> None:
+    store = prediction_log_at(db)
     nothing = store.read_after(Cursor())
     assert nothing.predictions.empty and nothing.feedback.empty and nothing.cursor == Cursor()
     append_predictions(db, [dict(zip(prediction_columns(FEATURES), row(i), strict=True)) for i in (1, 2)])

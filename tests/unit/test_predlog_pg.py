@@ -1,0 +1,172 @@
+"""The PostgreSQL prediction log's own ways: a lost connection, a database that refuses connections,
+a batch sent again, cursors while writers commit out of order. Each test has a throwaway database
+(``postgres_database``); the contract every store keeps is in ``test_predlog.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from core.predlog import (
+    Cursor,
+    PredictionLogError,
+    PredictionLogFailing,
+    prediction_columns,
+    predictions_table,
+)
+from core.predlog_pg import APPLICATION_NAME, PostgresPredictionLog, without_password
+from tests.conftest import connect_postgres
+from tests.unit.test_predlog import (
+    FEATURES,
+    batch,
+    count_records,
+    label,
+    row,
+    wait_until_failing,
+    writer,
+)
+
+pytestmark = pytest.mark.postgres
+
+
+def records(ids: range) -> Any:
+    """Rows ``ids`` of the log as one batch (a table, as the writer appends)."""
+    return predictions_table(dict(zip(prediction_columns(FEATURES), row(i), strict=True)) for i in ids)
+
+
+@contextlib.contextmanager
+def database(url: str) -> Iterator[Any]:
+    """A cursor on the test's database, past the log's own code."""
+    with contextlib.closing(connect_postgres(url.rsplit("/", 1)[1])) as conn, conn.cursor() as cur:
+        yield cur
+
+
+def terminate_log_connections(url: str) -> int:
+    """Terminate the log's server processes (as a restart or an administrator would), waiting until gone;
+    from the ``postgres`` database, so that it works while the log's database refuses connections."""
+    with contextlib.closing(connect_postgres()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+            " WHERE datname = %s AND application_name = %s",
+            (url.rsplit("/", 1)[1], APPLICATION_NAME),
+        )
+        return int(cur.fetchone()[0])
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Until ``condition`` holds (a guard against hanging, not a timing assertion)."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.01)
+
+
+def test_a_lost_connection_fails_the_call_clearly_and_the_next_call_connects_again(
+    postgres_database: str,
+) -> None:
+    url = postgres_database
+    store = PostgresPredictionLog(url)
+    assert store.append_predictions(records(range(0, 5))) == 5
+    assert len(store.read_predictions()) == 5  # both connections open
+    assert terminate_log_connections(url) == 2
+    lost = rf"prediction log {url}: appending 3 predictions failed: server closed the connection unexpectedly"
+    with pytest.raises(
+        PredictionLogError, match=lost + r".*\(connection lost; the next call connects again\)$"
+    ):
+        store.append_predictions(records(range(5, 8)))
+    with pytest.raises(PredictionLogError, match=r"reading failed: .*connection lost; the next call"):
+        store.read_predictions()
+    assert store.append_predictions(records(range(5, 8))) == 3  # connected again
+    assert store.append_feedback([label("T1", 1, "2026-01-12")]) == 1
+    assert sorted(store.read_predictions()["transaction_id"]) == sorted(f"T{i}" for i in range(8))
+    assert store.read_labels(["T1", "T2"]) == {"T1": 1}
+    assert count_records(url) == 8
+    store.close()
+
+
+def test_the_writer_keeps_its_rows_while_the_database_refuses_connections(postgres_database: str) -> None:
+    """The server down for this log: scores are refused (503) with PostgreSQL's reason, the rows already
+    acknowledged are kept and written once the database takes connections again."""
+    url = postgres_database
+    name = url.rsplit("/", 1)[1]
+    log = writer(url, retry_interval_s=0.02).start()
+    admin = connect_postgres()
+    try:
+        log.submit(batch([row(0)]))
+        assert log.flush(timeout=5)
+        with admin.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        terminate_log_connections(url)
+        log.submit(batch([row(i) for i in range(1, 51)]))  # acknowledged before the failure is known
+        wait_until_failing(log)  # the connection lost, then reconnecting refused
+        wait_for(lambda: "cannot connect" in str(log.last_error), "a reconnection refused")
+        refused = r"database .* is not currently accepting connections \(cannot connect.*; 50 rows kept"
+        with pytest.raises(PredictionLogFailing, match=refused):
+            log.submit(batch([row(51)]))
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.close()
+        assert log.close(timeout=10)
+    assert count_records(url) == 51  # each row once
+    assert log.status().failed_writes >= 2
+
+
+def test_a_batch_sent_again_is_stored_once(postgres_database: str) -> None:
+    """A retry after a connection lost during its commit cannot know whether the commit happened."""
+    store = PostgresPredictionLog(postgres_database)
+    again = records(range(3))
+    assert store.append_predictions(again) == 3
+    assert store.append_predictions(again) == 3
+    assert store.append_predictions(records(range(1, 2))) == 1  # the same transaction scored again is kept
+    assert count_records(postgres_database) == 4
+    assert store.read_after(Cursor()).predictions["transaction_id"].tolist() == ["T0", "T2", "T1"]
+    store.close()
+
+
+def test_a_cursor_never_passes_a_batch_that_commits_later(postgres_database: str) -> None:
+    """Two replicas append at once and the first to take an id commits last: a reader in between must not
+    move its cursor past that id, or it would never read that batch."""
+    url = postgres_database
+    first, second, reader = (PostgresPredictionLog(url) for _ in range(3))
+    first.append_predictions(records(range(1)))  # creates the tables
+    second.append_predictions(records(range(1, 2)))  # connected: a connection's set-up waits for nothing
+    start = reader.read_after(Cursor()).cursor
+    with database(url) as cur:  # the 7-row batch stays uncommitted for a while once it has its id
+        cur.execute(
+            "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.rows = 7 THEN PERFORM pg_sleep(0.5); END IF; RETURN NEW; END $$;"
+            " CREATE TRIGGER hold BEFORE INSERT ON batches FOR EACH ROW EXECUTE FUNCTION hold()"
+        )
+    slow = threading.Thread(target=first.append_predictions, args=(records(range(10, 17)),))
+    slow.start()
+
+    def waiting(event: str) -> bool:
+        with database(url) as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = %s", (event,))
+            return bool(cur.fetchone()[0])
+
+    wait_for(lambda: waiting("PgSleep"), "the slow batch holds its id")
+    fast = threading.Thread(target=second.append_predictions, args=(records(range(20, 21)),))
+    fast.start()
+    wait_for(lambda: not fast.is_alive() or waiting("relation"), "the fast batch committed or queued")
+    during = reader.read_after(start)
+    slow.join()
+    fast.join()
+    after = reader.read_after(during.cursor)
+    seen = [*during.predictions["transaction_id"], *after.predictions["transaction_id"]]
+    assert sorted(seen) == sorted(["T20", *(f"T{i}" for i in range(10, 17))])
+    for store in (first, second, reader):
+        store.close()
+
+
+def test_messages_never_show_the_password() -> None:
+    url = "postgresql://fraudops:s3cret@db.internal:5432/predictions"
+    assert without_password(url) == "postgresql://fraudops:***@db.internal:5432/predictions"
+    assert "s3cret" not in repr(PostgresPredictionLog(url))
+    assert without_password("postgresql://postgres@127.0.0.1/x") == "postgresql://postgres@127.0.0.1/x"
