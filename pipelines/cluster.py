@@ -7,6 +7,7 @@ after it. Nothing is imported from Dask until a cluster is asked for: ``make dem
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ def dask_client(settings: Settings) -> Iterator[Client]:
     """A client of the configured scheduler, or of a local cluster that lives as long as the block."""
     from distributed import Client, LocalCluster
 
+    # the scheduler logs every shuffle's start and end as a warning: routine here (four per feature table)
+    logging.getLogger("distributed.shuffle._scheduler_plugin").setLevel(logging.ERROR)
     if settings.dask_scheduler:
         with Client(settings.dask_scheduler) as client:
             yield client

@@ -14,8 +14,9 @@ import pytest
 
 from core.features import compute_features, feature_names
 from core.params import Params
+from core.settings import Settings
 from core.simulator import SimulationConfig, write_simulation
-from pipelines.features import build_feature_table
+from pipelines.features import build_feature_table, world_files, write_features
 from pipelines.features_dask import LABEL, concat_parts, write_feature_table
 
 # 14 day files: each customer and terminal has rows in several of them, so every window's look-back
@@ -23,10 +24,6 @@ from pipelines.features_dask import LABEL, concat_parts, write_feature_table
 # terminals, so a customer partition does not hold whole terminal histories
 SIM = SimulationConfig(customers=40, terminals=30, days=14, seed=3, start_date=dt.date(2026, 1, 1), radius=30)
 UNLABELLED_DAYS = 3  # the newest days' labels are not known yet, as in the features stage
-
-
-def day_files(root: Path) -> tuple[list[Path], list[Path]]:
-    return sorted((root / "transactions").glob("*.parquet")), sorted((root / "labels").glob("*.parquet"))
 
 
 def read_all(files: list[Path]) -> pd.DataFrame:
@@ -37,7 +34,7 @@ def test_dask_features_equal_the_single_process_table(
     tmp_path: Path, params: Params, dask_client: Any
 ) -> None:
     write_simulation(tmp_path / "world", SIM)
-    tx_files, label_files = day_files(tmp_path / "world")
+    tx_files, label_files = world_files(tmp_path / "world")
     label_files = label_files[:-UNLABELLED_DAYS]
     for n, path in enumerate(tx_files):  # rows of a day in any order, as another source may send them
         day = pd.read_parquet(path)
@@ -71,7 +68,7 @@ def test_dask_features_equal_the_single_process_table(
 
 def test_files_out_of_time_order_are_refused(tmp_path: Path, params: Params, dask_client: Any) -> None:
     write_simulation(tmp_path / "world", SIM)
-    tx_files, label_files = day_files(tmp_path / "world")
+    tx_files, label_files = world_files(tmp_path / "world")
     with pytest.raises(ValueError, match="give the files in time order"):
         write_feature_table(dask_client, tx_files[::-1], label_files, params, tmp_path / "f.parquet")
 
@@ -89,3 +86,22 @@ def test_labels_are_integers_once_all_are_known(tmp_path: Path) -> None:
     concat_parts(parts, tmp_path / "unknown.parquet")
     unknown = pd.read_parquet(tmp_path / "unknown.parquet")
     assert unknown[LABEL].dtype == np.float64 and unknown[LABEL].isna().tolist() == [False, False, True]
+
+
+def test_the_engine_setting_sends_the_features_to_the_named_scheduler(
+    tmp_path: Path, params: Params, dask_client: Any
+) -> None:
+    write_simulation(tmp_path / "world", SIM)
+    tx_files, label_files = (files[:8] for files in world_files(tmp_path / "world"))
+    single = Settings(_env_file=None)  # type: ignore[call-arg]
+    on_dask = single.model_copy(
+        update={"feature_engine": "dask", "dask_scheduler": dask_client.scheduler.address}
+    )
+    scheduler = dask_client.cluster.scheduler
+    before = scheduler.transition_counter
+    write_features(tx_files, label_files, params, tmp_path / "dask.parquet", on_dask)
+    assert scheduler.transition_counter > before  # the session's cluster did the work
+    write_features(tx_files, label_files, params, tmp_path / "single.parquet", single)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "dask.parquet"), pd.read_parquet(tmp_path / "single.parquet")
+    )
