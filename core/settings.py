@@ -11,8 +11,9 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_KEY = "changethis"
@@ -39,6 +40,21 @@ class Settings(BaseSettings):
     environment: Literal["development", "staging", "production"] = "development"
     project_dir: Path = Field(default_factory=Path.cwd, description="Root holding data/, stores/, dvc.yaml.")
     mlflow_tracking_uri: str | None = Field(default=None, description="Default: sqlite under stores/mlflow.")
+    mlflow_artifact_location: str | None = Field(
+        default=None,
+        description="Where the embedded store puts new experiments' artifacts, e.g. s3://bucket/mlflow "
+        "(default: stores/mlflow/artifacts). A tracking server decides for itself (--artifacts-destination).",
+    )
+    dvc_remote_url: str | None = Field(
+        default=None,
+        description="The DVC remote, e.g. s3://bucket/dvc, instead of the folder stores/dvc-remote; "
+        "written to the git-ignored .dvc/config.local.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="An S3-compatible store's endpoint (MinIO, moto), e.g. http://127.0.0.1:9000, for DVC "
+        "and MLflow; unset for AWS S3. Credentials come only from AWS_* variables or ~/.aws.",
+    )
     model_name: str = "fraud-detector"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -127,6 +143,34 @@ class Settings(BaseSettings):
         "`auto` shares the machine's memory between the workers.",
     )
 
+    @field_validator("mlflow_artifact_location", "dvc_remote_url", "s3_endpoint_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # compose passes ${NAME:-} as an empty string when the variable is not set
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("mlflow_artifact_location", "dvc_remote_url", "s3_endpoint_url")
+    @classmethod
+    def _refuse_credentials_in_urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # these URLs reach DVC's config, MLflow's database and logs: no place for a secret
+        if value is not None and "://" in value and "@" in urlsplit(value).netloc:
+            raise ValueError(
+                f"{env_name(str(info.field_name))} holds credentials; give them as AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY (or a profile in ~/.aws), never in a URL"
+            )
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_is_http(cls, value: str | None) -> str | None:
+        if value is not None and (
+            urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname
+        ):
+            raise ValueError(
+                f"{env_name('s3_endpoint_url')} must be an http(s) URL such as http://127.0.0.1:9000, not {value!r}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholder_outside_development(self) -> Settings:
         for name in API_KEYS:
@@ -193,6 +237,11 @@ class Settings(BaseSettings):
     def artifact_root(self) -> Path:
         return self.stores_dir / "mlflow" / "artifacts"
 
+    @property
+    def artifact_location(self) -> str:
+        """Where the embedded store's new experiments keep artifacts: the setting, else the local folder."""
+        return self.mlflow_artifact_location or self.artifact_root.as_uri()
+
 
 @lru_cache
 def get_settings() -> Settings:
@@ -249,6 +298,10 @@ def tool_environment(settings: Settings) -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
         "OMP_WAIT_POLICY": "PASSIVE",  # idle OpenMP threads sleep: no spinning on shared cores
     }
+    if settings.s3_endpoint_url:
+        # MLflow's S3 client reads its own variable; boto3's S3-only one leaves STS and SSO on AWS
+        env["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+        env["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint_url
     return env
 
 

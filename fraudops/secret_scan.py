@@ -34,7 +34,11 @@ DVC_CREDENTIAL_OPTIONS = (
 PATTERNS: dict[str, re.Pattern[str]] = {
     "private key": re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY(?: BLOCK)?-----"),
     "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    "AWS secret access key": re.compile(r"(?i)aws_secret_access_key\s*[=:]\s*['\"]?[A-Za-z0-9/+]{40}\b"),
+    # labelled as the AWS tools label it: aws_secret_access_key (ini, boto3), AWS_SECRET_KEY, and the
+    # JSON of `aws iam create-access-key` ("SecretAccessKey": "...")
+    "AWS secret access key": re.compile(
+        r"(?i)(?:aws_?secret_?(?:access_?)?key|secretaccesskey)['\"]?\s*[=:]\s*['\"]?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"
+    ),
     "GitHub token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
     "PyPI token": re.compile(r"\bpypi-AgE[A-Za-z0-9_-]{50,}"),
     "Slack token": re.compile(r"\bxox[abposr]-[0-9A-Za-z-]{10,}"),
@@ -47,6 +51,12 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 PLACEHOLDER_PASSWORDS = re.compile(
     r"fraudops|\$\{[A-Z_]+(?::-fraudops)?\}|\$[A-Z_]+|\{[A-Za-z_][\w.]*\}|<[a-z_-]+>|\*+|\.\.\."
 )
+# an unlabelled secret beside its key id (the console's credentials CSV, a tuple in code): 40 base64
+# characters, both letter cases (a git sha is lowercase hex), within this many characters of the id
+AWS_SECRET_CANDIDATE = re.compile(
+    r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]{0,39}[a-z])(?=[A-Za-z0-9/+]{0,39}[A-Z])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+)
+NEAR_KEY_ID = 160
 DVC_CREDENTIAL = re.compile(rf"^\s*({'|'.join(DVC_CREDENTIAL_OPTIONS)})\s*=\s*\S", re.MULTILINE)
 
 
@@ -77,11 +87,22 @@ def scan_text(path: str, text: str) -> list[Hit]:
             if password is not None and PLACEHOLDER_PASSWORDS.fullmatch(password):
                 continue
             hits.append(Hit(path, text.count("\n", 0, match.start()) + 1, kind))
+    for start in secrets_beside_key_ids(text):
+        hits.append(Hit(path, text.count("\n", 0, start) + 1, "AWS secret access key"))
     if path == ".dvc/config":
         for match in DVC_CREDENTIAL.finditer(text):
             kind = f"DVC remote credential `{match[1]}` (use dvc remote modify --local)"
             hits.append(Hit(path, text.count("\n", 0, match.start()) + 1, kind))
-    return hits
+    return sorted(set(hits), key=lambda h: (h.line, h.kind))  # a labelled secret beside its id: once
+
+
+def secrets_beside_key_ids(text: str) -> list[int]:
+    """Where a string shaped like an AWS secret access key stands near an access key id."""
+    starts: set[int] = set()
+    for key_id in PATTERNS["AWS access key id"].finditer(text):
+        window = (max(0, key_id.start() - NEAR_KEY_ID), min(len(text), key_id.end() + NEAR_KEY_ID))
+        starts.update(m.start() for m in AWS_SECRET_CANDIDATE.finditer(text, *window))
+    return sorted(starts)
 
 
 def scan_repository(repo: Path) -> list[Hit]:

@@ -130,7 +130,7 @@ def store_batch(settings: Settings, params: Params, kind: Kind, path: Path, toda
 
 def version_data(settings: Settings, outcomes: list[BatchOutcome]) -> str:
     """``dvc add`` and push the raw days and labels when something arrived; the data version."""
-    ensure_dvc_repo(settings.project_dir)
+    ensure_dvc_repo(settings.project_dir, settings.dvc_remote_url, settings.s3_endpoint_url)
     if any(o.status == "ingested" for o in outcomes) or data_version(settings.project_dir) == "untracked":
         version = track_data(settings.project_dir)
         log.info("dvc add and push: data version %s", version)

@@ -72,9 +72,11 @@ def use_store(settings: Settings) -> None:
 def ensure_experiment(settings: Settings, name: str = EXPERIMENT) -> str:
     """The experiment id; its artifacts go where every reader of the store can fetch them.
 
-    On the embedded store (a database file) they live inside the project's store. On a tracking
-    server no location is given, so the server's own artifact store is used (``mlflow-artifacts:/``,
-    proxied over HTTP): a path on this machine's disk would be one the API's container cannot read.
+    On the embedded store (a database file) they live inside the project's store, or under
+    ``FRAUDOPS_MLFLOW_ARTIFACT_LOCATION`` (a bucket) when set. On a tracking server no location is
+    given, so the server's own artifact store is used (``mlflow-artifacts:/``, proxied over HTTP): a
+    path on this machine's disk would be one the API's container cannot read. An experiment keeps
+    the location it was created with.
     """
     import mlflow
 
@@ -84,8 +86,9 @@ def ensure_experiment(settings: Settings, name: str = EXPERIMENT) -> str:
         return str(found.experiment_id)
     if is_server_uri(settings.tracking_uri):
         return str(mlflow.create_experiment(name))
-    settings.artifact_root.mkdir(parents=True, exist_ok=True)
-    return str(mlflow.create_experiment(name, artifact_location=settings.artifact_root.as_uri()))
+    if settings.mlflow_artifact_location is None:
+        settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    return str(mlflow.create_experiment(name, artifact_location=settings.artifact_location))
 
 
 def is_server_uri(uri: str) -> bool:

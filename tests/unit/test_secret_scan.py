@@ -113,3 +113,26 @@ def test_the_command_exits_1_and_never_prints_the_secret(tmp_path: Path, planted
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.startswith("notes.txt:1: ")
     assert planted not in done.stdout
+
+
+def test_aws_secret_keys_are_found_beside_their_key_id_or_under_the_aws_tools_labels(tmp_path: Path) -> None:
+    """The shapes AWS hands keys out in: the console's credentials CSV (no label at all), the JSON of
+    `aws iam create-access-key`, an environment file; a git sha beside a key id is not a secret."""
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "credentials.csv": f"Access key ID,Secret access key\n{AWS_KEY_ID},{AWS_SECRET}\n",
+            "key.json": f'{{"AccessKey": {{"AccessKeyId": "{AWS_KEY_ID}",\n "SecretAccessKey": "{AWS_SECRET}"}}}}\n',
+            "moto.env": f"AWS_SECRET_KEY={AWS_SECRET}\n",
+            "pinned.txt": f"{AWS_KEY_ID} was rotated in commit {'0123456789abcdef' * 2}01234567\n",
+        },
+    )
+    hits = scan_repository(repo)
+    assert [(h.path, h.line, h.kind) for h in hits if "secret" in h.kind] == [
+        ("credentials.csv", 2, "AWS secret access key"),
+        ("key.json", 2, "AWS secret access key"),
+        ("moto.env", 1, "AWS secret access key"),
+    ]
+    # a secret both labelled and beside its id is one hit, on its own line
+    ini = scan_text("a.ini", f"aws_access_key_id = {AWS_KEY_ID}\naws_secret_access_key = {AWS_SECRET}\n")
+    assert [(h.line, h.kind) for h in ini] == [(1, "AWS access key id"), (2, "AWS secret access key")]

@@ -1,0 +1,352 @@
+"""Artifacts and data on an S3-compatible store, against moto's S3 server (a stand-in for AWS S3 or MinIO).
+
+moto runs as its own process on 127.0.0.1 and speaks the S3 protocol over HTTP, so DVC (s3fs), MLflow
+and boto3 talk to it exactly as they would to a real bucket. The MLflow server runs with compose.yaml's
+own mlflow command and environment, given ``MLFLOW_ARTIFACTS_DESTINATION`` and the S3 endpoint as a
+user would; only its database (sqlite in the test folder instead of PostgreSQL) and address change.
+The credentials are random values shaped like real AWS keys, so the secret scan would see a leak.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks.project import make_project
+from core.settings import Settings, tool_environment
+from fraudops.secret_scan import scan_repository
+from pipelines.versioning import TRACKED, pull_data
+from tests.integration.test_team_setup import (
+    Server,
+    _base_env,
+    _compose_services,
+    _flag,
+    _free_port,
+    _interpolate,
+    _start,
+)
+from tests.model.world import mlflow_uris_restored
+
+BUCKET = "fraudops-test"
+DVC_PREFIX = "dvc"
+MLFLOW_PREFIX = "mlflow"
+MOTO_SERVER = str(Path(sys.executable).with_name("moto_server"))
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+S3_VARIABLES = ("MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """moto's S3 server, its bucket and the credentials it was given (moto accepts any)."""
+
+    endpoint: str
+    key_id: str
+    secret: str
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.key_id,
+            aws_secret_access_key=self.secret,
+            region_name="us-east-1",
+        )
+
+    def keys(self, prefix: str) -> list[str]:
+        """The object keys under ``prefix`` in the bucket."""
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+@dataclass(frozen=True)
+class Stores:
+    s3: ObjectStore
+    mlflow: Server
+    mlflow_url: str
+    mlflow_command: list[str]
+
+
+def random_credentials() -> tuple[str, str]:
+    """An access key id and a secret shaped like AWS's (AKIA + 16, 40 base64 characters)."""
+    return "AKIA" + secrets.token_hex(8).upper(), base64.b64encode(secrets.token_bytes(30)).decode()
+
+
+def compose_mlflow(variables: dict[str, str], backend: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """compose.yaml's mlflow command and environment as compose fills them in from ``variables`` (the
+    shell or .env), with the database and the listening address made local."""
+
+    def fill(text: object) -> str:
+        set_ones = re.sub(r"\$\{(\w+):-[^}]*\}", lambda m: variables.get(m[1], m[0]), str(text))
+        return _interpolate(set_ones)  # the others take compose's default
+
+    service = _compose_services()["mlflow"]
+    command = [fill(part) for part in service["command"]]
+    assert command[:2] == ["mlflow", "server"], command
+    command[_flag(command, "--backend-store-uri")] = backend
+    command[_flag(command, "--host")] = "127.0.0.1"
+    command[_flag(command, "--port")] = str(port)
+    command[_flag(command, "--allowed-hosts")] = f"127.0.0.1:{port},localhost:{port}"
+    return command, {key: fill(value) for key, value in service.get("environment", {}).items()}
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """moto's S3 server with an empty bucket."""
+    workdir = tmp_path_factory.mktemp("s3")
+    key_id, secret = random_credentials()
+    port = _free_port()
+    store = ObjectStore(f"http://127.0.0.1:{port}", key_id, secret)
+    moto = _start(
+        "moto server",
+        [MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
+        _base_env(workdir),
+        workdir,
+        f"{store.endpoint}/moto-api/",
+    )
+    try:
+        moto.wait_healthy(60)
+        store.client().create_bucket(Bucket=BUCKET)
+        yield store
+    finally:
+        moto.stop()
+
+
+@pytest.fixture(scope="module")
+def stores(s3: ObjectStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
+    """The bucket and an MLflow server whose artifacts live in it, started but not waited for: the DVC
+    tests take it too, so it starts up (~10 s, more on a busy machine) while they run."""
+    workdir = tmp_path_factory.mktemp("mlflow-on-s3")
+    port = _free_port()
+    command, compose_env = compose_mlflow(
+        {
+            "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{BUCKET}/{MLFLOW_PREFIX}",
+            "FRAUDOPS_S3_ENDPOINT_URL": s3.endpoint,
+            "AWS_ACCESS_KEY_ID": s3.key_id,
+            "AWS_SECRET_ACCESS_KEY": s3.secret,
+        },
+        f"sqlite:///{workdir / 'mlflow.db'}",
+        port,
+    )
+    url = f"http://127.0.0.1:{port}"
+    server = _start("mlflow server", command, _base_env(workdir) | compose_env, workdir, f"{url}/health")
+    try:
+        yield Stores(s3, server, url, command)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def no_s3_access(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """This process can reach no bucket: no credentials, no endpoint, no ~/.aws."""
+    for name in (*CREDENTIAL_VARIABLES, *S3_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no wait for an instance role either
+
+
+def use_bucket(monkeypatch: pytest.MonkeyPatch, s3: ObjectStore, **settings_env: str) -> None:
+    """Give this process the bucket's credentials and the FRAUDOPS_ settings, as a user's shell would."""
+    for name, value in {**s3.credentials, **settings_env}.items():
+        monkeypatch.setenv(name, value)
+
+
+# --------------------------------------------------------------------------------------------------
+# DVC
+
+
+@dataclass(frozen=True)
+class PushedProject:
+    root: Path
+    settings: Settings
+    files: dict[Path, bytes]  # the tracked data files and their bytes, as pushed
+
+
+@pytest.fixture(scope="module")
+def pushed_project(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PushedProject]:
+    """A throwaway project whose settings name the bucket as DVC remote; its raw data versioned and pushed
+    by the ingest flow's versioning step."""
+    from core.simulator import SimulationConfig, write_simulation
+    from pipelines.flows import version_data
+
+    base = tmp_path_factory.mktemp("dvc-on-s3")
+    root = make_project(base / "project")
+    sim = base / "sim"
+    write_simulation(sim, SimulationConfig(customers=30, terminals=60, days=3, seed=5))
+    for folder, kind in zip(TRACKED, ("transactions", "labels"), strict=True):
+        shutil.copytree(sim / kind, root / folder)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        use_bucket(
+            mp,
+            stores.s3,
+            FRAUDOPS_PROJECT_DIR=str(root),
+            FRAUDOPS_DVC_REMOTE_URL=f"s3://{BUCKET}/{DVC_PREFIX}",
+            FRAUDOPS_S3_ENDPOINT_URL=stores.s3.endpoint,
+            DVC_SITE_CACHE_DIR=str(base / "dvc-site"),
+        )
+        settings = Settings()
+        version_data(settings, [])
+    files = {p.relative_to(root): p.read_bytes() for folder in TRACKED for p in (root / folder).iterdir()}
+    yield PushedProject(root, settings, files)
+
+
+def test_dvc_pushes_the_data_to_the_bucket_and_pulls_it_back_byte_for_byte(
+    stores: Stores, pushed_project: PushedProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    root = pushed_project.root
+    assert len(pushed_project.files) == 6  # three days of transactions and of labels
+    # DVC keeps each file under its md5 (files/md5/ab/cdef...), in the bucket, not in the local folder
+    pushed = set(stores.s3.keys(f"{DVC_PREFIX}/files/md5/"))
+    for data in pushed_project.files.values():
+        md5 = hashlib.md5(data).hexdigest()
+        assert f"{DVC_PREFIX}/files/md5/{md5[:2]}/{md5[2:]}" in pushed
+    assert not (root / "stores" / "dvc-remote").exists()
+
+    # the tracked config keeps the folder remote (a clone works anywhere); this machine's is local
+    assert "remote = local" in (root / ".dvc" / "config").read_text(encoding="utf-8")
+    local = (root / ".dvc" / "config.local").read_text(encoding="utf-8")
+    assert "remote = storage" in local and f"url = s3://{BUCKET}/{DVC_PREFIX}" in local
+    assert f"endpointurl = {stores.s3.endpoint}" in local
+
+    # lose the data and the cache: only the bucket still has them
+    for folder in TRACKED:
+        shutil.rmtree(root / folder)
+    shutil.rmtree(root / ".dvc" / "cache")
+    monkeypatch.chdir(root)
+    use_bucket(monkeypatch, stores.s3, DVC_SITE_CACHE_DIR=str(root.parent / "dvc-site"))
+    pull_data(root, [f"{folder}.dvc" for folder in TRACKED])
+    restored = {p.relative_to(root): p.read_bytes() for folder in TRACKED for p in (root / folder).iterdir()}
+    assert restored == pushed_project.files
+
+
+def test_no_tracked_file_holds_the_bucket_credentials(stores: Stores, pushed_project: PushedProject) -> None:
+    root = pushed_project.root
+    subprocess.run(["git", "add", "."], cwd=root, check=True, capture_output=True)
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout.split("\0")
+    assert {".dvc/config", "data/raw.dvc", "data/labels.dvc"} <= set(tracked)
+    assert ".dvc/config.local" not in tracked  # git-ignored by DVC's own .dvc/.gitignore
+    for path in filter(None, tracked):
+        data = (root / path).read_bytes()
+        for secret in (stores.s3.key_id, stores.s3.secret):
+            assert secret.encode() not in data, f"{path} holds a credential"
+    # nor the untracked DVC config: the credentials stay in the environment
+    local = (root / ".dvc" / "config.local").read_text(encoding="utf-8")
+    assert stores.s3.key_id not in local and stores.s3.secret not in local
+    assert scan_repository(root) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# MLflow
+
+
+def train_tiny_model() -> tuple[Any, np.ndarray, list[str]]:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    return LogisticRegression().fit(x, (x[:, 0] > 0).astype(int)), x, ["a", "b", "c"]
+
+
+def test_the_embedded_store_can_keep_its_artifacts_in_the_bucket(
+    s3: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_s3_access: None
+) -> None:
+    """Solo with a bucket: FRAUDOPS_MLFLOW_ARTIFACT_LOCATION and FRAUDOPS_S3_ENDPOINT_URL, the client
+    writing to S3 itself with the AWS credentials of its environment."""
+    import mlflow
+    import mlflow.sklearn
+
+    from pipelines.tracking import ensure_experiment, pip_requirements
+
+    use_bucket(
+        monkeypatch,
+        s3,
+        FRAUDOPS_PROJECT_DIR=str(tmp_path),
+        FRAUDOPS_MLFLOW_ARTIFACT_LOCATION=f"s3://{BUCKET}/solo",
+        FRAUDOPS_S3_ENDPOINT_URL=s3.endpoint,
+    )
+    settings = Settings()
+    for name, value in tool_environment(settings).items():
+        monkeypatch.setenv(name, value)  # what every fraudops command does at start
+    model, x, _ = train_tiny_model()
+    with mlflow_uris_restored():
+        experiment = ensure_experiment(settings, "solo-s3")
+        assert mlflow.get_experiment(experiment).artifact_location == f"s3://{BUCKET}/solo"
+        with mlflow.start_run(experiment_id=experiment) as run:
+            mlflow.sklearn.log_model(model, name="model", pip_requirements=pip_requirements())
+        loaded = mlflow.sklearn.load_model(f"runs:/{run.info.run_id}/model")
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    # MLflow 3 keeps a logged model under the experiment's models/<model id>/artifacts
+    assert any(k.endswith("/artifacts/MLmodel") for k in s3.keys("solo/models/"))
+    assert not settings.artifact_root.exists()  # nothing went to the local artifact folder
+    assert os.environ["MLFLOW_S3_ENDPOINT_URL"] == s3.endpoint
+
+
+def test_the_mlflow_server_keeps_the_model_in_the_bucket_and_serves_it_to_clients_without_s3_access(
+    stores: Stores, tmp_path: Path, no_s3_access: None
+) -> None:
+    """Training and serving as in the team setup, with the server's artifacts in the bucket: the clients
+    (trainer, API) have no S3 credentials, the server proxies every artifact."""
+    import mlflow
+    import pandas as pd
+
+    from core.registry import download_onnx, load_model, registry_client
+    from pipelines.export import to_onnx_bytes
+    from pipelines.tracking import TAG_CYCLE, ensure_experiment, log_run, register_run
+
+    assert stores.mlflow_command[_flag(stores.mlflow_command, "--artifacts-destination")] == (
+        f"s3://{BUCKET}/{MLFLOW_PREFIX}"
+    )
+    stores.mlflow.wait_healthy()
+    model, x, features = train_tiny_model()
+    onnx_model = to_onnx_bytes(model, len(features))
+    settings = Settings(project_dir=tmp_path, mlflow_tracking_uri=stores.mlflow_url, model_name="s3-check")
+    run_data = {
+        "features": features,
+        "threshold": 0.5,
+        "label_delay_days": 7,
+        "run_name": "s3-check",
+        "params": {"C": 1.0},
+        "metrics": {"average_precision": 1.0},
+        "tags": {"data_version": "test", TAG_CYCLE: "s3-check"},
+    }
+    with mlflow_uris_restored():
+        experiment = ensure_experiment(settings, "s3-check")
+        assert mlflow.get_experiment(experiment).artifact_location.startswith("mlflow-artifacts:")
+        run_id = log_run(settings, model, run_data, pd.DataFrame(x, columns=features), [], onnx_model)
+        info = register_run(settings, run_id)
+        loaded = load_model(info)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert download_onnx(registry_client(stores.mlflow_url), info) == onnx_model
+
+    # the files are objects in the bucket, under the run
+    keys = stores.s3.keys(f"{MLFLOW_PREFIX}/")
+    assert any(k.endswith(f"/{run_id}/artifacts/onnx/model.onnx") for k in keys), keys
+    assert any(k.endswith("/MLmodel") for k in keys), keys
+    assert not list(tmp_path.rglob("MLmodel")), "a model file landed on the client's disk"
