@@ -17,13 +17,14 @@ from core.params import Params
 from core.settings import Settings
 from core.simulator import SimulationConfig, write_simulation
 from pipelines.features import build_feature_table, world_files, write_features
-from pipelines.features_dask import LABEL, concat_parts, write_feature_table
+from pipelines.features_dask import LABEL, concat_parts, feature_frame, write_feature_table
 
 # 14 day files: each customer and terminal has rows in several of them, so every window's look-back
 # crosses the files' (the input partitions') day boundaries; a wide radius makes customers share
 # terminals, so a customer partition does not hold whole terminal histories
 SIM = SimulationConfig(customers=40, terminals=30, days=14, seed=3, start_date=dt.date(2026, 1, 1), radius=30)
 UNLABELLED_DAYS = 3  # the newest days' labels are not known yet, as in the features stage
+PIECE_ROWS = 25  # a couple of days a partition: several partitions, each cut at a day boundary
 
 
 def read_all(files: list[Path]) -> pd.DataFrame:
@@ -47,7 +48,8 @@ def test_dask_features_equal_the_single_process_table(
 
     single = build_feature_table(tx, read_all(label_files), params)
     out = tmp_path / "features" / "features.parquet"
-    rows = write_feature_table(dask_client, tx_files, label_files, params, out)
+    assert feature_frame(tx_files, label_files, params, PIECE_ROWS).npartitions >= 5
+    rows = write_feature_table(dask_client, tx_files, label_files, params, out, PIECE_ROWS)
     got = pd.read_parquet(out)
 
     assert rows == len(single) == len(tx)
@@ -70,7 +72,9 @@ def test_files_out_of_time_order_are_refused(tmp_path: Path, params: Params, das
     write_simulation(tmp_path / "world", SIM)
     tx_files, label_files = world_files(tmp_path / "world")
     with pytest.raises(ValueError, match="give the files in time order"):
-        write_feature_table(dask_client, tx_files[::-1], label_files, params, tmp_path / "f.parquet")
+        write_feature_table(
+            dask_client, tx_files[::-1], label_files, params, tmp_path / "f.parquet", PIECE_ROWS
+        )
 
 
 def test_labels_are_integers_once_all_are_known(tmp_path: Path) -> None:
