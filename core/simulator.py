@@ -93,7 +93,8 @@ def attach_reach(customers: pd.DataFrame, terminals: pd.DataFrame, radius: float
     """
     cx, cy = customers["x"].to_numpy(np.float64), customers["y"].to_numpy(np.float64)
     tx, ty = terminals["x"].to_numpy(np.float64), terminals["y"].to_numpy(np.float64)
-    pairs_c, pairs_t = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    counts = np.zeros(len(cx), dtype=np.int64)
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per cell: customers, counts, terminals
     if radius != 0 and len(cx) and len(tx):
         cell = abs(radius)
         x0, y0 = min(cx.min(), tx.min()), min(cy.min(), ty.min())
@@ -104,28 +105,25 @@ def attach_reach(customers: pd.DataFrame, terminals: pd.DataFrame, radius: float
         t_order = np.argsort(t_cell, kind="stable")  # ascending terminal id within a cell
         t_sorted = t_cell[t_order]
         c_order = np.argsort(c_cell, kind="stable")
-        bounds = np.flatnonzero(np.diff(c_cell[c_order])) + 1
-        for group in np.split(c_order, bounds):
-            centre = int(c_cell[group[0]])
-            near = [
-                t_order[
-                    np.searchsorted(t_sorted, centre + d, "left") : np.searchsorted(
-                        t_sorted, centre + d, "right"
-                    )
-                ]
-                for d in (-width - 1, -width, -width + 1, -1, 0, 1, width - 1, width, width + 1)
-            ]
-            candidates = np.sort(np.concatenate(near))
+        for group in np.split(c_order, np.flatnonzero(np.diff(c_cell[c_order])) + 1):
+            around = int(c_cell[group[0]]) + np.array(
+                [-width - 1, -width, -width + 1, -1, 0, 1, width - 1, width, width + 1]
+            )
+            lo, hi = np.searchsorted(t_sorted, around, "left"), np.searchsorted(t_sorted, around, "right")
+            candidates = np.sort(np.concatenate([t_order[a:b] for a, b in zip(lo, hi, strict=True)]))
             # the same expression as a full comparison would evaluate, so the same terminals pass
             d2 = (cx[group][:, None] - tx[candidates]) ** 2 + (cy[group][:, None] - ty[candidates]) ** 2
-            rows, cols = np.nonzero(d2 < radius**2)
-            pairs_c.append(group[rows])
-            pairs_t.append(candidates[cols])
-    cust, term = np.concatenate(pairs_c), np.concatenate(pairs_t)
-    by_customer = np.argsort(cust, kind="stable")  # a customer's terminals stay ascending
-    counts = np.bincount(cust, minlength=len(cx)).astype(np.int64)
+            rows, cols = np.nonzero(d2 < radius**2)  # row by row, terminals ascending in each
+            per_row = np.bincount(rows, minlength=len(group))
+            counts[group] = per_row
+            found.append((group, per_row, candidates[cols]))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return Population(customers, terminals, offsets, term[by_customer].astype(np.int64))
+    # each customer's terminals go straight to its slice: no sort of every (customer, terminal) pair
+    reachable = np.empty(offsets[-1], dtype=np.int64)
+    for group, per_row, terms in found:
+        starts_in_group = np.cumsum(per_row) - per_row
+        reachable[np.repeat(offsets[group] - starts_in_group, per_row) + np.arange(len(terms))] = terms
+    return Population(customers, terminals, offsets, reachable)
 
 
 Columns = dict[str, np.ndarray]
@@ -271,8 +269,9 @@ def simulate(
         still_open = [i for i in still_open + new if i[3] > day]
         active = [i for i in still_open if i[2] <= day]
         days.append(_in_time_order(_apply_fraud(tx, pop, cfg, active, rng), pop))
-    columns = {name: np.concatenate([d[name] for d in days]) for name in days[0]} if days else {}
     rows = np.array([len(d["seconds"]) for d in days], dtype=np.int64)
+    # column by column, each day's piece dropped once copied: the days are never held twice
+    columns = {name: np.concatenate([d.pop(name) for d in days]) for name in list(days[0])} if days else {}
     day_index = np.repeat(np.arange(cfg.days, dtype=np.int64), rows)
     base_s = (cfg.start_date - dt.date(1970, 1, 1)).days * DAY_S
     micros = (base_s + day_index * DAY_S + columns["seconds"]) * 1_000_000
