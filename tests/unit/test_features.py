@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+import core.features
 from core.features import DAY_S, compute_features, feature_names
 from core.params import Params
 from core.simulator import SimulationConfig, write_simulation
@@ -70,3 +72,26 @@ def test_row_order_does_not_matter(tmp_path: Path, params: Params) -> None:
     a = compute_features(tx, fraud, params.features, 7)
     b = compute_features(shuffled, fraud[shuffled.index.to_numpy()], params.features, 7).loc[tx.index]
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_blocks_of_keys_match_brute_force(monkeypatch: pytest.MonkeyPatch, params: Params) -> None:
+    # many small blocks, sparse keys far apart, shuffled rows and equal timestamps: the blocked
+    # computation must still equal the definitions row by row
+    monkeypatch.setattr(core.features, "BLOCK_ROWS", 40)
+    rng = np.random.default_rng(11)
+    n = 600
+    start = pd.Timestamp("2026-01-01", tz="UTC").value // 10**9
+    seconds = start + rng.integers(0, 40 * DAY_S, n)
+    seconds[::7] = seconds[0]  # ties across and within keys
+    tx = pd.DataFrame(
+        {
+            "tx_datetime": pd.to_datetime(seconds, unit="s", utc=True).astype("datetime64[us, UTC]"),
+            "customer_id": rng.choice([3, 10**9, 5 * 10**12, 7], n),
+            "terminal_id": rng.integers(0, 25, n),
+            "tx_amount": np.round(rng.uniform(0, 300, n), 2),
+        }
+    )
+    fraud = (rng.random(n) < 0.3).astype(float)
+    fast = compute_features(tx, fraud, params.features, params.data.label_delay_days)
+    np.testing.assert_allclose(fast.to_numpy(), brute_force(tx, fraud, params).to_numpy(), atol=1e-9, rtol=0)
+    assert fast["terminal_risk_30d"].max() > 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from core.simulator import NEW_PATTERN_MAX_AMOUNT, SimulationConfig, write_simulation
+from core.simulator import NEW_PATTERN_MAX_AMOUNT, SimulationConfig, make_population, write_simulation
 
 SMALL = SimulationConfig(customers=200, terminals=400, days=10, seed=3, start_date=dt.date(2026, 3, 1))
 
@@ -89,3 +90,13 @@ def test_sixty_days_at_once_equal_thirty_and_thirty(tmp_path: Path) -> None:
         assert len(once) == 60
         for path in once:
             assert path.read_bytes() == (tmp_path / "twice" / sub / path.name).read_bytes(), path.name
+
+
+def test_reach_by_grid_cells_equals_every_pair_measured() -> None:
+    # the grid only skips pairs too far apart: the same terminals, in the same (ascending) order
+    pop = make_population(300, 700, 7.5, seed=2)
+    cx, cy = pop.customers["x"].to_numpy()[:, None], pop.customers["y"].to_numpy()[:, None]
+    near = (cx - pop.terminals["x"].to_numpy()) ** 2 + (cy - pop.terminals["y"].to_numpy()) ** 2 < 7.5**2
+    expected = [np.flatnonzero(row) for row in near]
+    assert np.array_equal(np.diff(pop.offsets), [len(e) for e in expected])
+    assert np.array_equal(pop.reachable, np.concatenate(expected))
