@@ -8,12 +8,19 @@ adapter per side calls that side's API; the measurements are the same:
 - the API's path: :class:`~core.predlog.PredictionWriter`, a batch built and submitted per request
   (1-row and 1,000-row requests), timed from the first submit until ``close()`` has committed all;
   also the submit alone, the cost a request pays;
-- the synchronous append of records (dicts), 10,000 a call;
+- the synchronous append of records (dicts), 10,000 a call; with ``--url``, also 200 appends of a
+  1,000-row batch, a commit each (the writer's appends under steady traffic: its 1,000-row figure
+  above is one append of all 200,000 rows, since submitting outruns the 50 ms flush);
 - reads from a log of six weeks of 50,000 transactions with 15 features (written as the API writes,
   one flush a day) and all their labels: a week of predictions, and the labels of a week's
   transactions (before: ``read_feedback`` had no window, so monitoring read every label).
 
 Each figure is the median of ``--rounds`` rounds, each on a fresh database.
+
+``python -m benchmarks.predlog --url postgresql://USER@HOST:PORT/DB [ROUNDS]`` measures the same figures
+for this tree's two stores instead: the SQLite file and PostgreSQL (team mode), each round in a
+throwaway database created beside ``DB`` and dropped after it (the user needs CREATEDB; ``DB`` itself
+is never written).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +79,10 @@ class Side:
         self.name = name
         self.predlog: Any = importlib.import_module("core.predlog")  # that side's: typed as neither
 
-    def writer(self, path: Path) -> Any:
+    def writer(self, path: Any) -> Any:
         if self.name == "before":
             return self.predlog.PredictionWriter(path, FEATURES)
-        return self.predlog.PredictionWriter(self.predlog.SqlitePredictionLog(path), FEATURES)
+        return self.predlog.PredictionWriter(self.predlog.prediction_log_at(path), FEATURES)
 
     def submit(self, writer: Any, request: dict[str, Any], scored_at: str) -> None:
         r, batch = request, self.predlog.PredictionBatch
@@ -83,7 +92,7 @@ class Side:
         else:
             writer.submit(batch(*columns, r["probability"], r["flags"], 0.5, "1", scored_at))
 
-    def read_week_feedback(self, path: Path, start: dt.date, end: dt.date) -> Any:
+    def read_week_feedback(self, path: Any, start: dt.date, end: dt.date) -> Any:
         if self.name == "before":
             return self.predlog.read_feedback(path)
         return self.predlog.read_feedback(path, start, end)
@@ -96,10 +105,13 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - began, result
 
 
-def through_writer(side: Side, folder: Path, size: int, n: int) -> dict[str, float]:
+Place = Callable[[str], Any]  # a log's name in a round -> where it is (a path, a URL)
+
+
+def through_writer(side: Side, place: Place, size: int, n: int) -> dict[str, float]:
     """Rows per second from the first submit to all committed, and the submit's own cost."""
     batches = requests(n, size)
-    writer = side.writer(folder / f"writer-{size}.db").start()
+    writer = side.writer(place(f"writer-{size}")).start()
     began = time.perf_counter()
     for request in batches:
         side.submit(writer, request, "2026-01-05T10:00:00+00:00")
@@ -131,7 +143,27 @@ def records(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def fill(side: Side, path: Path) -> None:
+def separate_appends(side: Side, location: Any, n: int = 200, size: int = 1000) -> float:
+    """Rows per second of ``n`` appends of ``size``-row batches, each its own commit."""
+    tables = [
+        side.predlog.batches_table(
+            [
+                side.predlog.PredictionBatch(
+                    *(r["ids"], r["tx_us"], r["customers"], r["terminals"], r["amounts"], r["features"]),
+                    *(r["probability"], r["flags"], 0.5, "1", "2026-01-05T10:00:00+00:00"),
+                )
+            ],
+            FEATURES,
+        )
+        for r in requests(n, size, seed=4)
+    ]
+    store = side.predlog.prediction_log_at(location)
+    seconds, _ = timed(lambda: [store.append_predictions(table) for table in tables])
+    store.close()
+    return n * size / seconds
+
+
+def fill(side: Side, path: Any) -> None:
     """Six weeks as the API logs them (1,000-row requests, one flush a day) and all their labels."""
     per_day = PER_WEEK // 7
     writer = side.writer(path).start()
@@ -151,36 +183,88 @@ def fill(side: Side, path: Path) -> None:
         side.predlog.append_feedback(path, labels)
 
 
-def measure_round(side: Side, folder: Path) -> dict[str, float]:
-    """One round of every figure, its databases in ``folder``."""
+def measure_round(side: Side, place: Place, megabytes: Callable[[Any], float]) -> dict[str, float]:
+    """One round of every figure, each log at ``place(name)``; ``megabytes``: a log's size."""
     out: dict[str, float] = {}
     for size, n in ((1, 20_000), (1000, 200)):
-        got = through_writer(side, folder, size, n)
+        got = through_writer(side, place, size, n)
         out[f"writer_{size}_rows_per_s"], out[f"writer_{size}_submit_us"] = (
             got["rows_per_s"],
             got["submit_us"],
         )
     recs = records(10_000)
-    seconds, _ = timed(lambda: [side.predlog.append_predictions(folder / "sync.db", recs) for _ in range(5)])
+    if side.name == "after":  # the API's appends one by one, as its writer makes them under steady traffic
+        out["append_batches_rows_per_s"] = separate_appends(side, place("batches"))
+    sync = place("sync")
+    seconds, _ = timed(lambda: [side.predlog.append_predictions(sync, recs) for _ in range(5)])
     out["append_records_rows_per_s"] = 5 * len(recs) / seconds
-    path = folder / "weeks.db"
+    path = place("weeks")
     fill(side, path)
     week = (START + dt.timedelta(weeks=WEEKS - 1), START + dt.timedelta(weeks=WEEKS, days=-1))
     out["read_week_s"], frame = timed(side.predlog.read_predictions, path, *week)
     out["read_week_rows"] = len(frame)
     out["read_week_feedback_s"], labels = timed(side.read_week_feedback, path, *week)
     out["read_week_feedback_rows"] = len(labels)
-    out["database_mb"] = sum(p.stat().st_size for p in folder.glob("weeks.db*")) / 1e6
+    out["database_mb"] = megabytes(path)
     return out
 
 
-def measure(side_name: str, rounds: int) -> dict[str, float]:
-    """Every figure of one side, the median over ``rounds``."""
+def sqlite_round(side: Side) -> dict[str, float]:
+    """:func:`measure_round` with each log a SQLite file in a temporary folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        return measure_round(
+            side,
+            lambda name: folder / f"{name}.db",
+            lambda path: sum(p.stat().st_size for p in folder.glob(f"{path.name}*")) / 1e6,
+        )
+
+
+@contextmanager
+def postgres_databases(url: str) -> Iterator[Place]:
+    """Throwaway databases on ``url``'s server, one per log name, dropped on leaving."""
+    import psycopg2
+
+    base, _, _ = url.rpartition("/")
+    admin = psycopg2.connect(url, connect_timeout=5)
+    admin.autocommit = True  # CREATE / DROP DATABASE refuse to run inside a transaction
+    made: list[str] = []
+    prefix = f"fraudops_bench_{uuid.uuid4().hex[:8]}"
+
+    def place(name: str) -> str:
+        made.append(f"{prefix}_{name.replace('-', '_')}")
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{made[-1]}"')
+        return f"{base}/{made[-1]}"
+
+    try:
+        yield place
+    finally:
+        with admin.cursor() as cur:
+            for name in made:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def postgres_round(side: Side, url: str) -> dict[str, float]:
+    """:func:`measure_round` with each log in a throwaway PostgreSQL database beside ``url``'s."""
+    import psycopg2
+
+    def megabytes(location: str) -> float:
+        with psycopg2.connect(location) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_total_relation_size('batches') + pg_total_relation_size('feedback')")
+            size = int(cur.fetchone()[0]) / 1e6
+        conn.close()
+        return size
+
+    with postgres_databases(url) as place:
+        return measure_round(side, place, megabytes)
+
+
+def measure(side_name: str, rounds: int, url: str | None = None) -> dict[str, float]:
+    """Every figure of one side (``url``: this tree's, on PostgreSQL), the median over ``rounds``."""
     side = Side(side_name)
-    results: list[dict[str, float]] = []
-    for _ in range(rounds):
-        with tempfile.TemporaryDirectory() as tmp:
-            results.append(measure_round(side, Path(tmp)))
+    results = [sqlite_round(side) if url is None else postgres_round(side, url) for _ in range(rounds)]
     return {name: statistics.median(r[name] for r in results) for name in results[0]}
 
 
@@ -209,6 +293,33 @@ ROWS = [
 ]
 
 
+STORE_ROW = (
+    "append_batches_rows_per_s",
+    "append_predictions, 200 batches of 1,000 rows, a commit each: rows/s",
+    "{:,.0f}",
+)
+
+
+def compare_stores(url: str, rounds: int) -> None:
+    """This tree's SQLite and PostgreSQL stores, then a markdown table of their figures."""
+    from benchmarks.measure import describe_machine
+    from core.predlog_pg import without_password
+
+    sqlite, postgres = measure("after", rounds), measure("after", rounds, url)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    print(
+        f"# prediction log stores, SQLite and PostgreSQL ({without_password(url)}), at {commit.stdout.strip()}"
+    )
+    box = describe_machine()
+    where = f"{box['cpu']}, {box['cores']} cores, {box['memory_gb']} GB, Python {box['python']}"
+    print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {where}")
+    print(f"# median of {rounds} rounds")
+    print("| | SQLite | PostgreSQL | PostgreSQL / SQLite |\n|---|---:|---:|---:|")
+    for key, label, form in [*ROWS[:4], STORE_ROW, *ROWS[4:]]:
+        ratio = postgres[key] / sqlite[key] if sqlite[key] else float("nan")
+        print(f"| {label} | {form.format(sqlite[key])} | {form.format(postgres[key])} | {ratio:.2f} |")
+
+
 def main(rounds: int = 3) -> None:
     """Both sides, then a markdown table of their figures."""
     from benchmarks.measure import describe_machine
@@ -231,5 +342,7 @@ def main(rounds: int = 3) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] in ("before", "after"):  # one side, in its own process
         print(json.dumps(measure(sys.argv[1], int(sys.argv[2]))))
+    elif len(sys.argv) > 2 and sys.argv[1] == "--url":
+        compare_stores(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3)
     else:
         main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)

@@ -841,8 +841,9 @@ class PredictionWriter:
             else:
                 past_deadline = False
                 self._urgent = False
-                self._taken.extend(self._queue)
-                self._queue = []
+                retrying = bool(self._taken)  # a failed append is retried as it was: a store may
+                if not retrying:  # have committed it unawares (core.predlog_pg)
+                    self._taken, self._queue = self._queue, []
                 taken = self._taken
                 if not taken:
                     return not self._closing
@@ -857,6 +858,7 @@ class PredictionWriter:
             if ok and self._taken is taken:  # (else close() saved these rows meanwhile: counted there)
                 self._written += sum(len(b) for b in taken)
                 self._taken = []
+                self._urgent = retrying and bool(self._queue)  # rows queued behind a retry: at once
             self._cond.notify_all()
         return True
 

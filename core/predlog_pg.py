@@ -3,8 +3,9 @@
 Switched on by ``FRAUDOPS_PREDICTION_LOG_URL`` (a ``postgresql://`` URL, see
 :func:`core.predlog.open_prediction_log`); every replica of the API writes to it and monitoring reads
 it. The layout is SQLite's (:mod:`core.predlog`): a batch is one row holding one Arrow IPC stream, so
-appending a batch is one statement in one round trip whatever its size, and every read is shared with
-the SQLite log (:class:`~core.predlog.ArrowBatchLog`). What differs, and why:
+appending a batch takes three round trips whatever its size (lock, binary COPY of the row, commit),
+a set of labels one (a multi-row INSERT); every read is shared with the SQLite log
+(:class:`~core.predlog.ArrowBatchLog`). What differs, and why:
 
 * Ids come from identity columns, taken under a table lock (``EXCLUSIVE``: reads go on, writers queue),
   so batches and labels commit in id order and a reader's cursor (:meth:`read_after`) never passes an
@@ -19,8 +20,8 @@ the SQLite log (:class:`~core.predlog.ArrowBatchLog`). What differs, and why:
   again. The API's writer keeps and retries the rows (:class:`~core.predlog.PredictionWriter`), so an
   outage costs 503s, not predictions.
 
-Writes share one connection in autocommit mode (each append is its own implicit transaction: lock,
-insert, commit in one message); reads share another, each in one read-only repeatable-read snapshot.
+Writes share one connection, each append its own transaction; reads share another, each in one
+read-only repeatable-read snapshot.
 Readers never create the tables: a database without them reads as an empty log.
 """
 
@@ -28,10 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
+import struct
 import threading
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg2
@@ -61,6 +64,8 @@ CREATE TABLE IF NOT EXISTS batches (
     rows integer NOT NULL,
     digest bytea NOT NULL UNIQUE,
     arrow bytea NOT NULL);
+-- Arrow streams of floats hardly compress: stored as they are, a large batch appends 2-4x faster
+ALTER TABLE batches ALTER COLUMN arrow SET STORAGE EXTERNAL;
 CREATE INDEX IF NOT EXISTS batches_last_us ON batches (last_us);
 CREATE TABLE IF NOT EXISTS feedback (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -71,12 +76,17 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_transaction_id ON feedback (transaction_id);
 """
 TABLES_SQL = "SELECT to_regclass('batches'), to_regclass('feedback')"  # NULL: not there
-# one message each: the lock, the insert and (autocommit) the commit of an implicit transaction
-INSERT_BATCH = """
+# a batch: the lock and the digest's check in one message, the row in binary COPY (no escaping: a
+# large batch appends about 3x faster than as an INSERT's text), then the commit
+LOCK_BATCHES = """
+BEGIN;
 LOCK TABLE batches IN EXCLUSIVE MODE;
-INSERT INTO batches (first_us, last_us, rows, digest, arrow) VALUES (%s, %s, %s, %s, %s)
-ON CONFLICT (digest) DO NOTHING
+SELECT EXISTS (SELECT 1 FROM batches WHERE digest = %s)
 """
+COPY_BATCH = "COPY batches (first_us, last_us, rows, digest, arrow) FROM STDIN (FORMAT binary)"
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # signature, flags, no extension
+COPY_TRAILER = struct.pack("!h", -1)
+# labels: the lock, every row and (autocommit) the commit in one message, an implicit transaction
 INSERT_FEEDBACK = """
 LOCK TABLE feedback IN EXCLUSIVE MODE;
 INSERT INTO feedback (transaction_id, tx_fraud, tx_fraud_scenario, received_on) VALUES %s
@@ -143,8 +153,8 @@ class PostgresPredictionLog(ArrowBatchLog):
             text += " (connection lost; the next call connects again)"
         return PredictionLogError(text)
 
-    def _write(self, what: str, sql: str, args: Sequence[Any] | None = None, values: Any = None) -> None:
-        """Run ``sql`` on the write connection (``values``: rows for ``execute_values``).
+    def _write(self, what: str, work: Callable[[Any], None]) -> None:
+        """Call ``work`` with a cursor of the write connection.
 
         Any error drops the connection, so the next write starts on a fresh one, and is raised as
         :class:`PredictionLogError`: the store cannot take rows now."""
@@ -159,10 +169,7 @@ class PostgresPredictionLog(ArrowBatchLog):
                         if None in cur.fetchone():
                             cur.execute(SCHEMA_SQL)
                 with self._conn.cursor() as cur:
-                    if values is None:
-                        cur.execute(sql, args)
-                    else:  # every row in one statement: one round trip
-                        psycopg2.extras.execute_values(cur, sql, values, page_size=len(values))
+                    work(cur)
             except psycopg2.Error as exc:
                 self._drop_writer()
                 raise self._failure(exc, what, connected) from exc
@@ -183,14 +190,26 @@ class PostgresPredictionLog(ArrowBatchLog):
         _write_stream(sink, batch)
         stream = memoryview(sink.getvalue())
         digest = hashlib.blake2b(stream, digest_size=16).digest()
-        args = (*_time_bounds(batch), batch.num_rows, digest, psycopg2.Binary(stream))
-        self._write(f"appending {batch.num_rows} predictions", INSERT_BATCH, args)
+        first, last = _time_bounds(batch)
+        row = struct.pack("!hiqiqiii16si", 5, 8, first, 8, last, 4, batch.num_rows, 16, digest, len(stream))
+        copy = io.BytesIO(b"".join([COPY_HEADER, row, stream, COPY_TRAILER]))
+
+        def store(cur: Any) -> None:  # closing the connection on an error rolls the transaction back
+            cur.execute(LOCK_BATCHES, (digest,))
+            if not cur.fetchone()[0]:  # else sent again: stored already
+                cur.copy_expert(COPY_BATCH, copy, size=1 << 20)
+            cur.execute("COMMIT")
+
+        self._write(f"appending {batch.num_rows} predictions", store)
         return batch.num_rows
 
     def append_feedback(self, labels: Iterable[Mapping[str, object]]) -> int:
         rows = _feedback_rows(labels)
-        if rows:
-            self._write(f"appending {len(rows)} labels", INSERT_FEEDBACK, values=rows)
+        if rows:  # every row in one statement: one round trip
+            self._write(
+                f"appending {len(rows)} labels",
+                lambda cur: psycopg2.extras.execute_values(cur, INSERT_FEEDBACK, rows, page_size=len(rows)),
+            )
         return len(rows)
 
     def close(self) -> None:

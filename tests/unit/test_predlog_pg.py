@@ -16,6 +16,7 @@ from core.predlog import (
     Cursor,
     PredictionLogError,
     PredictionLogFailing,
+    PredictionWriter,
     prediction_columns,
     predictions_table,
 )
@@ -170,3 +171,41 @@ def test_messages_never_show_the_password() -> None:
     assert without_password(url) == "postgresql://fraudops:***@db.internal:5432/predictions"
     assert "s3cret" not in repr(PostgresPredictionLog(url))
     assert without_password("postgresql://postgres@127.0.0.1/x") == "postgresql://postgres@127.0.0.1/x"
+
+
+class ReplyLost:
+    """The real PostgreSQL log whose next append commits and then fails as if the connection dropped
+    before the reply came: the writer cannot know its rows are stored. It holds the failure until
+    ``release`` is set, so that rows can be submitted while that append is under way."""
+
+    def __init__(self, store: PostgresPredictionLog) -> None:
+        self.store, self.location = store, store.location
+        self.committed, self.release = threading.Event(), threading.Event()
+
+    def append_predictions(self, batch: Any) -> int:
+        rows = self.store.append_predictions(batch)
+        if not self.committed.is_set():
+            self.committed.set()
+            self.release.wait(10)
+            raise PredictionLogError("server closed the connection unexpectedly (connection lost)")
+        return rows
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_a_retry_after_a_lost_reply_stores_each_row_once(postgres_database: str) -> None:
+    """The append committed but its reply was lost; rows submitted meanwhile must not make the retry a
+    different batch, or the committed rows would be stored twice."""
+    lossy = ReplyLost(PostgresPredictionLog(postgres_database))
+    log = PredictionWriter(lossy, FEATURES, flush_interval_s=0.01, retry_interval_s=0.02).start()  # type: ignore[arg-type]
+    try:
+        log.submit(batch([row(i) for i in range(10)]))
+        assert lossy.committed.wait(10)
+        log.submit(batch([row(i) for i in range(10, 15)]))  # while the append is under way
+        lossy.release.set()
+        wait_until_failing(log)
+        assert log.flush(timeout=10)
+    finally:
+        log.close()
+    assert (log.written, count_records(postgres_database)) == (15, 15)
