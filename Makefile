@@ -22,7 +22,7 @@ export OMP_NUM_THREADS := 1
 # OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup demo test lint audit docker-check bench bench-compare faults wrk serve schedule worker mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
+.PHONY: help setup demo test lint audit docker-check bench bench-growth bench-compare faults wrk serve schedule worker mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -65,6 +65,11 @@ bench: setup wrk ## Run the benchmarks and print their figures (see docs/benchma
 	$(BIN)/python -m benchmarks.predlog
 	$(BIN)/python -m benchmarks.serving $(SERVING_ARGS)
 	$(BIN)/python -m benchmarks.burst
+
+# options of the growth benchmark, e.g. `make bench-growth GROWTH_ARGS="--scales 0.25,1"` (10x: about 3 GB)
+GROWTH_ARGS ?=
+bench-growth: setup ## Simulate, features, train at 0.25/1/4/10x book scale, each in a fresh process: JSON + plot in docs/images
+	$(BIN)/python -m benchmarks.growth $(GROWTH_ARGS)
 
 # the commit the serving figures are compared with, e.g. `make bench-compare BASE=263e51c`
 BASE ?= 263e51c
