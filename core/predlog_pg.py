@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import logging
 import struct
 import threading
 import urllib.parse
@@ -38,7 +37,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg2
-import psycopg2.extensions
 import psycopg2.extras
 import pyarrow as pa
 
@@ -50,8 +48,6 @@ from core.predlog import (
     _time_bounds,
     _write_stream,
 )
-
-log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "fraudops-prediction-log"  # how the log's connections show in pg_stat_activity
 # the tables, created on the first write; the advisory lock lets replicas that start together do it once
@@ -91,7 +87,6 @@ INSERT_FEEDBACK = """
 LOCK TABLE feedback IN EXCLUSIVE MODE;
 INSERT INTO feedback (transaction_id, tx_fraud, tx_fraud_scenario, received_on) VALUES %s
 """
-LOST = (psycopg2.OperationalError, psycopg2.InterfaceError)  # the connection, not the statement, failed
 
 
 def without_password(url: str) -> str:
@@ -144,13 +139,17 @@ class PostgresPredictionLog(ArrowBatchLog):
         conn.autocommit = True
         return conn
 
-    def _failure(self, exc: psycopg2.Error, what: str, connected: bool) -> PredictionLogError:
-        """The error a caller sees: the log, what failed, PostgreSQL's words, and what it means."""
+    def _abandon(self, conn: Any, exc: psycopg2.Error, what: str) -> PredictionLogError:
+        """Close ``conn``, on which ``exc`` happened (None: connecting failed), so that the next call
+        starts afresh; the error a caller sees: the log, what failed, PostgreSQL's words, what it means."""
         text = f"prediction log {self.location}: {what} failed: {_one_line(exc)}"
-        if not connected:
+        if conn is None:
             text += " (cannot connect; the next call tries again)"
-        elif isinstance(exc, LOST):
+        elif conn.closed:  # not a statement's error (a lock timeout, a full disk): the link is gone
             text += " (connection lost; the next call connects again)"
+        if conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
         return PredictionLogError(text)
 
     def _write(self, what: str, work: Callable[[Any], None]) -> None:
@@ -159,7 +158,6 @@ class PostgresPredictionLog(ArrowBatchLog):
         Any error drops the connection, so the next write starts on a fresh one, and is raised as
         :class:`PredictionLogError`: the store cannot take rows now."""
         with self._lock:
-            connected = self._conn is not None
             try:
                 if self._conn is None:
                     conn = self._conn = self._connect()
@@ -171,8 +169,8 @@ class PostgresPredictionLog(ArrowBatchLog):
                 with self._conn.cursor() as cur:
                     work(cur)
             except psycopg2.Error as exc:
-                self._drop_writer()
-                raise self._failure(exc, what, connected) from exc
+                conn, self._conn = self._conn, None
+                raise self._abandon(conn, exc, what) from exc
             except BaseException:
                 self._drop_writer()
                 raise
@@ -227,7 +225,6 @@ class PostgresPredictionLog(ArrowBatchLog):
 
         An error drops the connection and is raised as :class:`PredictionLogError`."""
         with self._read_lock:
-            connected = self._reader is not None
             try:
                 if self._reader is None:
                     self._reader = self._connect()
@@ -243,8 +240,5 @@ class PostgresPredictionLog(ArrowBatchLog):
                     tables = query(TABLES_SQL, ())
                     yield None if None in next(iter(tables)) else query
             except psycopg2.Error as exc:
-                if self._reader is not None:
-                    with contextlib.suppress(psycopg2.Error):
-                        self._reader.close()
-                    self._reader = None
-                raise self._failure(exc, "reading", connected) from exc
+                conn, self._reader = self._reader, None
+                raise self._abandon(conn, exc, "reading") from exc

@@ -8,12 +8,13 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from core.predlog import (
     Cursor,
+    LogChanges,
     PredictionLogError,
     PredictionLogFailing,
     PredictionWriter,
@@ -130,21 +131,52 @@ def test_a_batch_sent_again_is_stored_once(postgres_database: str) -> None:
     store.close()
 
 
-def test_a_cursor_never_passes_a_batch_that_commits_later(postgres_database: str) -> None:
+class LateCommit(NamedTuple):
+    """A log's case of a write that commits after a later one: the row a trigger holds back once it has
+    its id, the slow and the fast write, what a read of the log saw, and what both writes stored."""
+
+    held: str
+    slow: Callable[[PostgresPredictionLog], object]
+    fast: Callable[[PostgresPredictionLog], object]
+    seen: Callable[[LogChanges], list[str]]
+    stored: list[str]
+
+
+LATE_COMMITS = {
+    "batches": LateCommit(
+        "NEW.rows = 7",
+        lambda store: store.append_predictions(records(range(10, 17))),
+        lambda store: store.append_predictions(records(range(20, 21))),
+        lambda changes: list(changes.predictions["transaction_id"]),
+        [*(f"T{i}" for i in range(10, 17)), "T20"],
+    ),
+    "feedback": LateCommit(
+        "NEW.transaction_id = 'T10'",
+        lambda store: store.append_feedback([label("T10", 1, "2026-01-12")]),
+        lambda store: store.append_feedback([label("T20", 0, "2026-01-12")]),
+        lambda changes: list(changes.feedback["transaction_id"]),
+        ["T10", "T20"],
+    ),
+}
+
+
+@pytest.mark.parametrize("table", list(LATE_COMMITS))
+def test_a_cursor_never_passes_a_row_that_commits_later(postgres_database: str, table: str) -> None:
     """Two replicas append at once and the first to take an id commits last: a reader in between must not
-    move its cursor past that id, or it would never read that batch."""
+    move its cursor past that id, or it would never read that row."""
     url = postgres_database
+    case = LATE_COMMITS[table]
     first, second, reader = (PostgresPredictionLog(url) for _ in range(3))
     first.append_predictions(records(range(1)))  # creates the tables
     second.append_predictions(records(range(1, 2)))  # connected: a connection's set-up waits for nothing
     start = reader.read_after(Cursor()).cursor
-    with database(url) as cur:  # the 7-row batch stays uncommitted for a while once it has its id
+    with database(url) as cur:  # the held row stays uncommitted for a while once it has its id
         cur.execute(
             "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            " IF NEW.rows = 7 THEN PERFORM pg_sleep(0.5); END IF; RETURN NEW; END $$;"
-            " CREATE TRIGGER hold BEFORE INSERT ON batches FOR EACH ROW EXECUTE FUNCTION hold()"
+            f" IF {case.held} THEN PERFORM pg_sleep(0.5); END IF; RETURN NEW; END $$;"
+            f" CREATE TRIGGER hold BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION hold()"
         )
-    slow = threading.Thread(target=first.append_predictions, args=(records(range(10, 17)),))
+    slow = threading.Thread(target=case.slow, args=(first,))
     slow.start()
 
     def waiting(event: str) -> bool:
@@ -152,16 +184,15 @@ def test_a_cursor_never_passes_a_batch_that_commits_later(postgres_database: str
             cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = %s", (event,))
             return bool(cur.fetchone()[0])
 
-    wait_for(lambda: waiting("PgSleep"), "the slow batch holds its id")
-    fast = threading.Thread(target=second.append_predictions, args=(records(range(20, 21)),))
+    wait_for(lambda: waiting("PgSleep"), "the slow write holds its id")
+    fast = threading.Thread(target=case.fast, args=(second,))
     fast.start()
-    wait_for(lambda: not fast.is_alive() or waiting("relation"), "the fast batch committed or queued")
+    wait_for(lambda: not fast.is_alive() or waiting("relation"), "the fast write committed or queued")
     during = reader.read_after(start)
     slow.join()
     fast.join()
     after = reader.read_after(during.cursor)
-    seen = [*during.predictions["transaction_id"], *after.predictions["transaction_id"]]
-    assert sorted(seen) == sorted(["T20", *(f"T{i}" for i in range(10, 17))])
+    assert sorted([*case.seen(during), *case.seen(after)]) == sorted(case.stored)
     for store in (first, second, reader):
         store.close()
 
@@ -209,3 +240,21 @@ def test_a_retry_after_a_lost_reply_stores_each_row_once(postgres_database: str)
     finally:
         log.close()
     assert (log.written, count_records(postgres_database)) == (15, 15)
+
+
+def test_a_write_held_up_by_another_writers_lock_fails_as_a_statement_not_a_lost_connection(
+    postgres_database: str,
+) -> None:
+    store = PostgresPredictionLog(postgres_database, busy_timeout_s=0.05)
+    store.append_predictions(records(range(1)))
+    with database(postgres_database) as cur:
+        cur.execute("BEGIN; LOCK TABLE batches IN EXCLUSIVE MODE")  # another writer, stuck
+        with pytest.raises(
+            PredictionLogError, match=r"appending 1 predictions failed: .*lock timeout"
+        ) as err:
+            store.append_predictions(records(range(1, 2)))
+        cur.execute("ROLLBACK")
+    assert "connection" not in str(err.value)
+    assert store.append_predictions(records(range(1, 2))) == 1
+    assert count_records(postgres_database) == 2
+    store.close()
