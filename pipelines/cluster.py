@@ -38,3 +38,13 @@ def dask_client(settings: Settings) -> Iterator[Client]:
     )
     with cluster, Client(cluster) as client:
         yield client
+
+
+@contextmanager
+def engine_client(settings: Settings) -> Iterator[Client | None]:
+    """A cluster's client when ``FRAUDOPS_FEATURE_ENGINE=dask``, else None (one process, no Dask)."""
+    if settings.feature_engine != "dask":
+        yield None
+        return
+    with dask_client(settings) as client:
+        yield client

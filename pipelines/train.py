@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ from core.features import feature_names, horizon_days
 from core.metrics import card_k, evaluate_scores
 from core.params import HyperParams, Params, ThresholdParams
 from pipelines.results import Windows
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 class NotEnoughData(ValueError):
@@ -203,8 +206,18 @@ class Selection:
         return out
 
 
-def select_model(table: pd.DataFrame, windows: Windows, params: Params) -> Selection:
-    """Fit every candidate on each validation fold; keep the best mean AP; set the threshold on its scores."""
+def fit_and_score(train: pd.DataFrame, test: pd.DataFrame, params: Params, hyper: HyperParams) -> np.ndarray:
+    """One step of the search: fit ``hyper`` on a fold's training rows, score its test rows."""
+    return score_frame(fit_model(train, params, hyper), test, feature_names(params.features))
+
+
+def select_model(
+    table: pd.DataFrame, windows: Windows, params: Params, client: Client | None = None
+) -> Selection:
+    """Fit every candidate on each validation fold; keep the best mean AP; set the threshold on its scores.
+
+    With a Dask ``client`` the (candidate, fold) fits run as tasks on its cluster: the same scores.
+    """
     from sklearn.metrics import average_precision_score
 
     folds = validation_windows(windows, params, table["tx_datetime"].min().date())
@@ -219,14 +232,19 @@ def select_model(table: pd.DataFrame, windows: Windows, params: Params) -> Selec
             f"no validation fold fits before the training window {windows.as_tags()['train_window']}: "
             "simulate and ingest more days (or lower model.validation_folds' needs in params.yaml)"
         )
-    features = feature_names(params.features)
+    hypers = params.model.candidates()
+    if client is None:
+        all_scores = [
+            [fit_and_score(train, test, params, hyper) for train, test in splits] for hyper in hypers
+        ]
+    else:
+        from pipelines.search_dask import search_scores
+
+        all_scores = search_scores(client, splits, hypers, params)
+    ys = [test["tx_fraud"].to_numpy() for _, test in splits]
     candidates: list[dict[str, Any]] = []
     best: tuple[float, HyperParams, list[np.ndarray], list[np.ndarray]] | None = None
-    for hyper in params.model.candidates():
-        ys, scores = [], []
-        for train, test in splits:
-            ys.append(test["tx_fraud"].to_numpy())
-            scores.append(score_frame(fit_model(train, params, hyper), test, features))
+    for hyper, scores in zip(hypers, all_scores, strict=True):
         aps = [float(average_precision_score(y, s)) for y, s in zip(ys, scores, strict=True)]
         mean_ap = float(np.mean(aps))
         candidates.append(

@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from core.features import feature_names
 from core.params import HyperParams, Params, load_params
 from core.registry import SKOPS_TRUSTED_TYPES
 from core.settings import get_settings
+from pipelines.cluster import engine_client
 from pipelines.export import export_checked
 from pipelines.features import read_feature_table
 from pipelines.plots import PR_CURVE_PNG, write_pr_curve
@@ -41,6 +42,9 @@ from pipelines.train import (
     select_model,
     split_windows,
 )
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 log = logging.getLogger(__name__)
 MODEL_FILE, ONNX_FILE, TRAINING_FILE = "model.skops", "model.onnx", "training.json"
@@ -128,24 +132,32 @@ class StageResult:
 
 
 def train_on_table(
-    table: pd.DataFrame, params: Params, folds: bool = True, export: bool = True, threads: int | None = None
+    table: pd.DataFrame,
+    params: Params,
+    folds: bool = True,
+    export: bool = True,
+    threads: int | None = None,
+    client: Client | None = None,
 ) -> StageResult:
     """The stage in memory: plan, search on the validation folds, fit, evaluate, compare folds, export.
 
     Training is a batch job: its fits use every core (or ``threads``), whatever ``OMP_NUM_THREADS``
     says for serving. On cores other processes keep busy, one thread can be much faster: OpenMP's
-    threads wait for each other at every tree level.
+    threads wait for each other at every tree level. With a Dask ``client`` the search's fits run on
+    its cluster instead (:func:`pipelines.train.select_model`).
     """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads or os.cpu_count() or 1, user_api="openmp"):
-        return _train_on_table(table, params, folds, export)
+        return _train_on_table(table, params, folds, export, client)
 
 
-def _train_on_table(table: pd.DataFrame, params: Params, folds: bool, export: bool) -> StageResult:
+def _train_on_table(
+    table: pd.DataFrame, params: Params, folds: bool, export: bool, client: Client | None
+) -> StageResult:
     windows = plan_windows(last_labelled_in(table), params, first_day=table["tx_datetime"].min().date())
     train, test = split_windows(table, windows)
-    selection = select_model(table, windows, params)
+    selection = select_model(table, windows, params, client)
     model = fit_model(train, params, selection.hyper)
     features = feature_names(params.features)
     population = int(table["customer_id"].nunique())  # customers seen in all the data
@@ -161,11 +173,13 @@ def _train_on_table(table: pd.DataFrame, params: Params, folds: bool, export: bo
     return StageResult(model, windows, selection, metrics, train, test, onnx_model)
 
 
-def run_stage(data_dir: Path, metrics_dir: Path, params: Params) -> TrainedModel:
-    """Search on the validation folds, fit on the training window, evaluate on the test window, export."""
+def run_stage(
+    data_dir: Path, metrics_dir: Path, params: Params, client: Client | None = None
+) -> TrainedModel:
+    """Search on the validation folds (on ``client``'s cluster if given), fit, evaluate, export."""
     import skops.io as sio
 
-    result = train_on_table(read_feature_table(data_dir), params)
+    result = train_on_table(read_feature_table(data_dir), params, client=client)
     model, selection, metrics, test = result.model, result.selection, result.metrics, result.test
     assert result.onnx_model is not None  # asked for by default
     model_dir = data_dir / "model"
@@ -231,7 +245,8 @@ def main() -> None:
     settings = get_settings()
     params = load_params(settings.project_dir / "params.yaml")
     try:
-        trained = run_stage(settings.data_dir, settings.project_dir / "metrics", params)
+        with engine_client(settings) as client:  # FRAUDOPS_FEATURE_ENGINE=dask: the search on the cluster
+            trained = run_stage(settings.data_dir, settings.project_dir / "metrics", params, client)
     except NotEnoughData as exc:
         log.error("train: %s", exc)
         raise SystemExit(1) from None
