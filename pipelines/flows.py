@@ -44,7 +44,7 @@ from pipelines.ingest import (
     save_report,
 )
 from pipelines.training import Step, T, TrainingOutcome, new_cycle_id, plain, run_training
-from pipelines.versioning import data_version, ensure_dvc_repo, track_data
+from pipelines.versioning import data_version, ensure_dvc_repo, push_data, track_data
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +129,18 @@ def store_batch(settings: Settings, params: Params, kind: Kind, path: Path, toda
 
 
 def version_data(settings: Settings, outcomes: list[BatchOutcome]) -> str:
-    """``dvc add`` and push the raw days and labels when something arrived; the data version."""
+    """``dvc add`` and push the raw days and labels when something arrived; the data version.
+
+    With nothing new the remote still gets what it lacks: a run that failed to push (the bucket out
+    of reach) is completed by running the ingest again."""
     ensure_dvc_repo(settings.project_dir, settings.dvc_remote_url, settings.s3_endpoint_url)
     if any(o.status == "ingested" for o in outcomes) or data_version(settings.project_dir) == "untracked":
         version = track_data(settings.project_dir)
         log.info("dvc add and push: data version %s", version)
         return version
     version = data_version(settings.project_dir)
-    log.info("nothing new to version: data version %s", version)
+    pushed = push_data(settings.project_dir)
+    log.info("nothing new to version: data version %s (%d files pushed the remote lacked)", version, pushed)
     return version
 
 

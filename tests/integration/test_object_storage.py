@@ -184,19 +184,30 @@ class PushedProject:
     files: dict[Path, bytes]  # the tracked data files and their bytes, as pushed
 
 
+def project_with_data(base: Path) -> Path:
+    """A throwaway project in ``base`` holding three simulated days of transactions and labels."""
+    from core.simulator import SimulationConfig, write_simulation
+
+    root = make_project(base / "project")
+    write_simulation(base / "sim", SimulationConfig(customers=30, terminals=60, days=3, seed=5))
+    for folder, kind in zip(TRACKED, ("transactions", "labels"), strict=True):
+        shutil.copytree(base / "sim" / kind, root / folder)
+    return root
+
+
+def data_files(root: Path) -> dict[Path, bytes]:
+    """The raw days and labels of the project in ``root``, and their bytes."""
+    return {p.relative_to(root): p.read_bytes() for folder in TRACKED for p in (root / folder).iterdir()}
+
+
 @pytest.fixture(scope="module")
 def pushed_project(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PushedProject]:
     """A throwaway project whose settings name the bucket as DVC remote; its raw data versioned and pushed
     by the ingest flow's versioning step."""
-    from core.simulator import SimulationConfig, write_simulation
     from pipelines.flows import version_data
 
     base = tmp_path_factory.mktemp("dvc-on-s3")
-    root = make_project(base / "project")
-    sim = base / "sim"
-    write_simulation(sim, SimulationConfig(customers=30, terminals=60, days=3, seed=5))
-    for folder, kind in zip(TRACKED, ("transactions", "labels"), strict=True):
-        shutil.copytree(sim / kind, root / folder)
+    root = project_with_data(base)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         use_bucket(
@@ -209,8 +220,7 @@ def pushed_project(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> 
         )
         settings = Settings()
         version_data(settings, [])
-    files = {p.relative_to(root): p.read_bytes() for folder in TRACKED for p in (root / folder).iterdir()}
-    yield PushedProject(root, settings, files)
+    yield PushedProject(root, settings, data_files(root))
 
 
 def test_dvc_pushes_the_data_to_the_bucket_and_pulls_it_back_byte_for_byte(
@@ -240,8 +250,41 @@ def test_dvc_pushes_the_data_to_the_bucket_and_pulls_it_back_byte_for_byte(
     monkeypatch.chdir(root)
     use_bucket(monkeypatch, stores.s3, DVC_SITE_CACHE_DIR=str(root.parent / "dvc-site"))
     pull_data(root, [f"{folder}.dvc" for folder in TRACKED])
-    restored = {p.relative_to(root): p.read_bytes() for folder in TRACKED for p in (root / folder).iterdir()}
-    assert restored == pushed_project.files
+    assert data_files(root) == pushed_project.files
+
+
+def test_a_push_the_store_refused_is_finished_by_the_next_ingest(
+    stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store out of reach: the versioning step fails with the S3 client's error naming the
+    endpoint, the data stays in the project and DVC's cache, and the next ingest, though it brings
+    nothing new, sends the bucket what it lacks."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from pipelines.flows import version_data
+
+    root = project_with_data(tmp_path)
+    files = data_files(root)
+    down = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    monkeypatch.chdir(root)
+    use_bucket(
+        monkeypatch,
+        stores.s3,
+        FRAUDOPS_PROJECT_DIR=str(root),
+        FRAUDOPS_DVC_REMOTE_URL=f"s3://{BUCKET}/outage",
+        FRAUDOPS_S3_ENDPOINT_URL=down,
+        DVC_SITE_CACHE_DIR=str(tmp_path / "dvc-site"),
+        AWS_MAX_ATTEMPTS="1",  # fail at once rather than after the S3 client's retries
+    )
+    with pytest.raises(EndpointConnectionError, match=re.escape(down)):
+        version_data(Settings(), [])
+    assert data_files(root) == files and (root / "data" / "raw.dvc").is_file()
+    assert stores.s3.keys("outage/") == []
+
+    monkeypatch.setenv("FRAUDOPS_S3_ENDPOINT_URL", stores.s3.endpoint)  # the store is back
+    version_data(Settings(), [])  # the same ingest again: no new batch
+    pushed = stores.s3.keys("outage/files/md5/")
+    assert len(pushed) == len(files) + len(TRACKED)  # each file, and each folder's manifest (.dir)
 
 
 def test_no_tracked_file_holds_the_bucket_credentials(stores: Stores, pushed_project: PushedProject) -> None:
