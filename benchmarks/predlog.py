@@ -261,11 +261,15 @@ def postgres_round(side: Side, url: str) -> dict[str, float]:
         return measure_round(side, place, megabytes)
 
 
-def measure(side_name: str, rounds: int, url: str | None = None) -> dict[str, float]:
-    """Every figure of one side (``url``: this tree's, on PostgreSQL), the median over ``rounds``."""
-    side = Side(side_name)
-    results = [sqlite_round(side) if url is None else postgres_round(side, url) for _ in range(rounds)]
+def medians(results: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over rounds."""
     return {name: statistics.median(r[name] for r in results) for name in results[0]}
+
+
+def measure(side_name: str, rounds: int) -> dict[str, float]:
+    """Every figure of one side, the median over ``rounds``."""
+    side = Side(side_name)
+    return medians([sqlite_round(side) for _ in range(rounds)])
 
 
 def run_side(name: str, tree: Path, rounds: int) -> dict[str, Any]:
@@ -305,7 +309,9 @@ def compare_stores(url: str, rounds: int) -> None:
     from benchmarks.measure import describe_machine
     from core.predlog_pg import without_password
 
-    sqlite, postgres = measure("after", rounds), measure("after", rounds, url)
+    side = Side("after")
+    pairs = [(sqlite_round(side), postgres_round(side, url)) for _ in range(rounds)]  # alternated: the
+    sqlite, postgres = (medians([pair[k] for pair in pairs]) for k in (0, 1))  # machine's load hits both
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     print(
         f"# prediction log stores, SQLite and PostgreSQL ({without_password(url)}), at {commit.stdout.strip()}"
