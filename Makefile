@@ -22,7 +22,7 @@ export OMP_NUM_THREADS := 1
 # OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup demo test lint audit docker-check bench bench-growth bench-compare faults wrk serve schedule worker mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
+.PHONY: help setup demo test lint audit docker-check bench bench-memcap bench-growth bench-compare faults wrk serve schedule worker mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -70,6 +70,11 @@ bench: setup wrk ## Run the benchmarks and print their figures (see docs/benchma
 GROWTH_ARGS ?=
 bench-growth: setup ## Simulate, features, train at 0.25/1/4/10x book scale, each in a fresh process: JSON + plot in docs/images
 	$(BIN)/python -m benchmarks.growth $(GROWTH_ARGS)
+
+# options of the memory-cap proof, e.g. `make bench-memcap MEMCAP_ARGS="--cap-gb 2.5 --reuse-reference"`
+MEMCAP_ARGS ?=
+bench-memcap: setup ## 10x book scale under a 3 GiB memory cgroup: one process is killed, Dask finishes, same table (root; ~10 min)
+	$(BIN)/python -m benchmarks.memcap $(MEMCAP_ARGS)
 
 # the commit the serving figures are compared with, e.g. `make bench-compare BASE=263e51c`
 BASE ?= 263e51c

@@ -15,7 +15,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,15 +77,20 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024**2
 
 
-def run_sampled(command: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run ``command``; its wall time, exit code and the tree's peak summed resident memory."""
+def run_sampled(
+    command: list[str], env: dict[str, str], preexec: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Run ``command`` (``preexec`` in the child before it starts); its wall time, exit code and the
+    tree's peak summed resident memory."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0.0
-    while process.poll() is None:
-        peak = max(peak, tree_rss_mb(process.pid))
-        time.sleep(SAMPLE_S)
-    output = process.stdout.read() if process.stdout else ""
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty child never blocks on it
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
+        peak = 0.0
+        while process.poll() is None:
+            peak = max(peak, tree_rss_mb(process.pid))
+            time.sleep(SAMPLE_S)
+        log.seek(0)
+        output = log.read()
     return {
         "seconds": round(time.perf_counter() - started, 2),
         "peak_tree_rss_mb": round(peak),
