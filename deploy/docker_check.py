@@ -2,14 +2,17 @@
 
     python deploy/docker_check.py [--stand-ins | --public] [--keep] [--shots DIR]
 
-1. Base images: the public ones (python:3.11-slim, postgres:16) when they can be pulled, else the
+1. Base images: the public ones (python:3.11-slim, postgres:16, redis:7, nginx:1.27) when they can be pulled, else the
    stand-ins deploy/images/build-stand-ins.sh builds from Debian packages (``--stand-ins`` forces them).
 2. Build ``fraudops:local`` with BuildKit (``DOCKER_BUILDKIT=1 docker build``: docker-compose 1.29
    cannot build with it), then ``compose up -d --no-build`` under the project name ``fraudops-check``.
 3. Wait for the one-shot ``demo`` service to finish, then check the end state through the servers'
    own APIs: a champion promoted by retraining in the MLflow registry, completed ingest, training and
    monitoring flow runs in Prefect, the API's ``/v1/metadata`` serving that champion, an Evidently
-   report on the workspace volume.
+   report on the workspace volume. Then the worker: a run of the `fraudops` work pool's
+   ``monitor/scheduled`` deployment, asked for through the Prefect API, completed by the ``worker``
+   service. Then the ``scale`` profile (``--profile scale up --scale replica=2``): transactions sent
+   through nginx are scored by both replicas, which share Redis and the PostgreSQL log.
 4. ``compose up`` a second time on the same volumes: setup and demo find their work done and exit 0.
 5. ``compose down -v``, then check that no container, volume or network of the project is left.
 
@@ -32,14 +35,21 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "fraudops-check"
 STAND_INS = ROOT / "deploy" / "images" / "stand-ins.env"
-PUBLIC = {"PYTHON_IMAGE": "python:3.11-slim", "POSTGRES_IMAGE": "postgres:16"}
+PUBLIC = {
+    "PYTHON_IMAGE": "python:3.11-slim",
+    "POSTGRES_IMAGE": "postgres:16",
+    "REDIS_IMAGE": "redis:7",
+    "NGINX_IMAGE": "nginx:1.27",
+}
 MLFLOW, PREFECT, API = "http://127.0.0.1:5000", "http://127.0.0.1:4200/api", "http://127.0.0.1:8000"
+LB, REPLICAS, SCALE_TIMEOUT_S = "http://127.0.0.1:8080", 2, 300.0  # the `scale` profile
 MODEL = "fraud-detector"
 DEMO_TIMEOUT_S = 1800.0
 FLOWS = ("ingest", "train", "monitor", "retrain")  # flows whose runs must have completed
@@ -226,6 +236,95 @@ def check_worker(timeout_s: float = WORKER_TIMEOUT_S) -> str:
     raise CheckFailed(f"no worker completed a monitor/scheduled run within {timeout_s:.0f} s: worker logs")
 
 
+def replica_scores(docker: str, cid: str) -> float:
+    """Transactions a replica scored, from its /metrics (inside its container: no port is published)."""
+    probe = (
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/metrics', timeout=5)"
+        ".read().decode())"
+    )
+    metrics = run([docker, "exec", cid, "python", "-c", probe], quiet=True).stdout
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("fraudops_decisions_total")
+    )
+
+
+def check_scale(compose: list[str], env: dict[str, str], docker: str) -> str:
+    """The `scale` profile: REPLICAS API replicas on Redis and PostgreSQL behind nginx. Transactions of
+    a few cards sent through the load balancer are scored by every replica; an id scored by one replica
+    and sent again with another amount is refused (409) by whichever replica gets it, since the state
+    they share holds it; the log is in the `predictions` database."""
+    scale = [*compose, "-p", PROJECT, "--profile", "scale"]
+    run([*scale, "up", "-d", "--no-build", "--scale", f"replica={REPLICAS}"], env=env)
+    deadline = time.monotonic() + SCALE_TIMEOUT_S
+    while True:
+        try:
+            if http_json(f"{LB}/health/ready"):
+                break
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"nothing ready behind the load balancer {LB} within {SCALE_TIMEOUT_S:.0f} s")
+        time.sleep(3)
+    replicas = run([*scale, "ps", "-q", "replica"], quiet=True, env=env).stdout.split()
+    if len(replicas) != REPLICAS:
+        raise CheckFailed(f"{len(replicas)} replica containers, not {REPLICAS}")
+    before = [replica_scores(docker, cid) for cid in replicas]
+    sent, bodies = 40, list[dict[str, Any]]()
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    for i in range(sent):
+        customer = 900_000 + i % 4  # four new cards, ten transactions each, alternating
+        body: dict[str, Any] = {
+            "transaction_id": f"scale-check-{i}",
+            "tx_datetime": f"{yesterday}T{10 + i // 4 % 10:02d}:00:00Z",  # the API refuses the future
+            "customer_id": customer,
+            "terminal_id": 1,
+            "tx_amount": 10.0 + i,
+        }
+        http_json(f"{LB}/v1/score", body)
+        if i < 4:
+            bodies.append(body)
+    served = [replica_scores(docker, cid) - b for cid, b in zip(replicas, before, strict=True)]
+    if sum(served) != sent or min(served) == 0:
+        raise CheckFailed(f"the replicas scored {served} of {sent} transactions: nginx did not spread them")
+    refused = 0
+    for body in bodies:  # round robin: these reach both replicas
+        try:
+            http_json(f"{LB}/v1/score", {**body, "tx_amount": body["tx_amount"] + 1})
+        except urllib.error.HTTPError as exc:
+            refused += exc.code == 409
+    if refused != len(bodies):
+        raise CheckFailed(
+            f"{refused} of {len(bodies)} changed transactions under used ids refused: state not shared"
+        )
+    redis_id = run([*scale, "ps", "-q", "redis"], quiet=True, env=env).stdout.strip()
+    keys = run([docker, "exec", redis_id, "redis-cli", "dbsize"], quiet=True).stdout.strip()
+    pg_id = container_id(compose, env, "postgres")
+    logged = run(
+        [
+            docker,
+            "exec",
+            pg_id,
+            "psql",
+            "-U",
+            "fraudops",
+            "-d",
+            "predictions",
+            "-tAc",
+            "SELECT sum(rows) FROM batches",
+        ],
+        quiet=True,
+    ).stdout.strip()
+    if not logged or int(logged) < sent:
+        raise CheckFailed(f"the predictions database holds {logged or 0} scored rows, not {sent}")
+    return (
+        f"{REPLICAS} replicas behind nginx scored {'/'.join(f'{n:.0f}' for n in served)} of {sent}; "
+        f"{refused}/{len(bodies)} used ids refused across replicas; "
+        f"Redis {keys} keys; PostgreSQL log {logged} rows"
+    )
+
+
 def take_shots(out_dir: Path) -> str:
     """The registered model (version 2 champion) and the flow runs, as an attendee opens them."""
     from fraudops.browser import headless_chromium
@@ -315,6 +414,9 @@ def main() -> int:
         report.step("worker", since, check_worker())
 
         since = time.monotonic()
+        report.step("scale profile", since, check_scale(compose, env, docker))
+
+        since = time.monotonic()
         run([*compose, "-p", PROJECT, "up", "-d", "--no-build"], env=env)
         code = wait_for_exit(docker, container_id(compose, env, "demo"), 600)
         logs = run([*compose, "-p", PROJECT, "logs", "--no-color", "demo"], quiet=True, env=env).stdout
@@ -324,7 +426,7 @@ def main() -> int:
 
         if not args.keep:
             since = time.monotonic()
-            run([*compose, "-p", PROJECT, "down", "-v", "--remove-orphans"], env=env)
+            run([*compose, "-p", PROJECT, "--profile", "scale", "down", "-v", "--remove-orphans"], env=env)
             left = leftovers(docker)
             if left:
                 raise CheckFailed(f"`down -v` left {', '.join(left)}")
