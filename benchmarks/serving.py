@@ -16,7 +16,11 @@
    versions, the alias moves to each and ``/admin/reload`` is called; counts failed requests and the
    versions that answered.
 
-Figures go to a rich table and ``reports/bench_serving.json``. The wrk scripts are in ``benchmarks/wrk``.
+``--against redis`` measures, in place of mlflow, our API with its online feature state in Redis (team mode:
+``FRAUDOPS_REDIS_URL``, a prefix of the run's, deleted afterwards) against the same API with the state in
+its process, one replica each, the same traffic: what the shared state costs (no swap run then).
+
+Figures go to a rich table and ``reports/bench_serving.json`` (``bench_serving_redis.json``). The wrk scripts are in ``benchmarks/wrk``.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ GOALS = {
     "single_p99_ratio": 0.1,  # ours p99 / mlflow p99
     "batch_rows_ratio": 1.5,  # ours / mlflow rows/s, 1,000-row batches
 }
-TARGETS = ("ours", "mlflow")
+TARGETS = ("ours", "mlflow", "redis")  # redis: ours again, its feature state in Redis (--against redis)
 # versions reported with the figures
 PACKAGES = (
     "mlflow",
@@ -91,6 +95,12 @@ PACKAGES = (
 ARMS = {
     "single": [("ours", "single"), ("mlflow", "single")],
     "batch": [("ours", "batch"), ("ours", "columns"), ("mlflow", "batch")],
+}
+# --against redis: our API with its feature state in the process against the same API with the state in
+# Redis (team mode), both sending raw transactions: what the shared state costs one replica
+REDIS_ARMS = {
+    "single": [("ours", "single"), ("redis", "single")],
+    "batch": [("ours", "batch"), ("redis", "batch"), ("ours", "columns"), ("redis", "columns")],
 }
 
 app = typer.Typer(add_completion=False)
@@ -124,6 +134,8 @@ class Config:
     batch: bool = True
     columns: bool = True
     swap: bool = True
+    against: str = "mlflow"  # the other arm: mlflow models serve, or our API on Redis ("redis")
+    redis_url: str = "redis://127.0.0.1:6379/0"
 
 
 @dataclass
@@ -369,11 +381,30 @@ def server_env(project: Project) -> dict[str, str]:
     return env
 
 
-def start_ours(project: Project, cfg: Config, logs: Path) -> Server:
-    """``fraudops serve`` in the project (its settings come from the FRAUDOPS_ environment)."""
+def start_ours(
+    project: Project, cfg: Config, logs: Path, name: str = "ours", env: dict[str, str] | None = None
+) -> Server:
+    """``fraudops serve`` in the project (its settings come from the FRAUDOPS_ environment, plus ``env``)."""
     port = free_port()
     cmd = [str(BIN / "fraudops"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    return start_server("ours", cmd, server_env(project), project.dir, port, "/health/ready", cfg, logs)
+    environment = server_env(project) | (env or {})
+    return start_server(name, cmd, environment, project.dir, port, "/health/ready", cfg, logs)
+
+
+def start_ours_on_redis(project: Project, cfg: Config, logs: Path, prefix: str) -> Server:
+    """Our API with its feature state in Redis under ``prefix`` (filled at start from the project's data)."""
+    env = {"FRAUDOPS_REDIS_URL": cfg.redis_url, "FRAUDOPS_REDIS_PREFIX": prefix}
+    return start_ours(project, cfg, logs, name="redis", env=env)
+
+
+def delete_redis_prefix(url: str, prefix: str) -> None:
+    """Remove the benchmark's keys (all under the hash tag ``{prefix}``) from Redis."""
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"{{{prefix}}}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.unlink(*keys[start : start + 1000])
 
 
 def start_mlflow(project: Project, cfg: Config, logs: Path) -> Server:
@@ -545,7 +576,7 @@ class Bench:
         self.counter += 1
         tag = f"{self.counter:02d}-{phase.replace(' ', '')}-{target}-{kind}"
         rows = 1 if kind == "single" else self.cfg.batch_rows
-        if target == "ours":
+        if target != "mlflow":  # our API, in-process or on Redis: raw transactions on the timeline
             start_ts, max_ts = self.timeline.plan(kind, seconds)
             env = {
                 "BENCH_MODE": kind,
@@ -563,7 +594,7 @@ class Bench:
             env = {"BENCH_BODIES": str(bodies), "BENCH_ROWS": str(rows)}
             script = "invocations.lua"
         result = run_wrk(self.cfg, self.servers[target], script, env, seconds, rows, self.logs, tag)
-        if target == "ours":
+        if target != "mlflow":
             self.timeline.advance(kind, result)
             last = max((t.get("last_ts") or 0 for t in result["threads"]), default=0)
             result["tx_datetime_range"] = [
@@ -592,7 +623,11 @@ def alternate(bench: Bench, group: str) -> None:
     """Warm-up of each arm of ``group`` (:data:`ARMS`), then rounds alternating them: ours, mlflow,
     ours, mlflow, ..."""
     cfg = bench.cfg
-    arms = [(t, k) for t, k in ARMS[group] if k != "columns" or cfg.columns]
+    arms = [
+        (t, k)
+        for t, k in (REDIS_ARMS if cfg.against == "redis" else ARMS)[group]
+        if k != "columns" or cfg.columns
+    ]
     if cfg.warmup_seconds > 0:
         for target, kind in arms:
             bench.load(target, kind, cfg.warmup_seconds, "warm-up")
@@ -741,6 +776,13 @@ def goals(summary: dict[str, dict[str, dict[str, Any]]], swap: dict[str, Any] | 
         target = GOALS["batch_rows_ratio"]
         rows.append(goal(f"{label}: ours rows/s ≥ 1.5× mlflow's", ratio, target, "×", ratio >= target))
         rows.append(goal(f"{label}: zero errors (ours)", ours["errors"], 0, "", ours["errors"] == 0))
+    for kind, label in (("single", "single"), ("batch", "batch as rows"), ("columns", "batch as columns")):
+        local, shared = summary.get(kind, {}).get("ours"), summary.get(kind, {}).get("redis")
+        if local is None or shared is None:
+            continue  # informational: the state in Redis costs a round trip or two per request
+        ratio = shared["rows_per_s"] / local["rows_per_s"]
+        rows.append(goal(f"{label}: on Redis rows/s / in-process (informational)", ratio, 0, "×", True))
+        rows.append(goal(f"{label}: zero errors (on Redis)", shared["errors"], 0, "", shared["errors"] == 0))
     if swap is not None:
         failed = swap["failed_requests"]
         rows.append(goal("swap under load: zero failed requests", failed, 0, "", failed == 0))
@@ -786,7 +828,8 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{s['other_cpu_pct']:.0f}%",
             )
     console.print(table)
-    verdicts = Table(title="Goals (ours against mlflow models serve, same machine, same run)")
+    other = "our API on Redis" if cfg.get("against") == "redis" else "mlflow models serve"
+    verdicts = Table(title=f"Goals (ours against {other}, same machine, same run)")
     for col in ("goal", "measured", "target", "met"):
         verdicts.add_column(col)
     for g in report["goals"]:
@@ -846,11 +889,15 @@ def run(cfg: Config, out: Path, keep: bool) -> dict[str, Any]:
         console.print(f"project built in {project.build_s:.0f} s in {root}")
         pin_to_core(core_or_none(cfg.load_cpu))  # this process (idle during runs) off the servers' core
         servers: dict[str, Server] = {}
+        prefix = f"bench-{secrets.token_hex(6)}"  # the Redis arm's keys, deleted afterwards
         code = describe_code()  # what the servers import: the working tree as it is now
         try:
             with console.status("starting both servers..."):
                 servers["ours"] = start_ours(project, cfg, logs)
-                servers["mlflow"] = start_mlflow(project, cfg, logs)
+                if cfg.against == "redis":
+                    servers["redis"] = start_ours_on_redis(project, cfg, logs, prefix)
+                else:
+                    servers["mlflow"] = start_mlflow(project, cfg, logs)
             bench = Bench(cfg, project, servers, Timeline(project), logs)
             if cfg.single:
                 console.print("[bold]one transaction a request[/]")
@@ -859,7 +906,7 @@ def run(cfg: Config, out: Path, keep: bool) -> dict[str, Any]:
                 console.print(f"[bold]{cfg.batch_rows:,}-row batches[/]")
                 alternate(bench, "batch")
             swap = None
-            if cfg.swap:
+            if cfg.swap and cfg.against == "mlflow":
                 console.print(
                     f"[bold]swap under load[/] ({cfg.swaps} new versions in {cfg.swap_seconds:g} s)"
                 )
@@ -867,6 +914,8 @@ def run(cfg: Config, out: Path, keep: bool) -> dict[str, Any]:
         finally:
             for server in servers.values():
                 server.stop()
+            if cfg.against == "redis":
+                delete_redis_prefix(cfg.redis_url, prefix)
             if any(s.killed or s.exit_code not in (0, -signal.SIGTERM) for s in servers.values()):
                 for server in servers.values():
                     console.print(
@@ -942,8 +991,23 @@ def main(
     columns: Annotated[
         bool, typer.Option(help="In the batch rounds, also send our API the batches as columns.")
     ] = True,
-    swap: Annotated[bool, typer.Option(help="Run the swap under load.")] = True,
-    out: Annotated[Path, typer.Option(help="JSON report.")] = ROOT / "reports" / "bench_serving.json",
+    swap: Annotated[bool, typer.Option(help="Run the swap under load (against mlflow only).")] = True,
+    against: Annotated[
+        str,
+        typer.Option(
+            help="The other arm: `mlflow` (mlflow models serve, precomputed features) or `redis` (our API "
+            "with its feature state in Redis, team mode, against the same API with it in the process)."
+        ),
+    ] = "mlflow",
+    redis_url: Annotated[
+        str, typer.Option(help="The Redis of `--against redis` (its keys go under a prefix of the run's).")
+    ] = "redis://127.0.0.1:6379/0",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON report (default reports/bench_serving.json, _redis.json with --against redis)."
+        ),
+    ] = None,
     keep: Annotated[bool, typer.Option(help="Keep the temporary project and the logs.")] = False,
 ) -> None:
     """Our scoring API against `mlflow models serve` on the same champion: throughput, latency, swap."""
@@ -969,8 +1033,13 @@ def main(
         batch=batch,
         columns=columns,
         swap=swap,
+        against=against,
+        redis_url=redis_url,
     )
-    run(cfg, out, keep)
+    if against not in ("mlflow", "redis"):
+        raise typer.BadParameter(f"--against is `mlflow` or `redis`, not {against!r}")
+    name = "bench_serving_redis.json" if against == "redis" else "bench_serving.json"
+    run(cfg, out or ROOT / "reports" / name, keep)
 
 
 if __name__ == "__main__":
