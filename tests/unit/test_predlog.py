@@ -400,6 +400,7 @@ def test_what_an_append_acknowledged_survives_a_sigkill_of_the_writer(db: LogLoc
         writing.kill()  # SIGKILL
         printed.append(writing.communicate(timeout=60)[0])
     acknowledged = {f"K{k}" for k in "".join(printed).split()}
+    assert len(acknowledged) > 20, f"the writer ended before it was killed: {writing.returncode}"
     stored = set(read_predictions(db)["transaction_id"])
     assert acknowledged <= stored
     assert len(stored) <= len(acknowledged) + 1  # at most the append in flight, never acknowledged
