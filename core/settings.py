@@ -108,11 +108,11 @@ class Settings(BaseSettings):
     log_max_pending_rows: int = Field(
         default=200_000, ge=1, description="Most predictions waiting for the log; beyond it scoring is 503."
     )
-    redis_url: str | None = Field(
-        default=None,
+    redis_url: str = Field(
+        default="",
         pattern=r"^((redis|rediss|unix)://.*)?$",
         description="The online feature state in Redis, shared by API replicas (team mode), e.g. "
-        "redis://127.0.0.1:6379/0; unset or empty: the state lives in the API process (solo mode). "
+        "redis://127.0.0.1:6379/0; empty: the state lives in the API process (solo mode). "
         "See core.online_redis.",
     )
     redis_prefix: str = Field(
