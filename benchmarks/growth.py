@@ -12,9 +12,9 @@ search on the validation folds, fit, prequential folds with the baseline, ONNX e
 the interpreter's start, imports and the parquet hand-over, which are reported apart (``io_seconds``).
 
 Results are keyed by engine, then scale, then step, and merged into the JSON file, so an engine's run
-leaves the others' figures in place. ``single`` is the one-process numpy path; another engine (e.g.
-Dask) adds its features function to ``FEATURE_ENGINES`` and gets its own column in the table and lines
-in the plot.
+leaves the others' figures in place. ``single`` is the one-process numpy path; ``dask`` reads the
+hand-over file a few row groups a task on a local cluster (:mod:`pipelines.features_dask`) and runs the
+training search's fits there; its peak memory adds the worker processes' peaks to the step's own.
 """
 
 from __future__ import annotations
@@ -55,6 +55,37 @@ def single_features(transactions: pd.DataFrame, labels: pd.DataFrame) -> pd.Data
 FEATURE_ENGINES: dict[str, Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]] = {
     "single": single_features,
 }
+# engines that read the hand-over file themselves and never hold the table in this process; their
+# step reports the peaks of its cluster's worker processes, added to this one's
+CLUSTER_ENGINES = ("dask",)
+ENGINES = (*FEATURE_ENGINES, *CLUSTER_ENGINES)
+
+
+def dask_settings() -> Any:
+    """The settings of a local Dask cluster for this step (FRAUDOPS_DASK_WORKERS etc. still apply)."""
+    from core.settings import get_settings
+
+    return get_settings().model_copy(update={"feature_engine": "dask", "dask_scheduler": ""})
+
+
+def workers_peak_rss_mb(client: Any) -> float:
+    """The cluster's worker processes' peak resident memory, summed (an upper bound of their joint peak)."""
+    return float(sum(client.run(own_peak_rss_mb).values()))
+
+
+def step_features_dask(work: Path) -> dict[str, float]:
+    """The feature table on a local Dask cluster, Parquet in and out (the file's row groups, ~500k rows a task)."""
+    from core.params import load_params
+    from pipelines.cluster import dask_client
+    from pipelines.features_dask import write_feature_table
+
+    source, params = [work / "simulated.parquet"], load_params(ROOT / "params.yaml")
+    with dask_client(dask_settings()) as client:
+        rows, figures = timed(
+            lambda: write_feature_table(client, source, source, params, work / "features-dask.parquet")
+        )
+        workers = workers_peak_rss_mb(client)
+    return figures | {"rows": rows, "io_seconds": 0.0, "workers_peak_rss_mb": workers}
 
 
 def timed(work: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
@@ -89,6 +120,9 @@ def step_features(engine: str, work: Path) -> dict[str, float]:
     """The feature table from the simulated transactions and labels."""
     from core.schemas import LABEL_COLUMNS, TRANSACTION_COLUMNS
 
+    if engine == "dask":
+        return step_features_dask(work)
+
     frame, read = timed(lambda: pd.read_parquet(work / "simulated.parquet"))
     transactions, labels = frame[TRANSACTION_COLUMNS], frame[LABEL_COLUMNS]
     del frame
@@ -103,8 +137,19 @@ def step_train(engine: str, work: Path) -> dict[str, float]:
     from pipelines.train_stage import train_on_table
 
     table, read = timed(lambda: pd.read_parquet(work / f"features-{engine}.parquet"))
-    result, figures = timed(lambda: train_on_table(table, load_params(ROOT / "params.yaml")))
+    workers = 0.0
+    if engine == "dask":  # the search's fits on a local cluster
+        from pipelines.cluster import dask_client
+
+        with dask_client(dask_settings()) as client:
+            result, figures = timed(
+                lambda: train_on_table(table, load_params(ROOT / "params.yaml"), client=client)
+            )
+            workers = workers_peak_rss_mb(client)
+    else:
+        result, figures = timed(lambda: train_on_table(table, load_params(ROOT / "params.yaml")))
     return figures | {
+        "workers_peak_rss_mb": workers,
         "rows": len(table),
         "train_rows": len(result.train),
         "io_seconds": read["seconds"],
@@ -195,7 +240,7 @@ def print_table(results: dict[str, Any]) -> None:
 @app.command()
 def main(
     scales: Annotated[str, typer.Option(help="Comma-separated multiples of book scale.")] = "0.25,1,4,10",
-    engine: Annotated[str, typer.Option(help=f"Feature engine: {', '.join(FEATURE_ENGINES)}.")] = "single",
+    engine: Annotated[str, typer.Option(help=f"Feature engine: {', '.join(ENGINES)}.")] = "single",
     out: Annotated[Path, typer.Option(help="Results JSON, merged by engine and scale.")] = DEFAULT_JSON,
     plot: Annotated[Path, typer.Option(help="The plot (PNG) of every engine in the results.")] = DEFAULT_PNG,
     before: Annotated[Path | None, typer.Option(help="An earlier results JSON, drawn dashed.")] = None,
@@ -209,8 +254,8 @@ def main(
     work: Annotated[Path | None, typer.Option(help="(internal) the step's hand-over folder.")] = None,
 ) -> None:
     """Run simulate, features and train at each scale, each in a fresh process; write JSON and a plot."""
-    if engine not in FEATURE_ENGINES:
-        raise typer.BadParameter(f"unknown engine {engine!r}: one of {', '.join(FEATURE_ENGINES)}")
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
     if step is not None:
         assert work is not None
         runners = {
@@ -218,7 +263,9 @@ def main(
             "features": lambda: step_features(engine, work),
             "train": lambda: step_train(engine, work),
         }
-        print(json.dumps(runners[step]() | {"peak_rss_mb": own_peak_rss_mb()}))
+        figures = runners[step]()
+        figures["peak_rss_mb"] = own_peak_rss_mb() + figures.pop("workers_peak_rss_mb", 0.0)
+        print(json.dumps(figures))
         return
     results = load_results(out)
     if not plot_only:

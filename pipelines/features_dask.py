@@ -38,6 +38,7 @@ from core.params import (
     feature_names,
     terminal_window_features,
 )
+from core.schemas import TRANSACTION_COLUMNS
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -125,8 +126,8 @@ def read_piece(piece: Piece, columns: list[str] | None = None) -> pd.DataFrame:
 
 
 def read_transactions(piece: Piece) -> pd.DataFrame:
-    """A piece of transactions, each row numbered by its place in the input."""
-    frame = read_piece(piece)
+    """A piece of transactions (the contract's columns only), each row numbered by its place in the input."""
+    frame = read_piece(piece, list(TRANSACTION_COLUMNS))
     frame[ROW] = (piece.number << ROW_BITS) + np.arange(len(frame), dtype=np.int64)
     return frame
 
