@@ -9,7 +9,8 @@ Keys, all under one hash tag (``{prefix}:``) so that every script touches a sing
 - ``tx``: hash, transaction id -> ``"seconds customer terminal amount_units"`` (what :meth:`held` returns);
 - ``label``: hash, transaction id -> known label, for held transactions only;
 - ``time``: sorted set of held transaction ids by event time (what pruning walks);
-- ``c:<customer>``, ``t:<terminal>``: sorted sets of transaction ids by event time;
+- ``c:<customer>``: sorted set of ``"id amount_units"`` by event time (a window's sum needs no lookup);
+- ``t:<terminal>``: sorted set of transaction ids by event time;
 - ``f:<terminal>``: the terminal's transactions labelled fraud, by event time (fraud sums are counts);
 - ``meta``: hash, ``newest`` event time seen and ``fills`` (how many times the state was filled);
 - ``ready``: the marker, written last by a fill: what the state was built from. Every script refuses to
@@ -40,6 +41,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT
 
 from core.features import amount_units
 from core.online import FeatureLayout, FeatureStateError, HeldRow, Row
@@ -62,8 +64,8 @@ end
 local TX, LABEL, TIME, META = P .. 'tx', P .. 'label', P .. 'time', P .. 'meta'
 local function forget(tid, info)
   if info then
-    local c, t = string.match(info, '^%S+ (%S+) (%S+) ')
-    redis.call('ZREM', P .. 'c:' .. c, tid)
+    local c, t, u = string.match(info, '^%S+ (%S+) (%S+) (%S+)$')
+    redis.call('ZREM', P .. 'c:' .. c, tid .. ' ' .. u)
     redis.call('ZREM', P .. 't:' .. t, tid)
     redis.call('ZREM', P .. 'f:' .. t, tid)
     redis.call('HDEL', TX, tid)
@@ -93,7 +95,7 @@ for i = 8, #ARGV, 5 do
       forget(tid, old)
       redis.call('HSET', TX, tid, info)
       redis.call('ZADD', TIME, s, tid)
-      redis.call('ZADD', P .. 'c:' .. c, s, tid)
+      redis.call('ZADD', P .. 'c:' .. c, s, tid .. ' ' .. ARGV[i + 4])
       redis.call('ZADD', P .. 't:' .. t, s, tid)
     end
     if newest == nil or rows[#rows][1] > newest then newest = rows[#rows][1] end
@@ -106,13 +108,9 @@ for _, row in ipairs(rows) do
   local s, c, t = row[1], row[2], row[3]
   local hits = redis.call('ZRANGEBYSCORE', P .. 'c:' .. c, '(' .. (s - widest), s, 'WITHSCORES')
   local times, units = {}, {}
-  for k = 1, #hits, 2 do times[#times + 1] = tonumber(hits[k + 1]) end
-  for first = 1, #hits, 2000 do  -- HMGET in slices: unpack has a stack limit
-    local ids = {}
-    for k = first, math.min(first + 1999, #hits), 2 do ids[#ids + 1] = hits[k] end
-    for _, info in ipairs(redis.call('HMGET', TX, unpack(ids))) do
-      units[#units + 1] = tonumber(string.match(info, '(%S+)$'))
-    end
+  for k = 1, #hits, 2 do
+    times[#times + 1] = tonumber(hits[k + 1])
+    units[#units + 1] = tonumber(string.match(hits[k], '(%S+)$'))  -- member: "id amount_units"
   end
   for _, w in ipairs(cw) do
     local lo, n, sum = s - w, 0, 0
@@ -378,23 +376,24 @@ class RedisFeatures(FeatureLayout):
         """Index ``chunk``'s rows (and their labels) in one pipeline."""
         pipe = self.client.pipeline(transaction=False)
         ids, seconds = chunk["tid"].tolist(), chunk["seconds"].tolist()
-        info = [
-            f"{s} {c} {t} {u}"
-            for s, c, t, u in zip(seconds, chunk["customer"], chunk["terminal"], chunk["units"], strict=True)
-        ]
+        customers, terminals = chunk["customer"].tolist(), chunk["terminal"].tolist()
+        units, labels = chunk["units"].tolist(), chunk["label"].tolist()
+        series: dict[str, dict[str, int]] = {}  # key -> {member: seconds}
+        known: dict[FieldT, EncodableT] = {}  # typed as hset takes it (its mapping is invariant)
+        for tid, s, c, t, u, label in zip(ids, seconds, customers, terminals, units, labels, strict=True):
+            series.setdefault(f"c:{c}", {})[f"{tid} {u}"] = s
+            series.setdefault(f"t:{t}", {})[tid] = s
+            if label == label:  # not NaN: a known label
+                known[tid] = str(int(label))
+                if label == 1:
+                    series.setdefault(f"f:{t}", {})[tid] = s
+        info = [f"{s} {c} {t} {u}" for s, c, t, u in zip(seconds, customers, terminals, units, strict=True)]
         pipe.hset(self.key("tx"), mapping=dict(zip(ids, info, strict=True)))
         pipe.zadd(self.key("time"), dict(zip(ids, seconds, strict=True)))
-        for column, kind in (("customer", "c"), ("terminal", "t")):
-            for key, group in chunk.groupby(column, sort=False):
-                pipe.zadd(self.key(f"{kind}:{key}"), dict(zip(group["tid"], group["seconds"], strict=True)))
-        labelled = chunk[chunk["label"].notna()]
-        if len(labelled):
-            pipe.hset(
-                self.key("label"),
-                mapping=dict(zip(labelled["tid"], labelled["label"].astype(int), strict=True)),
-            )
-        for key, group in labelled[labelled["label"] == 1].groupby("terminal", sort=False):
-            pipe.zadd(self.key(f"f:{key}"), dict(zip(group["tid"], group["seconds"], strict=True)))
+        for key, members in series.items():
+            pipe.zadd(self.key(key), members)
+        if known:
+            pipe.hset(self.key("label"), mapping=known)
         self._call(pipe.execute)
 
     def clear(self, keep: Sequence[str] = ()) -> int:

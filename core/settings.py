@@ -121,7 +121,11 @@ class Settings(BaseSettings):
         description="Prefix of that state's keys: deployments sharing one Redis take different prefixes.",
     )
     redis_timeout_s: float = Field(
-        default=1.0, gt=0, description="How long the API waits for Redis (to connect or answer) before a 503."
+        default=5.0,
+        gt=0,
+        description="How long the API waits for Redis (to connect or answer) before a 503. Redis runs one "
+        "script at a time: an answer includes the wait behind other replicas' batches (a 1,000-row batch "
+        "takes 0.05-0.5 s), so leave room.",
     )
     monitor_cron: str = Field(
         default="0 6 * * *", description="When `fraudops schedule` runs the monitoring flow (cron, UTC)."
