@@ -185,24 +185,28 @@ def write_plot(results: dict[str, Any], path: Path, before: dict[str, Any] | Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (per_row, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (per_row, cpu_row, memory) = plt.subplots(1, 3, figsize=(15, 4.4))
     colours = {"simulate": "tab:blue", "features": "tab:orange", "train": "tab:green"}
     runs = [(results, "-", "")] + ([(before, "--", " (before)")] if before else [])
     for data, style, suffix in runs:
         for engine, scales in data["engines"].items():
             ordered = sorted(scales.items(), key=lambda item: float(item[0]))
-            xs = [float(scale) for scale, _ in ordered]
             for step in STEPS:
-                if not all(step in steps for _, steps in ordered):
+                done = [
+                    (float(scale), steps) for scale, steps in ordered if step in steps
+                ]  # a step not run: no point
+                if not done:
                     continue
-                rows = [steps["simulate"]["rows"] for _, steps in ordered]
-                label = f"{step} [{engine}]{suffix}"
-                us = [per_row_us(steps[step], n) for (_, steps), n in zip(ordered, rows, strict=True)]
-                per_row.plot(xs, us, style, marker="o", color=colours[step], label=label)
-                gb = [steps[step]["peak_rss_mb"] / 1024 for _, steps in ordered]
-                memory.plot(xs, gb, style, marker="o", color=colours[step], label=label)
+                xs, label = [x for x, _ in done], f"{step} [{engine}]{suffix}"
+                rows = [steps["simulate"]["rows"] for _, steps in done]
+                wall = [per_row_us(steps[step], n) for (_, steps), n in zip(done, rows, strict=True)]
+                cpu = [steps[step]["cpu_seconds"] / n * 1e6 for (_, steps), n in zip(done, rows, strict=True)]
+                gb = [steps[step]["peak_rss_mb"] / 1024 for _, steps in done]
+                for axis, ys in ((per_row, wall), (cpu_row, cpu), (memory, gb)):
+                    axis.plot(xs, ys, style, marker="o", color=colours[step], label=label)
     for axis, title, unit in (
         (per_row, "wall time per transaction", "µs per row"),
+        (cpu_row, "CPU time per transaction", "µs per row"),
         (memory, "peak memory of the step's process", "GB"),
     ):
         axis.set_xscale("log")
@@ -211,8 +215,9 @@ def write_plot(results: dict[str, Any], path: Path, before: dict[str, Any] | Non
         axis.set_ylabel(unit)
         axis.set_title(title)
         axis.grid(alpha=0.3, which="both")
-    per_row.set_yscale("log")  # training costs ~100x a row's simulation: flat lines are what matter
-    memory.set_ylim(bottom=0)
+    for axis in (per_row, cpu_row):  # training costs ~100x a row's simulation: flat lines are what matter
+        axis.set_yscale("log")
+    memory.set_yscale("log")  # on log-log axes memory that grows with the rows is a line of slope 1
     per_row.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
