@@ -34,7 +34,10 @@ def dask_client(settings: Settings) -> Iterator[Client]:
         threads_per_worker=1,  # one task at a time per worker: workers x 1 = the cores the cluster takes
         memory_limit=settings.dask_worker_memory,
         host="127.0.0.1",  # like every other service of the project: this machine only
-        dashboard_address=None,  # the dashboard needs bokeh, which the project does not ship
+        # the scheduler's HTTP routes (health, metrics; the dashboard page needs bokeh, not shipped):
+        # free ports on loopback, never the defaults on every interface (the workers' too)
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address="127.0.0.1:0",
     )
     with cluster, Client(cluster) as client:
         yield client
