@@ -22,7 +22,7 @@ export OMP_NUM_THREADS := 1
 # OpenMP threads that spin while they wait stall a fit when the cores are shared (45 s instead of 5)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup demo test lint audit docker-check bench bench-memcap bench-growth bench-compare faults wrk serve schedule worker mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
+.PHONY: help setup demo test lint audit docker-check bench bench-memcap bench-growth bench-replicas nginx bench-compare faults wrk serve schedule worker mlflow-ui prefect-ui clean docs browser screenshots check-exercise grade vendor-mermaid
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -83,6 +83,14 @@ bench-compare: setup wrk ## Serving figures of BASE and of this tree in one run,
 
 faults: setup ## SIGKILL, SIGTERM and a full disk under load: what the prediction log loses (docs/faults.md; mount needs root)
 	$(BIN)/python -m benchmarks.faults
+
+# one replica in-process, one on Redis, two on Redis behind nginx: one run, alternating (docs/benchmarks.md)
+bench-replicas: setup wrk nginx ## Requests/s and p99: the API with its state in-process, on Redis, two replicas on Redis behind nginx
+	$(BIN)/python -m benchmarks.serving --against redis --no-swap $(SERVING_ARGS)
+
+nginx:
+	@command -v nginx >/dev/null 2>&1 || { echo "nginx not found: installing it with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
 
 wrk:
 	@command -v wrk >/dev/null 2>&1 || { echo "wrk not found: installing it with apt-get"; \

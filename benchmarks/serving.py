@@ -18,7 +18,11 @@
 
 ``--against redis`` measures, in place of mlflow, our API with its online feature state in Redis (team mode:
 ``FRAUDOPS_REDIS_URL``, a prefix of the run's, deleted afterwards) against the same API with the state in
-its process, one replica each, the same traffic: what the shared state costs (no swap run then).
+its process, one replica each, the same traffic: what the shared state costs (no swap run then); and
+two replicas on that Redis behind nginx (deploy/nginx/fraudops.conf, the compose scale profile's), all
+three alternating in one run (`make bench-replicas`). The replicas share the servers' core, so the
+third arm shows what balancing costs, not the capacity a second machine adds; its "server CPU" is
+nginx's.
 
 Figures go to a rich table and ``reports/bench_serving.json`` (``bench_serving_redis.json``). The wrk scripts are in ``benchmarks/wrk``.
 """
@@ -77,7 +81,8 @@ GOALS = {
     "single_p99_ratio": 0.1,  # ours p99 / mlflow p99
     "batch_rows_ratio": 1.5,  # ours / mlflow rows/s, 1,000-row batches
 }
-TARGETS = ("ours", "mlflow", "redis")  # redis: ours again, its feature state in Redis (--against redis)
+# redis: ours again, its feature state in Redis (--against redis); replicas: two such replicas behind nginx
+TARGETS = ("ours", "mlflow", "redis", "replicas")
 # versions reported with the figures
 PACKAGES = (
     "mlflow",
@@ -97,10 +102,18 @@ ARMS = {
     "batch": [("ours", "batch"), ("ours", "columns"), ("mlflow", "batch")],
 }
 # --against redis: our API with its feature state in the process against the same API with the state in
-# Redis (team mode), both sending raw transactions: what the shared state costs one replica
+# Redis (team mode), both sending raw transactions: what the shared state costs one replica; then two
+# replicas on that Redis behind nginx (the compose scale profile's shape, on this machine's server core)
 REDIS_ARMS = {
-    "single": [("ours", "single"), ("redis", "single")],
-    "batch": [("ours", "batch"), ("redis", "batch"), ("ours", "columns"), ("redis", "columns")],
+    "single": [("ours", "single"), ("redis", "single"), ("replicas", "single")],
+    "batch": [
+        ("ours", "batch"),
+        ("redis", "batch"),
+        ("replicas", "batch"),
+        ("ours", "columns"),
+        ("redis", "columns"),
+        ("replicas", "columns"),
+    ],
 }
 
 app = typer.Typer(add_completion=False)
@@ -395,6 +408,46 @@ def start_ours_on_redis(project: Project, cfg: Config, logs: Path, prefix: str) 
     """Our API with its feature state in Redis under ``prefix`` (filled at start from the project's data)."""
     env = {"FRAUDOPS_REDIS_URL": cfg.redis_url, "FRAUDOPS_REDIS_PREFIX": prefix}
     return start_ours(project, cfg, logs, name="redis", env=env)
+
+
+def nginx_conf(folder: Path, site: str) -> str:
+    """A self-contained nginx.conf in ``folder`` (pid, logs, temp files) around ``site``'s server block."""
+    temp = "\n".join(
+        f"    {kind}_temp_path {folder}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        f"user root;\nworker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\n"
+        f"events {{ worker_connections 1024; }}\nhttp {{\n    access_log off;\n{temp}\n{site}\n}}\n"
+    )
+
+
+def start_replicas_behind_nginx(
+    project: Project, cfg: Config, logs: Path, prefix: str, first: Server
+) -> list[Server]:
+    """A second replica on the same Redis state as ``first``, and nginx spreading requests over both with
+    deploy/nginx/fraudops.conf (the compose scale profile's balancer), on a free port."""
+    if shutil.which("nginx") is None:
+        raise typer.BadParameter(
+            "nginx is not installed: `apt-get install -y nginx-light` (make bench does it)"
+        )
+    env = {"FRAUDOPS_REDIS_URL": cfg.redis_url, "FRAUDOPS_REDIS_PREFIX": prefix}
+    second = start_ours(project, cfg, logs, name="redis-b", env=env)
+    folder = logs / "nginx"
+    folder.mkdir()
+    port = free_port()
+    upstreams = "\n    ".join(
+        f"server {server.url.removeprefix('http://')} max_fails=2 fail_timeout=5s;"
+        for server in (first, second)
+    )
+    site = (ROOT / "deploy" / "nginx" / "fraudops.conf").read_text()
+    site = site.replace("server replica:8000 max_fails=2 fail_timeout=5s;", upstreams)
+    site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    conf = folder / "nginx.conf"
+    conf.write_text(nginx_conf(folder, site))
+    cmd = ["nginx", "-p", str(folder), "-c", str(conf), "-g", "daemon off;"]
+    lb = start_server("replicas", cmd, dict(os.environ), folder, port, "/health/ready", cfg, logs)
+    return [second, lb]
 
 
 def delete_redis_prefix(url: str, prefix: str) -> None:
@@ -777,12 +830,16 @@ def goals(summary: dict[str, dict[str, dict[str, Any]]], swap: dict[str, Any] | 
         rows.append(goal(f"{label}: ours rows/s ≥ 1.5× mlflow's", ratio, target, "×", ratio >= target))
         rows.append(goal(f"{label}: zero errors (ours)", ours["errors"], 0, "", ours["errors"] == 0))
     for kind, label in (("single", "single"), ("batch", "batch as rows"), ("columns", "batch as columns")):
-        local, shared = summary.get(kind, {}).get("ours"), summary.get(kind, {}).get("redis")
-        if local is None or shared is None:
-            continue  # informational: the state in Redis costs a round trip or two per request
-        ratio = shared["rows_per_s"] / local["rows_per_s"]
-        rows.append(goal(f"{label}: on Redis rows/s / in-process (informational)", ratio, 0, "×", True))
-        rows.append(goal(f"{label}: zero errors (on Redis)", shared["errors"], 0, "", shared["errors"] == 0))
+        local = summary.get(kind, {}).get("ours")
+        for arm, name in (("redis", "on Redis"), ("replicas", "2 replicas on Redis behind nginx")):
+            shared = summary.get(kind, {}).get(arm)
+            if local is None or shared is None:
+                continue  # informational: the state in Redis costs a round trip or two per request
+            ratio = shared["rows_per_s"] / local["rows_per_s"]
+            rows.append(goal(f"{label}: {name} rows/s / in-process (informational)", ratio, 0, "×", True))
+            rows.append(
+                goal(f"{label}: zero errors ({name})", shared["errors"], 0, "", shared["errors"] == 0)
+            )
     if swap is not None:
         failed = swap["failed_requests"]
         rows.append(goal("swap under load: zero failed requests", failed, 0, "", failed == 0))
@@ -896,6 +953,8 @@ def run(cfg: Config, out: Path, keep: bool) -> dict[str, Any]:
                 servers["ours"] = start_ours(project, cfg, logs)
                 if cfg.against == "redis":
                     servers["redis"] = start_ours_on_redis(project, cfg, logs, prefix)
+                    second, lb = start_replicas_behind_nginx(project, cfg, logs, prefix, servers["redis"])
+                    servers["redis-b"], servers["replicas"] = second, lb
                 else:
                     servers["mlflow"] = start_mlflow(project, cfg, logs)
             bench = Bench(cfg, project, servers, Timeline(project), logs)
