@@ -25,6 +25,8 @@ def dask_client(settings: Settings) -> Iterator[Client]:
 
     # the scheduler logs every shuffle's start and end as a warning: routine here (four per feature table)
     logging.getLogger("distributed.shuffle._scheduler_plugin").setLevel(logging.ERROR)
+    # and the cluster's start and close (nannies, workers, comms) at INFO: noise in the command's output
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     if settings.dask_scheduler:
         with Client(settings.dask_scheduler) as client:
             yield client
