@@ -12,6 +12,12 @@ def card_k(n_customers: int, per_5000: int) -> int:
     return max(10, round(per_5000 * n_customers / 5000))
 
 
+def local_days(stamps: pd.Series) -> np.ndarray:
+    """Each datetime's day in the column's own time zone, as ``datetime64`` (no object per row)."""
+    days = stamps.dt.floor("D")
+    return (days.dt.tz_localize(None) if days.dt.tz is not None else days).to_numpy()
+
+
 def card_precision_at_k(frame: pd.DataFrame, scores: np.ndarray, k: int) -> tuple[float, float, float]:
     """Card precision@k, its random baseline and its ceiling, averaged over test days.
 
@@ -20,25 +26,34 @@ def card_precision_at_k(frame: pd.DataFrame, scores: np.ndarray, k: int) -> tupl
     """
     data = pd.DataFrame(
         {
-            "day": frame["tx_datetime"].dt.floor("D").to_numpy(),
+            "day": local_days(frame["tx_datetime"]),
             "customer_id": frame["customer_id"].to_numpy(),
             "fraud": frame["tx_fraud"].to_numpy(),
             "score": scores,
         }
     )
-    caught: set[int] = set()
+    cards = data.groupby(["day", "customer_id"], sort=True).agg(
+        score=("score", "max"), fraud=("fraud", "max")
+    )
+    days = cards.index.get_level_values("day").to_numpy()
+    customers = cards.index.get_level_values("customer_id").to_numpy()
+    card_scores, card_frauds = cards["score"].to_numpy(), cards["fraud"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]]) if len(days) else np.array([], int)
+    caught = customers[:0]
     precisions, baselines, ceilings = [], [], []
-    for _, day in data.groupby("day", sort=True):
-        cards = day.groupby("customer_id").agg(score=("score", "max"), fraud=("fraud", "max"))
-        cards = cards[~cards.index.isin(list(caught))]
-        if cards.empty:
+    for lo, hi in zip(starts, np.r_[starts[1:], len(days)], strict=True):
+        fresh = lo + np.flatnonzero(~np.isin(customers[lo:hi], caught))
+        if not fresh.size:
             continue
-        top = cards.nlargest(k, "score")
-        n_fraud = int(cards["fraud"].sum())
-        precisions.append(top["fraud"].sum() / k)
-        baselines.append(n_fraud / len(cards))
+        # the k best cards; among equal scores the lower card id first (as a stable sort keeps them)
+        top = fresh[np.argsort(-card_scores[fresh], kind="stable")[:k]]
+        n_fraud = int(card_frauds[fresh].sum())
+        precisions.append(card_frauds[top].sum() / k)
+        baselines.append(n_fraud / fresh.size)
         ceilings.append(min(n_fraud, k) / k)
-        caught.update(top.index[top["fraud"] == 1].tolist())  # detected: fraudulent and in the top k
+        caught = np.concatenate(
+            [caught, customers[top[card_frauds[top] == 1]]]
+        )  # detected: fraudulent, top k
     if not precisions:
         return 0.0, 0.0, 0.0
     return float(np.mean(precisions)), float(np.mean(baselines)), float(np.mean(ceilings))

@@ -62,10 +62,20 @@ def last_labelled_in(table: pd.DataFrame, today: dt.date | None = None, delay_da
     return newest if today is None else min(newest, today - dt.timedelta(days=delay_days))
 
 
+def day_start(stamps: pd.Series, day: dt.date) -> pd.Timestamp:
+    """Midnight starting ``day`` in the time zone of ``stamps`` (a datetime column)."""
+    return pd.Timestamp(day).tz_localize(stamps.dt.tz)
+
+
+def days_between(stamps: pd.Series, start: dt.date, end: dt.date) -> np.ndarray:
+    """Which ``stamps`` fall on a day in [start, end] (compared as datetimes: no date objects per row)."""
+    lo, hi = day_start(stamps, start), day_start(stamps, end + dt.timedelta(days=1))
+    return ((stamps >= lo) & (stamps < hi)).to_numpy(bool)
+
+
 def select_days(table: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Labelled rows whose transaction day lies in [start, end]."""
-    days = table["tx_datetime"].dt.date
-    part = table[(days >= start) & (days <= end) & table["tx_fraud"].notna()]
+    part = table[days_between(table["tx_datetime"], start, end) & table["tx_fraud"].notna().to_numpy(bool)]
     return part.assign(tx_fraud=part["tx_fraud"].astype(int))
 
 
@@ -77,11 +87,13 @@ def drop_known_compromised(table: pd.DataFrame, windows: Windows, test: pd.DataF
     the label delay). Such a card would already be blocked, so scoring it again flatters the model.
     """
     lag = (windows.test_start - windows.train_end).days
-    frauds = table[table["tx_fraud"] == 1]  # few rows: dates are cheap from here on
-    frauds = frauds[frauds["tx_datetime"].dt.date >= windows.train_start]
-    first = frauds.groupby("customer_id")["tx_datetime"].min().dt.date
-    known_since = test["customer_id"].map(first)  # NaN: never a fraud before
-    cutoff = test["tx_datetime"].dt.date - dt.timedelta(days=lag)
+    frauds = table[(table["tx_fraud"] == 1).to_numpy(bool)]
+    frauds = frauds[
+        (frauds["tx_datetime"] >= day_start(frauds["tx_datetime"], windows.train_start)).to_numpy(bool)
+    ]
+    first = frauds.groupby("customer_id")["tx_datetime"].min().dt.floor("D")  # the day of the first fraud
+    known_since = test["customer_id"].map(first)  # NaT: never a fraud before
+    cutoff = test["tx_datetime"].dt.floor("D") - pd.Timedelta(days=lag)
     known = known_since.notna() & (known_since <= cutoff)
     return test[~known.to_numpy(bool)]
 

@@ -90,11 +90,14 @@ def compare_folds(
     population: int,
     hyper: HyperParams,
     threshold: float,
+    fitted: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """The model and the logistic baseline over the prequential folds: mean and std of each metric.
 
     Fold 0 is the protocol's own windows; each next fold moves train, gap and test back by one test
-    window. The baseline's fold-0 metrics are also reported on their own.
+    window. The baseline's fold-0 metrics are also reported on their own. ``fitted`` holds models
+    ("model", "baseline") already fitted on ``windows``' training rows: fold 0 uses them as they are
+    (the same rows, parameters and seed would fit them again to the same trees).
     """
     features = feature_names(params.features)
     fits = {
@@ -106,7 +109,9 @@ def compare_folds(
     for fold in folds:
         train, test = split_windows(table, fold)
         for name, fit in fits.items():
-            runs[name].append(evaluate_model(fit(train), test, features, threshold, params, population))
+            reuse = fitted.get(name) if fitted is not None and fold == windows else None
+            model = reuse if reuse is not None else fit(train)
+            runs[name].append(evaluate_model(model, test, features, threshold, params, population))
     out: dict[str, float] = {"prequential_folds": float(len(folds))}
     out |= {f"baseline_{key}": runs["baseline"][0][key] for key in SUMMARY_KEYS}
     for name, results in runs.items():
@@ -129,6 +134,7 @@ class StageResult:
     train: pd.DataFrame
     test: pd.DataFrame
     onnx_model: bytes | None  # the checked export (None when not asked for)
+    baseline: Any = None  # the logistic baseline fitted on ``train`` (None without the folds)
 
 
 def train_on_table(
@@ -162,15 +168,20 @@ def _train_on_table(
     features = feature_names(params.features)
     population = int(table["customer_id"].nunique())  # customers seen in all the data
     metrics = evaluate_model(model, test, features, selection.threshold, params, population)
+    baseline = None
     if folds:
-        metrics |= compare_folds(table, windows, params, population, selection.hyper, selection.threshold)
+        baseline = fit_baseline(train, params)
+        fitted = {"model": model, "baseline": baseline}
+        metrics |= compare_folds(
+            table, windows, params, population, selection.hyper, selection.threshold, fitted
+        )
     metrics["threshold"] = selection.threshold
     onnx_model = None
     if export:  # refuses (raises) when the ONNX form disagrees with the model
         onnx_model, metrics["onnx_max_abs_diff"] = export_checked(
             model, feature_matrix(test, features).to_numpy()
         )
-    return StageResult(model, windows, selection, metrics, train, test, onnx_model)
+    return StageResult(model, windows, selection, metrics, train, test, onnx_model, baseline)
 
 
 def run_stage(
@@ -204,7 +215,8 @@ def run_stage(
     features = feature_names(params.features)
     y, scores = test["tx_fraud"].to_numpy(), score_frame(model, test, features)
     pr_curve(y, scores).to_csv(metrics_dir / PR_CURVE_FILE, index=False)
-    baseline_scores = score_frame(fit_baseline(result.train, params), test, features)  # fold 0's baseline
+    baseline = result.baseline if result.baseline is not None else fit_baseline(result.train, params)
+    baseline_scores = score_frame(baseline, test, features)  # fold 0's baseline
     write_pr_curve(
         y, scores, baseline_scores, metrics_dir / PR_CURVE_PNG, result.windows.as_tags()["test_window"]
     )

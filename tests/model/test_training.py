@@ -37,7 +37,15 @@ from core.settings import Settings
 from pipelines.export import TOLERANCE
 from pipelines.ingest import find_batches, ingest_batch
 from pipelines.tracking import client_for
-from pipelines.train import NotEnoughData, Windows, evaluate_model, plan_windows, split_windows
+from pipelines.train import (
+    NotEnoughData,
+    Windows,
+    evaluate_model,
+    fit_baseline,
+    plan_windows,
+    prequential_windows,
+    split_windows,
+)
 from pipelines.training import TrainingOutcome, current_champion, run_training
 from pipelines.versioning import data_version, ensure_dvc_repo, track_data
 from tests.conftest import make_project, task_runs_in_order
@@ -332,6 +340,16 @@ def test_folds_compare_the_model_with_the_logistic_baseline(small_world: SmallWo
         assert compared[f"{prefix}_average_precision_mean"] > random_ap
         assert compared[f"{prefix}_average_precision_std"] >= 0
     assert compared["baseline_average_precision"] > random_ap
+    # fold 0 is the protocol's own windows: the models already fitted there give the same figures
+    first_day = small_world.table["tx_datetime"].min().date()
+    assert prequential_windows(small_world.windows.test_end, params, first_day)[0] == small_world.windows
+    baseline = fit_baseline(small_world.train, params)
+    args = (small_world.table, small_world.windows, params, population, sel.hyper, sel.threshold)
+    assert compare_folds(*args, {"model": small_world.model, "baseline": baseline}) == compared
+    # ... and they are what fold 0 uses: another model there changes the model's figures only
+    swapped = compare_folds(*args, {"model": baseline})
+    assert swapped["prequential_average_precision_mean"] != compared["prequential_average_precision_mean"]
+    assert swapped["baseline_average_precision"] == compared["baseline_average_precision"]
 
 
 def test_cards_known_to_be_compromised_leave_the_test_set(params: Params) -> None:

@@ -115,3 +115,21 @@ def test_a_fraud_card_missed_on_one_day_still_counts_on_the_next() -> None:
     cpk, random, _ = card_precision_at_k(frame, scores, k=1)
     assert cpk == 1.0  # day 2: card 1 dropped out, card 2 ranks first and is fraudulent
     assert random == pytest.approx((2 / 3 + 1 / 2) / 2)  # day 2 judges cards 2 and 3 only
+
+
+def test_card_precision_breaks_score_ties_by_the_lower_card_id_and_counts_days_in_the_columns_zone() -> None:
+    paris = "Europe/Paris"
+    day1 = pd.Timestamp("2026-01-01 10:00", tz=paris)
+    late = pd.Timestamp("2026-01-01 23:30", tz=paris)  # 22:30 UTC: still the 1st in Paris
+    frame = pd.DataFrame(
+        {
+            "tx_datetime": [day1, day1, late, day1 + pd.Timedelta(days=1)],
+            "customer_id": [7, 3, 5, 7],
+            "tx_fraud": [0, 1, 0, 1],
+        }
+    )
+    scores = np.array([0.5, 0.5, 0.1, 0.9])
+    cpk, random, _ = card_precision_at_k(frame, scores, k=1)
+    # day 1 (cards 3, 5, 7): 3 and 7 tie at 0.5, card 3 ranks first and is fraudulent; day 2: card 7
+    assert cpk == 1.0
+    assert random == pytest.approx((1 / 3 + 1) / 2)
