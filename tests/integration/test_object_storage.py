@@ -37,6 +37,7 @@ from tests.integration.test_team_setup import (
     _interpolate,
     _start,
 )
+from tests.integration.tiny_run import tiny_model, tiny_run_data
 from tests.model.world import mlflow_uris_restored
 
 BUCKET = "fraudops-test"
@@ -309,14 +310,6 @@ def test_no_tracked_file_holds_the_bucket_credentials(stores: Stores, pushed_pro
 # MLflow
 
 
-def train_tiny_model() -> tuple[Any, np.ndarray, list[str]]:
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(60, 3)).astype(np.float32)
-    return LogisticRegression().fit(x, (x[:, 0] > 0).astype(int)), x, ["a", "b", "c"]
-
-
 def test_the_embedded_store_can_keep_its_artifacts_in_the_bucket(
     s3: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_s3_access: None
 ) -> None:
@@ -337,7 +330,7 @@ def test_the_embedded_store_can_keep_its_artifacts_in_the_bucket(
     settings = Settings()
     for name, value in tool_environment(settings).items():
         monkeypatch.setenv(name, value)  # what every fraudops command does at start
-    model, x, _ = train_tiny_model()
+    model, x, _ = tiny_model(seed=3)
     with mlflow_uris_restored():
         experiment = ensure_experiment(settings, "solo-s3")
         assert mlflow.get_experiment(experiment).artifact_location == f"s3://{BUCKET}/solo"
@@ -361,24 +354,16 @@ def test_the_mlflow_server_keeps_the_model_in_the_bucket_and_serves_it_to_client
 
     from core.registry import download_onnx, load_model, registry_client
     from pipelines.export import to_onnx_bytes
-    from pipelines.tracking import TAG_CYCLE, ensure_experiment, log_run, register_run
+    from pipelines.tracking import ensure_experiment, log_run, register_run
 
     assert stores.mlflow_command[_flag(stores.mlflow_command, "--artifacts-destination")] == (
         f"s3://{BUCKET}/{MLFLOW_PREFIX}"
     )
     stores.mlflow.wait_healthy()
-    model, x, features = train_tiny_model()
+    model, x, features = tiny_model(seed=3)
     onnx_model = to_onnx_bytes(model, len(features))
     settings = Settings(project_dir=tmp_path, mlflow_tracking_uri=stores.mlflow_url, model_name="s3-check")
-    run_data = {
-        "features": features,
-        "threshold": 0.5,
-        "label_delay_days": 7,
-        "run_name": "s3-check",
-        "params": {"C": 1.0},
-        "metrics": {"average_precision": 1.0},
-        "tags": {"data_version": "test", TAG_CYCLE: "s3-check"},
-    }
+    run_data = tiny_run_data("s3-check", features)
     with mlflow_uris_restored():
         experiment = ensure_experiment(settings, "s3-check")
         assert mlflow.get_experiment(experiment).artifact_location.startswith("mlflow-artifacts:")

@@ -40,6 +40,7 @@ from core.registry import (
 )
 from pipelines.tracking import pip_requirements
 from tests.conftest import connect_postgres, postgres_admin, postgres_url
+from tests.integration.tiny_run import tiny_model, tiny_run_data
 from tests.model.world import mlflow_uris_restored
 
 pytestmark = pytest.mark.postgres
@@ -333,33 +334,20 @@ def test_training_against_the_server_stores_the_model_where_the_api_container_ca
 
     import mlflow
     import pandas as pd
-    from sklearn.linear_model import LogisticRegression
 
     from core.registry import download_onnx
     from core.settings import Settings
     from pipelines.export import onnx_fraud_probability, to_onnx_bytes
-    from pipelines.tracking import TAG_CYCLE, ensure_experiment, log_run, register_run
+    from pipelines.tracking import ensure_experiment, log_run, register_run
 
     team_servers.mlflow.wait_healthy()
     trainer = tmp_path / "trainer"  # the training container's project: nothing else can read it
     settings = Settings(
         project_dir=trainer, mlflow_tracking_uri=team_servers.mlflow_url, model_name="team-path-check"
     )
-    rng = np.random.default_rng(1)
-    features = ["a", "b", "c"]
-    x = rng.normal(size=(60, 3)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(int)
-    model = LogisticRegression().fit(x, y)
+    model, x, features = tiny_model(seed=1)
     onnx_model = to_onnx_bytes(model, len(features))
-    run_data = {
-        "features": features,
-        "threshold": 0.5,
-        "label_delay_days": 7,
-        "run_name": "team-path-check",
-        "params": {"C": 1.0},
-        "metrics": {"average_precision": 1.0},
-        "tags": {"data_version": "test", TAG_CYCLE: "team-path-check"},
-    }
+    run_data = tiny_run_data("team-path-check", features)
     with mlflow_uris_restored():
         experiment = ensure_experiment(settings, "team-path-check")
         location = mlflow.get_experiment(experiment).artifact_location

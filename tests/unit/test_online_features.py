@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import tracemalloc
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,29 +36,52 @@ def state_for(params: Params) -> OnlineFeatures:
     return OnlineFeatures(params.features, params.data.label_delay_days)
 
 
+@dataclass(frozen=True)
+class LabelledStream:
+    """A small simulated world in time order, its first ten days the warm start, and a label for every
+    transaction (a fifth of them fraud: denser than the simulator's 1 %, so that terminal risk is not
+    always zero in so small a world)."""
+
+    tx: pd.DataFrame
+    warm: np.ndarray  # bool per row of tx: before 2026-01-11
+    fraud: np.ndarray
+    label: dict[str, int]
+
+    def warm_labels(self) -> dict[str, int]:
+        return {tid: self.label[tid] for tid in self.tx["transaction_id"][self.warm]}
+
+    def stream(self) -> pd.DataFrame:
+        """The rows after the warm start."""
+        return self.tx[~self.warm].reset_index(drop=True)
+
+
+def labelled_stream(folder: Path, days: int) -> LabelledStream:
+    cfg = SimulationConfig(customers=60, terminals=40, days=days, seed=3, start_date=dt.date(2026, 1, 1))
+    _, tx = write_simulation(folder, cfg)
+    tx = tx.sort_values("tx_datetime", kind="stable").reset_index(drop=True)
+    warm = (tx["tx_datetime"].dt.date < dt.date(2026, 1, 11)).to_numpy()
+    fraud = (np.random.default_rng(0).random(len(tx)) < 0.2).astype(np.int64)
+    return LabelledStream(tx, warm, fraud, dict(zip(tx["transaction_id"], fraud.tolist(), strict=True)))
+
+
 def test_stream_reproduces_offline_features_bit_for_bit(tmp_path: Path, params: Params) -> None:
     """45 days streamed in batches after a 10-day warm start, labels fed after each day.
 
     Labels are denser than the simulator's 1 % (as in test_features) so that terminal risk is not
     always zero in so small a world.
     """
-    cfg = SimulationConfig(customers=60, terminals=40, days=55, seed=3, start_date=dt.date(2026, 1, 1))
-    _, tx = write_simulation(tmp_path, cfg)
-    tx = tx.sort_values("tx_datetime", kind="stable").reset_index(drop=True)
-    days = tx["tx_datetime"].dt.date
-    warm = days < dt.date(2026, 1, 11)
-    fraud = (np.random.default_rng(0).random(len(tx)) < 0.2).astype(np.int64)
-    label = dict(zip(tx["transaction_id"], fraud.tolist(), strict=True))
+    world = labelled_stream(tmp_path, days=55)
+    tx, warm, fraud, label = world.tx, world.warm, world.fraud, world.label
     state = state_for(params)
-    state.warm_start(tx[warm], {tid: label[tid] for tid in tx["transaction_id"][warm]})
-    stream = tx[~warm].reset_index(drop=True)
+    state.warm_start(tx[warm], world.warm_labels())
+    stream = world.stream()
     online = []
     for _, part in stream.groupby(stream["tx_datetime"].dt.date, sort=True):
         for start in range(0, len(part), 37):  # uneven batches, some of one row
             online.append(state.add_transactions(rows_of(part.iloc[start : start + 37])))
         state.add_labels({tid: label[tid] for tid in part["transaction_id"]})
     offline = compute_features(tx, fraud, params.features, params.data.label_delay_days)
-    expected = offline[(~warm).to_numpy()].to_numpy()
+    expected = offline[~warm].to_numpy()
     got = np.concatenate(online)
     assert got.dtype == np.float32 and got.shape == expected.shape
     assert np.array_equal(got, expected)

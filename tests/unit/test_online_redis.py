@@ -3,7 +3,6 @@ offline definition (core.features), on a real Redis."""
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +19,8 @@ from core.online import FeatureState, FeatureStateError, OnlineFeatures
 from core.online_redis import RedisFeatures, connect_redis
 from core.params import Params
 from core.schemas import TRANSACTION_COLUMNS
-from core.simulator import SimulationConfig, write_simulation
 from tests.redis_support import TEST_REDIS_URL, connect_or_skip, free_port, own_prefix
-from tests.unit.test_online_features import row, rows_of
+from tests.unit.test_online_features import labelled_stream, row, rows_of
 
 pytestmark = pytest.mark.redis
 
@@ -60,18 +58,13 @@ def test_stream_gives_the_in_process_features_bit_for_bit(
 ) -> None:
     """The same warm start and the same stream (uneven batches, single rows, labels after each day) through
     both states: identical rows, equal to the offline features; old rows pruned from Redis too."""
-    cfg = SimulationConfig(customers=60, terminals=40, days=50, seed=3, start_date=dt.date(2026, 1, 1))
-    _, tx = write_simulation(tmp_path, cfg)
-    tx = tx.sort_values("tx_datetime", kind="stable").reset_index(drop=True)
-    warm = (tx["tx_datetime"].dt.date < dt.date(2026, 1, 11)).to_numpy()
-    fraud = (np.random.default_rng(0).random(len(tx)) < 0.2).astype(np.int64)  # dense: risk is not all 0
-    label = dict(zip(tx["transaction_id"], fraud.tolist(), strict=True))
+    world = labelled_stream(tmp_path, days=50)
+    tx, warm, fraud, label = world.tx, world.warm, world.fraud, world.label
     local = OnlineFeatures(params.features, params.data.label_delay_days)
     shared = redis_state(params, prefix)
-    warm_labels = {tid: label[tid] for tid in tx["transaction_id"][warm]}
-    local.warm_start(tx[warm], warm_labels)
-    shared.warm_start(tx[warm], warm_labels, {"test": True})
-    stream = tx[~warm].reset_index(drop=True)
+    local.warm_start(tx[warm], world.warm_labels())
+    shared.warm_start(tx[warm], world.warm_labels(), {"test": True})
+    stream = world.stream()
     got: dict[str, list[np.ndarray]] = {"local": [], "shared": []}
     for _, part in stream.groupby(stream["tx_datetime"].dt.date, sort=True):
         for start in range(0, len(part), 37):  # uneven batches: some of one row, most counted with numpy
