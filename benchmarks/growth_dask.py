@@ -10,9 +10,11 @@ the tree's summed resident memory, so a Dask run counts its workers and its clie
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -78,16 +80,34 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def run_sampled(
-    command: list[str], env: dict[str, str], preexec: Callable[[], None] | None = None
+    command: list[str],
+    env: dict[str, str],
+    preexec: Callable[[], None] | None = None,
+    timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Run ``command`` (``preexec`` in the child before it starts); its wall time, exit code and the
-    tree's peak summed resident memory."""
+    tree's peak summed resident memory. Past ``timeout_s`` the whole process group is killed and
+    ``timed_out`` is true (a Dask cluster that stops making progress would otherwise wait forever)."""
     started = time.perf_counter()
+    timed_out = False
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty child never blocks on it
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec,
+            start_new_session=True,  # its own group: a timeout kills the workers it started too
+        )
         peak = 0.0
         while process.poll() is None:
             peak = max(peak, tree_rss_mb(process.pid))
+            if timeout_s is not None and time.perf_counter() - started > timeout_s:
+                timed_out = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                break
             time.sleep(SAMPLE_S)
         log.seek(0)
         output = log.read()
@@ -95,6 +115,7 @@ def run_sampled(
         "seconds": round(time.perf_counter() - started, 2),
         "peak_tree_rss_mb": round(peak),
         "returncode": process.returncode,
+        "timed_out": timed_out,
         "output_tail": output.strip().splitlines()[-3:],
     }
 

@@ -16,10 +16,13 @@ The world (``fraudops simulate``, seed 0, 183 days) is simulated once into ``--w
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,6 +79,14 @@ class MemoryCgroup:
         return {"cgroup_peak_mb": peak // 1024**2, "oom_kills": int(control.get("oom_kill", 0))}
 
     def remove(self) -> None:
+        """Kill what is still inside (a run stopped early leaves its workers there), then remove it."""
+        procs = self.path / "cgroup.procs"
+        deadline = time.monotonic() + 10
+        while (pids := procs.read_text().split()) and time.monotonic() < deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.1)
         self.path.rmdir()
 
 
@@ -89,11 +100,22 @@ def memory_cgroup(name: str, limit_bytes: int) -> Iterator[MemoryCgroup]:
         group.remove()
 
 
-def run_capped(command: list[str], env: dict[str, str], name: str, limit_bytes: int) -> dict[str, Any]:
+def run_capped(
+    command: list[str], env: dict[str, str], name: str, limit_bytes: int, timeout_s: float | None = None
+) -> dict[str, Any]:
     """``command`` inside a fresh cgroup capped at ``limit_bytes``: run figures and the cgroup's."""
     with memory_cgroup(name, limit_bytes) as group:
-        result = run_sampled(command, env, preexec=group.enter)
+        result = run_sampled(command, env, preexec=group.enter, timeout_s=timeout_s)
         return result | group.figures()
+
+
+def announce(name: str, run: dict[str, Any]) -> dict[str, Any]:
+    """Print a run's outcome as soon as it is known (the whole proof takes many minutes)."""
+    ending = "timed out, killed" if run.get("timed_out") else f"exit {run['returncode']}"
+    console.print(
+        f"{name}: {ending} after {run['seconds']:,.0f} s, peak tree RSS {run['peak_tree_rss_mb']:,} MB"
+    )
+    return run
 
 
 def same_tables(left: Path, right: Path, batch_rows: int = 1_000_000) -> bool:
@@ -120,10 +142,14 @@ def main(
         bool, typer.Option(help="Keep an uncapped reference table from an earlier run.")
     ] = False,
     out: Annotated[Path, typer.Option(help="The results (JSON).")] = Path("reports/memcap.json"),
+    timeout_minutes: Annotated[
+        float, typer.Option(min=1, help="A run still going after this long is killed and reported so.")
+    ] = 60.0,
 ) -> None:
     """Single process and Dask under one memory cap; the Dask table checked against the uncapped one."""
     world = ensure_world(worlds, scale)
     limit = int(cap_gb * 1024**3)
+    timeout = timeout_minutes * 60
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -134,14 +160,19 @@ def main(
     reference = world / "features-reference.parquet"
     runs: dict[str, dict[str, Any]] = {}
     if not (reuse_reference and reference.exists()):
-        runs["single, no cap"] = run_sampled(features_command(world, reference, "single"), env)
+        runs["single, no cap"] = announce(
+            "single, no cap",
+            run_sampled(features_command(world, reference, "single"), env, timeout_s=timeout),
+        )
     capped_single = world / "features-single-capped.parquet"
-    runs["single, capped"] = run_capped(
-        features_command(world, capped_single, "single"), env, "fraudops-single", limit
+    runs["single, capped"] = announce(
+        "single, capped",
+        run_capped(features_command(world, capped_single, "single"), env, "fraudops-single", limit, timeout),
     )
     capped_dask = world / "features-dask-capped.parquet"
-    runs["dask, capped"] = run_capped(
-        features_command(world, capped_dask, "dask"), env, "fraudops-dask", limit
+    runs["dask, capped"] = announce(
+        "dask, capped",
+        run_capped(features_command(world, capped_dask, "dask"), env, "fraudops-dask", limit, timeout),
     )
     finished = runs["dask, capped"]["returncode"] == 0
     report = {
@@ -172,7 +203,7 @@ def print_report(report: dict[str, Any]) -> None:
     for name, run in report["runs"].items():
         table.add_row(
             name,
-            str(run["returncode"]),
+            "timed out" if run.get("timed_out") else str(run["returncode"]),
             f"{run['seconds']:.1f}",
             f"{run['peak_tree_rss_mb']:,}",
             f"{run.get('cgroup_peak_mb', '-')}",
