@@ -572,3 +572,24 @@ def test_what_was_logged_after_a_cursor_is_read_once(db: LogLocation) -> None:
     everything = store.read_after(Cursor())
     assert sorted(everything.predictions["transaction_id"]) == ["T1", "T2", "T3"]
     assert len(everything.feedback) == 2
+
+
+def test_a_batch_past_the_in_memory_size_is_streamed_into_its_row_and_reads_back_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.predlog.IN_MEMORY_BATCH_ROWS", 3)  # 2 rows in memory, 5 streamed
+    small, large = [row(i) for i in range(2)], [row(i) for i in range(10, 15)]
+    with PredictionWriter(SqlitePredictionLog(tmp_path / "p.db"), FEATURES, flush_interval_s=10) as log:
+        for rows in (small, large):
+            log.submit(batch(rows))
+            assert log.flush(timeout=5)
+    frame = read_predictions(tmp_path / "p.db")
+    with contextlib.closing(sqlite3.connect(tmp_path / "p.db")) as conn:
+        stored = conn.execute(
+            "SELECT rows, first_us, last_us, length(arrow) > 0 FROM batches ORDER BY id"
+        ).fetchall()
+    micros = [pd.Timestamp(r[1]).value // 1000 for r in small + large]
+    assert stored == [(2, micros[0], micros[1], 1), (5, micros[2], micros[6], 1)]
+    assert frame["transaction_id"].tolist() == [r[0] for r in small + large]
+    assert frame["f_b"].tolist() == [r[6] for r in small + large]
+    assert frame["scored_at"].tolist() == [r[-1] for r in small + large]
