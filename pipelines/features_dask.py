@@ -51,7 +51,13 @@ ROW_BITS = 32  # a Parquet row group holds far fewer than 2**32 rows
 TIME, LABEL = "tx_datetime", "tx_fraud"
 
 
-PIECE_ROWS = 500_000  # rows a task reads and a partition holds: few tasks, each well under a GB
+PIECE_ROWS = 500_000  # rows a task reads and a partition holds at most: few tasks, each under a GB
+# what a worker needs beside a task's rows: its own process (Python, pandas, Arrow, Dask: 173 MiB
+# measured) and the shuffle's buffers, which pipelines.cluster bounds by the worker's limit
+WORKER_BASE_BYTES = 200 * 1024**2
+TASK_BYTES_PER_ROW = 800  # a partition's features at their peak: 560-770 bytes a row measured
+WORKER_BUDGET = 0.6  # of a worker's limit: Dask starts spilling at 0.6 and pauses the worker at 0.8
+MIN_PIECE_ROWS = 50_000  # below this the tasks' fixed costs dominate: a larger worker is the answer
 
 
 @dataclass(frozen=True)
@@ -197,19 +203,51 @@ def put_in_order(part: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return part.sort_index().sort_values(TIME, kind="stable").reset_index(drop=True)[columns]
 
 
+def partition_rows(memory_limits: Sequence[int]) -> int:
+    """Rows a partition may hold on workers with these memory limits (bytes; 0: no limit).
+
+    A task's rows must fit the smallest worker's budget with room to spare: a worker whose memory
+    passes 80 % of its limit pauses, and memory a running task holds cannot be spilled, so a
+    partition too large for its worker waits forever (or gets the worker killed) instead of failing.
+    """
+    limits = [limit for limit in memory_limits if limit]
+    if not limits:
+        return PIECE_ROWS
+    room = min(limits) * WORKER_BUDGET - WORKER_BASE_BYTES
+    rows = min(PIECE_ROWS, int(room // TASK_BYTES_PER_ROW))
+    if rows < MIN_PIECE_ROWS:
+        need = (WORKER_BASE_BYTES + MIN_PIECE_ROWS * TASK_BYTES_PER_ROW) / WORKER_BUDGET
+        raise ValueError(
+            f"a Dask worker's memory limit of {min(limits) / 1024**2:,.0f} MiB leaves no room for the "
+            f"features of {MIN_PIECE_ROWS:,} transactions: give each worker at least {need / 1024**2:,.0f} "
+            "MiB (FRAUDOPS_DASK_WORKER_MEMORY, or the workers of FRAUDOPS_DASK_SCHEDULER)"
+        )
+    return rows
+
+
+def worker_memory_limits(client: Client) -> list[int]:
+    """Each worker's memory limit in bytes (0: none), as the scheduler knows them."""
+    return [int(w.get("memory_limit") or 0) for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+
+
 def write_feature_table(
     client: Client,
     tx_paths: Sequence[Path],
     label_paths: Sequence[Path],
     params: Params,
     out: Path,
-    piece_rows: int = PIECE_ROWS,
+    piece_rows: int | None = None,
 ) -> int:
     """Compute the feature table on ``client``'s cluster and write it to ``out`` (one Parquet file).
 
-    The workers write their partitions beside ``out``; this process then appends them to ``out`` one
-    at a time, so it never holds more than one partition. Returns the number of rows written.
+    Partitions hold ``piece_rows`` rows, by default as many as the smallest worker's memory limit
+    allows (:func:`partition_rows`). The workers write their partitions beside ``out``; this process
+    then appends them to ``out`` one at a time, so it never holds more than one partition. Returns
+    the number of rows written.
     """
+    if piece_rows is None:
+        piece_rows = partition_rows(worker_memory_limits(client))
+        log.info("Dask features: partitions of up to %s rows", f"{piece_rows:,}")
     frame = feature_frame(tx_paths, label_paths, params, piece_rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".features-parts-") as parts:
